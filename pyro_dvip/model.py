@@ -1,0 +1,138 @@
+"""The factored temporal VAE of Whitney & Fergus as a Pyro model and guide.
+
+Generative model (``shared/paper/math.md``), K factors of size d, z_dim = K d:
+
+    p(x_{1:T}, z_{1:T}) = prod_t p(x_t | z_t) p(z_t | z_{t-1})
+    p(z_1) = N(0, I)
+    p(z_t | z_{t-1}) = prod_k N(z_t^k | mu_k(z_{t-1}^k), diag sigma_k^2(z_{t-1}^k))
+    p(x_t | z_t) = N(x_t | g(z_t), sigma_x^2 I)                      g: DCGAN generator
+
+Filtering posterior (Appendix A), "like a Kalman filter":
+
+    q(z_{1:T} | x_{1:T}) = prod_t q(z_t | z_{t-1}, x_t)
+    q(z_t | z_{t-1}, x_t) = N(h(e(x_t), stop_grad[mu(z_{t-1}), log sigma^2(z_{t-1})]))
+
+with e the DCGAN discriminator and zeros for the prior's prediction at t = 1.
+
+Trace sites: ``z_1 ... z_T`` (value (B, K, d), batch (B, K) inside the ``videos`` and
+``factors`` plates, event (d,)) and ``x`` (value (B, T, C, H, W), batch (B, T) inside the
+``videos`` and ``steps`` plates, event (C, H, W)). The decoder and encoder each run once over
+all B T frames. The entangled baseline is ``DVIP(num_factors=1, factor_dim=K * d)``.
+"""
+
+from __future__ import annotations
+
+import pyro
+import torch
+from pyro import distributions as dist
+from pyro import poutine
+from torch import nn
+
+from .networks import Decoder, Encoder, PosteriorHead, check_image_size
+from .priors import FactoredMLPTransition, Transition
+
+
+class DVIP(nn.Module):
+    """Disentangling Video with Independent Prediction.
+
+    Args:
+        num_factors: K, the number of independently predicted factors.
+        factor_dim: d, the size of each factor.
+        channels, image_size: frame shape; ``image_size`` a power of two in [16, 256].
+        obs_var: sigma_x^2 of the Gaussian likelihood (0.25 Moving MNIST, 0.05 video).
+        width: channel multiplier of the DCGAN networks (64 is the paper's).
+        transition: a :class:`Transition` instance, or a class built as
+            ``transition(num_factors, factor_dim)``; default the paper's factored MLP.
+        transition_layers: hidden 128x128 layers of the default transition (paper: 3).
+    """
+
+    def __init__(
+        self,
+        num_factors: int,
+        factor_dim: int,
+        channels: int = 3,
+        image_size: int = 64,
+        obs_var: float = 0.25,
+        width: int = 64,
+        transition: Transition | type[Transition] | None = None,
+        transition_layers: int = 3,
+    ):
+        super().__init__()
+        for name, value in [
+            ("num_factors", num_factors),
+            ("factor_dim", factor_dim),
+            ("channels", channels),
+            ("width", width),
+        ]:
+            if value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
+        if transition_layers < 0:
+            raise ValueError(f"transition_layers must be >= 0, got {transition_layers}")
+        if not obs_var > 0:
+            raise ValueError(f"obs_var must be > 0, got {obs_var}")
+        check_image_size(image_size)
+        self.num_factors, self.factor_dim = num_factors, factor_dim
+        self.z_dim = num_factors * factor_dim
+        self.channels, self.image_size = channels, image_size
+        self.obs_var = float(obs_var)
+
+        if transition is None:
+            transition = FactoredMLPTransition(
+                num_factors, factor_dim, num_hidden_layers=transition_layers
+            )
+        elif isinstance(transition, type):
+            transition = transition(num_factors, factor_dim)
+        if not isinstance(transition, Transition):
+            raise TypeError(
+                f"transition must be a pyro_dvip.Transition, got {type(transition).__name__}"
+            )
+        if (transition.num_factors, transition.factor_dim) != (num_factors, factor_dim):
+            raise ValueError(
+                f"transition is for {transition.num_factors}x{transition.factor_dim} factors, "
+                f"the model has {num_factors}x{factor_dim}"
+            )
+        self.transition = transition
+        self.encoder = Encoder(channels, image_size, self.z_dim, width)
+        self.posterior = PosteriorHead(self.z_dim)
+        self.decoder = Decoder(channels, image_size, self.z_dim, width)
+
+    def model(self, x: torch.Tensor, kl_scale: float = 1.0) -> None:
+        """p(x_{1:T}, z_{1:T}); x: (B, T, C, H, W) in [0, 1]. ``kl_scale`` anneals the latents."""
+        B, T = x.shape[:2]
+        zs = []
+        factors = pyro.plate("factors", self.num_factors, dim=-1)
+        with pyro.plate("videos", B, dim=-2):
+            z = None
+            for t in pyro.markov(range(1, T + 1)):
+                p_z = self.transition.initial(B, x) if t == 1 else self.transition(z)
+                with factors, poutine.scale(scale=kl_scale):
+                    z = pyro.sample(f"z_{t}", p_z)  # (B, K, d)
+                zs.append(z)
+            mean = self.decoder(torch.stack(zs, 1).reshape(B * T, self.z_dim))
+            mean = mean.view(x.shape)  # (B, T, C, H, W)
+            with pyro.plate("steps", T, dim=-1):
+                pyro.sample("x", dist.Normal(mean, self.obs_var**0.5).to_event(3), obs=x)
+
+    def guide(self, x: torch.Tensor, kl_scale: float = 1.0) -> None:
+        """q(z_{1:T} | x_{1:T}) = prod_t q(z_t | z_{t-1}, x_t); same arguments as ``model``."""
+        B, T = x.shape[:2]
+        features = self.encoder(x.flatten(0, 1)).view(B, T, self.z_dim)
+        factors = pyro.plate("factors", self.num_factors, dim=-1)
+        with pyro.plate("videos", B, dim=-2):
+            z = None
+            for t in pyro.markov(range(1, T + 1)):
+                if t == 1:
+                    prior_loc = prior_logvar = features.new_zeros(B, self.z_dim)
+                else:
+                    # The transition is trained through the model's KL only (Appendix A).
+                    with torch.no_grad():
+                        prior_loc, prior_logvar = (
+                            m.reshape(B, self.z_dim) for m in self.transition.moments(z)
+                        )
+                loc, logvar = self.posterior(features[:, t - 1], prior_loc, prior_logvar)
+                q_z = dist.Normal(
+                    loc.view(B, self.num_factors, self.factor_dim),
+                    (0.5 * logvar).exp().view(B, self.num_factors, self.factor_dim),
+                ).to_event(1)
+                with factors, poutine.scale(scale=kl_scale):
+                    z = pyro.sample(f"z_{t}", q_z)  # (B, K, d)

@@ -1,0 +1,154 @@
+"""The networks of Appendix A: DCGAN encoder and decoder, the posterior head, and the
+factored transition MLP evaluated for all K factors in one batched operation.
+
+Sizes follow ``shared/paper/original-code-notes.md``; ``width`` scales every convolution
+(64 is the paper's) and ``image_size`` may be any power of two from 16 to 256 (64 is the
+paper's; 32 keeps tests and CPU runs small).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128, 256)
+LEAKY_SLOPE = 0.2  # DCGAN's discriminator slope
+
+
+def check_image_size(image_size: int) -> None:
+    if image_size not in SUPPORTED_IMAGE_SIZES:
+        raise ValueError(
+            f"image_size must be one of {', '.join(map(str, SUPPORTED_IMAGE_SIZES))} "
+            f"(the DCGAN networks halve it down to 4x4), got {image_size}"
+        )
+
+
+def conv_widths(image_size: int, width: int) -> list[int]:
+    """Channels of the stride-2 convolutions, input side first: 64x64 -> [w, 2w, 4w, 8w]."""
+    check_image_size(image_size)
+    num_halvings = int(math.log2(image_size)) - 2  # down to 4x4
+    return [width * min(2**i, 8) for i in range(num_halvings)]
+
+
+class Encoder(nn.Module):
+    """DCGAN discriminator: frames (N, C, H, W) -> features (N, z_dim).
+
+    Conv 4x4/2 + BatchNorm + LeakyReLU down to 4x4, a 4x4 conv to z_dim at 1x1,
+    then Linear(z_dim, z_dim); every layer is followed by a leaky ReLU.
+    """
+
+    def __init__(self, channels: int, image_size: int, z_dim: int, width: int = 64):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = channels
+        for c_out in conv_widths(image_size, width):
+            layers += [
+                nn.Conv2d(c_in, c_out, 4, stride=2, padding=1),
+                nn.BatchNorm2d(c_out),
+                nn.LeakyReLU(LEAKY_SLOPE),
+            ]
+            c_in = c_out
+        layers += [nn.Conv2d(c_in, z_dim, 4, stride=1, padding=0), nn.LeakyReLU(LEAKY_SLOPE)]
+        self.conv = nn.Sequential(*layers)
+        self.fc = nn.Linear(z_dim, z_dim)
+        self.act = nn.LeakyReLU(LEAKY_SLOPE)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.fc(self.conv(x).flatten(1)))
+
+
+class Decoder(nn.Module):
+    """DCGAN generator: z (N, z_dim) -> pixel means (N, C, H, W) in [0, 1].
+
+    Linear(z_dim, z_dim) + ReLU, a 4x4 transposed conv to 4x4, transposed convs 4x4/2 with
+    BatchNorm + ReLU up to half the image size, a last one to C channels and a sigmoid.
+    """
+
+    def __init__(self, channels: int, image_size: int, z_dim: int, width: int = 64):
+        super().__init__()
+        widths = conv_widths(image_size, width)[::-1]  # 64x64: [8w, 4w, 2w, w]
+        self.z_dim = z_dim
+        self.fc = nn.Sequential(nn.Linear(z_dim, z_dim), nn.ReLU())
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(z_dim, widths[0], 4, stride=1, padding=0),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(),
+        ]
+        for c_in, c_out in zip(widths, widths[1:]):
+            layers += [
+                nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(),
+            ]
+        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, stride=2, padding=1), nn.Sigmoid()]
+        self.deconv = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.deconv(self.fc(z).view(-1, self.z_dim, 1, 1))
+
+
+class PosteriorHead(nn.Module):
+    """Combines image features with the prior's prediction (Appendix A, as in the authors' code).
+
+    [features, prior loc, prior log-variance] (N, 3 z_dim) -> Linear + LeakyReLU -> loc and
+    log-variance heads (N, z_dim) each.
+    """
+
+    def __init__(self, z_dim: int):
+        super().__init__()
+        self.combine = nn.Linear(3 * z_dim, z_dim)
+        self.act = nn.LeakyReLU(LEAKY_SLOPE)
+        self.loc = nn.Linear(z_dim, z_dim)
+        self.logvar = nn.Linear(z_dim, z_dim)
+
+    def forward(
+        self, features: torch.Tensor, prior_loc: torch.Tensor, prior_logvar: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.act(self.combine(torch.cat([features, prior_loc, prior_logvar], dim=-1)))
+        return self.loc(h), self.logvar(h)
+
+
+class FactoredLinear(nn.Module):
+    """K independent linear layers as one batched matmul: (K, N, n_in) -> (K, N, n_out).
+
+    Weights are stacked per factor, so factor k's output depends only on factor k's input.
+    Initialised like ``nn.Linear`` (uniform in +-1/sqrt(n_in)), independently per factor.
+    """
+
+    def __init__(self, num_factors: int, n_in: int, n_out: int):
+        super().__init__()
+        bound = 1.0 / math.sqrt(n_in)
+        self.weight = nn.Parameter(torch.empty(num_factors, n_in, n_out).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_factors, 1, n_out).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class FactoredMLP(nn.Module):
+    """K transition MLPs (Table 1, Appendix A), one per factor, computed together.
+
+    Per factor: Linear(d, hidden) + SELU, ``num_hidden_layers`` x (Linear(hidden, hidden) + SELU),
+    then a Linear(hidden, 2d) head split into mean and log-variance.
+    z_prev (B, K, d) -> loc (B, K, d), logvar (B, K, d).
+    """
+
+    def __init__(
+        self, num_factors: int, factor_dim: int, hidden: int = 128, num_hidden_layers: int = 3
+    ):
+        super().__init__()
+        dims = [factor_dim] + [hidden] * (num_hidden_layers + 1)
+        self.layers = nn.ModuleList(
+            FactoredLinear(num_factors, n_in, n_out) for n_in, n_out in zip(dims, dims[1:])
+        )
+        self.head = FactoredLinear(num_factors, hidden, 2 * factor_dim)
+        self.act = nn.SELU()
+
+    def forward(self, z_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = z_prev.transpose(0, 1)  # (K, B, d): factors lead so each bmm slice is one factor
+        for layer in self.layers:
+            h = self.act(layer(h))
+        loc, logvar = self.head(h).transpose(0, 1).chunk(2, dim=-1)
+        return loc, logvar
