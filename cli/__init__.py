@@ -1,0 +1,1 @@
+"""The ``dvip`` command line (installed as the ``dvip_cli`` package)."""

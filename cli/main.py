@@ -1,0 +1,27 @@
+"""``dvip``: the command-line entry point. Commands only parse, validate and call the library."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from .train import presets, train
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="pyro-dvip")
+def cli() -> None:
+    """Disentangle video into independently predictable factors (Whitney & Fergus).
+
+    Start with `dvip train --preset cpu-demo`, a few minutes on a laptop CPU.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+cli.add_command(train)
+cli.add_command(presets)
+
+
+def main() -> None:
+    cli()

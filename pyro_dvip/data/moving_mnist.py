@@ -1,0 +1,241 @@
+"""Colour Moving MNIST, generated on the fly as batched tensor operations.
+
+Follows the authors' generator (``shared/paper/original-code-notes.md``): each sequence holds
+``num_digits`` MNIST digits moving at constant speed in a uniformly random heading; at a wall
+the position is clamped back into the frame and that velocity component negated. Digit ``n``
+is drawn in colour channel ``n`` (red, green, blue), so each channel holds exactly one digit;
+with one channel all digits share it and overlaps combine with max.
+
+Everything is done for the whole batch at once on the generator's device; the only Python
+loops run over time steps (for the bounces) and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+MNIST_SIZE = 28
+REFERENCE_IMAGE_SIZE = 64  # image size at which `speed` and the 28-pixel digit box are given
+
+
+@dataclass
+class MovingMNISTBatch:
+    """A batch of Moving MNIST sequences with the ground truth that generated them.
+
+    Shapes: B sequences, T frames, N digits, C channels, H = W = image size.
+
+    Attributes:
+        frames: float32 ``(B, T, C, H, W)`` in [0, 1] (digit pixel / 255).
+        positions: float32 ``(B, T, N, 2)``, the top-left corner ``(x, y)`` of each digit's
+            box in pixels (x = column, y = row). Continuous; the digit is drawn at
+            ``positions.round()``. Always within ``[0, H - box]``.
+        velocities: float32 ``(B, T, N, 2)``, ``(vx, vy)`` in pixels per frame: the velocity
+            that moves the digit from step t to t + 1, i.e. after any bounce at step t.
+            ``positions[:, t + 1] == clamp(positions[:, t] + velocities[:, t])``.
+        labels: int64 ``(B, N)``, the class of each digit (constant over the sequence).
+    """
+
+    frames: torch.Tensor
+    positions: torch.Tensor
+    velocities: torch.Tensor
+    labels: torch.Tensor
+
+    def to(self, device: torch.device | str) -> MovingMNISTBatch:
+        """Return a new batch with every tensor on ``device``."""
+        return MovingMNISTBatch(
+            frames=self.frames.to(device),
+            positions=self.positions.to(device),
+            velocities=self.velocities.to(device),
+            labels=self.labels.to(device),
+        )
+
+
+class MovingMNIST:
+    """Seeded, on-the-fly colour Moving MNIST generator.
+
+    Per sequence, independently: each digit is drawn uniformly from ``digits``; its box's
+    start position is uniform over ``[0, image_size - box]`` in x and y (continuous); its
+    heading is uniform in ``[0, 2π)`` and its speed constant. Each step
+    ``position += velocity``; a component that leaves ``[0, image_size - box]`` is clamped
+    back and its velocity negated (clamp-and-negate, as in the authors' code).
+
+    The digit box is ``round(28 * image_size / 64)`` pixels (digits are resized once, with
+    antialiasing); ``speed`` is in pixels per frame at 64×64 and scales with
+    ``image_size / 64``, so a sequence looks the same at every resolution.
+
+    Randomness comes only from the generator's own ``torch.Generator`` on ``device``,
+    seeded with ``seed``: the same seed gives the same stream of batches, and
+    ``state_dict`` / ``load_state_dict`` save and restore the position in that stream.
+
+    Args:
+        digits: uint8 ``(M, 28, 28)`` digit images, 0..255.
+        labels: int64 ``(M,)`` their classes.
+        image_size: frame height and width in pixels (≥ 16).
+        channels: 1 (all digits in one channel, max on overlap) or ≥ ``num_digits``
+            (digit n in channel n, the rest zero).
+        num_digits: digits per sequence, 1 to 3.
+        seq_len: frames per sequence (≥ 1).
+        speed: pixels per frame at 64×64 (≥ 0).
+        device: where the digits live and batches are generated.
+        seed: seed of the generator's random stream.
+    """
+
+    def __init__(
+        self,
+        digits: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        image_size: int = 64,
+        channels: int = 3,
+        num_digits: int = 2,
+        seq_len: int = 5,
+        speed: float = 3.6,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        if (
+            digits.dtype != torch.uint8
+            or digits.dim() != 3
+            or digits.shape[1:] != (MNIST_SIZE, MNIST_SIZE)
+        ):
+            raise ValueError(
+                f"digits must be a uint8 tensor of shape (M, 28, 28), "
+                f"got {digits.dtype} {tuple(digits.shape)}"
+            )
+        if len(digits) == 0:
+            raise ValueError("digits must hold at least one digit")
+        if labels.shape != (len(digits),):
+            raise ValueError(
+                f"labels must have shape ({len(digits)},) to match digits, "
+                f"got {tuple(labels.shape)}"
+            )
+        if not 1 <= num_digits <= 3:
+            raise ValueError(f"num_digits must be 1, 2 or 3, got {num_digits}")
+        if not (channels == 1 or channels >= num_digits):
+            raise ValueError(
+                f"channels must be 1 or at least num_digits={num_digits}, got {channels}"
+            )
+        digit_size = round(MNIST_SIZE * image_size / REFERENCE_IMAGE_SIZE)
+        if image_size < 16 or image_size <= digit_size:
+            raise ValueError(
+                f"image_size must be at least 16 and larger than its {digit_size}-pixel "
+                f"digit box, got {image_size}"
+            )
+        if seq_len < 1:
+            raise ValueError(f"seq_len must be at least 1, got {seq_len}")
+        if not speed >= 0:
+            raise ValueError(f"speed must be non-negative, got {speed}")
+
+        self.image_size = image_size
+        self.channels = channels
+        self.num_digits = num_digits
+        self.seq_len = seq_len
+        self.digit_size = digit_size
+        self.speed = speed * image_size / REFERENCE_IMAGE_SIZE  # pixels per frame at this size
+        self.device = torch.device(device)
+
+        images = digits.to(self.device, torch.float32).div(255.0).unsqueeze(1)  # (M, 1, 28, 28)
+        if digit_size != MNIST_SIZE:
+            images = F.interpolate(
+                images, size=(digit_size, digit_size), mode="bilinear", antialias=True
+            )
+        self._digits = images.squeeze(1).clamp(0.0, 1.0)  # (M, S, S) in [0, 1]
+        self._labels = labels.to(self.device, torch.int64)
+
+        # Flat offsets of a digit's pixels in an (H, W) canvas, relative to its top-left corner.
+        rows = torch.arange(digit_size, device=self.device)
+        self._box_offsets = (rows[:, None] * image_size + rows[None, :]).reshape(-1)  # (S*S,)
+
+        self._generator = torch.Generator(device=self.device)
+        self._generator.manual_seed(seed)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The random stream's position: ``{"generator": ByteTensor}``."""
+        return {"generator": self._generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore a position saved by ``state_dict``; the next ``sample`` continues from it."""
+        self._generator.set_state(state["generator"])
+
+    def sample(self, batch_size: int) -> MovingMNISTBatch:
+        """Generate ``batch_size`` new sequences (advances the random stream)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        B, T, N = batch_size, self.seq_len, self.num_digits
+        limit = float(self.image_size - self.digit_size)  # largest top-left coordinate
+        rand = {"generator": self._generator, "device": self.device}
+        real = {"dtype": torch.float32, **rand}
+
+        which = torch.randint(len(self._digits), (B, N), **rand)  # (B, N) digit indices
+        position = torch.rand(B, N, 2, **real) * limit  # (B, N, 2)
+        heading = torch.rand(B, N, **real) * (2 * math.pi)  # (B, N)
+        velocity = self.speed * torch.stack([heading.cos(), heading.sin()], dim=-1)  # (B, N, 2)
+
+        positions = torch.empty(B, T, N, 2, dtype=torch.float32, device=self.device)
+        velocities = torch.empty_like(positions)
+        positions[:, 0], velocities[:, 0] = position, velocity
+        for t in range(1, T):
+            position = position + velocity
+            hit_wall = (position < 0) | (position > limit)
+            position = position.clamp(0.0, limit)
+            velocity = torch.where(hit_wall, -velocity, velocity)
+            positions[:, t], velocities[:, t] = position, velocity
+
+        frames = self._render(positions, which)
+        return MovingMNISTBatch(
+            frames=frames, positions=positions, velocities=velocities, labels=self._labels[which]
+        )
+
+    def _render(self, positions: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+        """Draw digits ``which`` (B, N) at ``positions.round()`` (B, T, N, 2): (B, T, C, H, W).
+
+        One scatter with max over a flat (C * H * W) canvas per frame: digit n writes to
+        channel n (or channel 0 when there is one channel, where max combines overlaps).
+        """
+        B, T, N, _ = positions.shape
+        H = W = self.image_size
+        corner = positions.round().long()  # (B, T, N, 2) as (x, y)
+        channel = torch.arange(N, device=self.device) * (self.channels > 1)  # (N,)
+        start = channel * (H * W) + corner[..., 1] * W + corner[..., 0]  # (B, T, N) box corners
+        index = (start[..., None] + self._box_offsets).reshape(B, T, -1)  # (B, T, N*S*S)
+        values = self._digits[which].reshape(B, 1, -1).expand(B, T, -1)  # (B, T, N*S*S), no copy
+        canvas = torch.zeros(B, T, self.channels * H * W, device=self.device)
+        canvas.scatter_reduce_(2, index, values, reduce="amax")
+        return canvas.view(B, T, self.channels, H, W)
+
+
+def make_test_set(
+    digits: torch.Tensor,
+    labels: torch.Tensor,
+    num_sequences: int,
+    *,
+    seed: int,
+    batch_size: int = 256,
+    **moving_mnist_kwargs,
+) -> MovingMNISTBatch:
+    """A frozen test set: ``num_sequences`` sequences generated on CPU from ``seed``.
+
+    The result depends only on the arguments (not on any training stream); pass held-out
+    digits, e.g. ``load_digits("test")``. ``moving_mnist_kwargs`` go to ``MovingMNIST``
+    (``image_size``, ``channels``, ``num_digits``, ``seq_len``, ``speed``); move the result
+    with ``.to(device)``.
+    """
+    if num_sequences < 1:
+        raise ValueError(f"num_sequences must be at least 1, got {num_sequences}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    generator = MovingMNIST(digits, labels, device="cpu", seed=seed, **moving_mnist_kwargs)
+    batches = [
+        generator.sample(min(batch_size, num_sequences - start))
+        for start in range(0, num_sequences, batch_size)
+    ]
+    return MovingMNISTBatch(
+        frames=torch.cat([b.frames for b in batches]),
+        positions=torch.cat([b.positions for b in batches]),
+        velocities=torch.cat([b.velocities for b in batches]),
+        labels=torch.cat([b.labels for b in batches]),
+    )

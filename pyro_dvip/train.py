@@ -1,0 +1,290 @@
+"""The training loop: SVI on colour Moving MNIST with Pyro's ELBO and Adam.
+
+One run directory holds everything: ``config.json`` (every resolved option), ``metrics.csv``,
+TensorBoard events under ``tensorboard/``, and ``checkpoints/step_XXXXXXXX.pt``.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import logging
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import pyro
+import torch
+
+from .checkpoint import atomic_write_text, latest_checkpoint, save_checkpoint, set_rng_state
+from .config import TrainConfig
+from .data import MovingMNIST, load_digits, make_test_set
+from .model import DVIP
+from .objective import NegELBO, test_elbo
+from .priors import Transition
+
+log = logging.getLogger(__name__)
+
+METRICS_COLUMNS = [
+    "step", "kl_scale", "elbo", "recon", "kl", "objective_avg", "test_elbo", "seconds",
+    "frames_per_s",
+]  # fmt: skip
+# Options that may differ on --resume: they change how long or where a run goes, not what it is.
+RESUMABLE_CHANGES = {"steps", "device", "log_every", "checkpoint_every", "keep_checkpoints"}
+TEST_SEED_OFFSET = 1_000_003  # the frozen test set's seed, distinct from the training stream's
+
+
+class RunError(RuntimeError):
+    """A run that cannot start or continue; the message is one line for the user."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RunError("device: 'cuda' requested but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def import_transition(target: str) -> type[Transition]:
+    """Import ``package.module:ClassName`` and check it is a :class:`Transition` subclass."""
+    module_name, sep, class_name = target.partition(":")
+    if not sep or not module_name or not class_name:
+        raise ValueError(f"transition: expected 'package.module:ClassName', got {target!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"transition: cannot import module {module_name!r} ({e})") from e
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Transition)):
+        raise ValueError(f"transition: {target!r} is not a pyro_dvip.Transition subclass")
+    return cls
+
+
+def build_model(config: TrainConfig) -> DVIP:
+    transition = import_transition(config.transition) if config.transition else None
+    return DVIP(
+        num_factors=config.model_factors,
+        factor_dim=config.model_factor_dim,
+        channels=config.channels,
+        image_size=config.image_size,
+        obs_var=config.obs_var,
+        width=config.width,
+        transition=transition,
+        transition_layers=config.transition_layers,
+    )
+
+
+def make_data(config: TrainConfig, device: torch.device) -> tuple[MovingMNIST, torch.Tensor]:
+    """The seeded training stream on ``device`` and the frozen test frames from held-out digits."""
+    kwargs = dict(
+        image_size=config.image_size,
+        channels=config.channels,
+        num_digits=config.num_digits,
+        seq_len=config.seq_len,
+        speed=config.digit_speed,
+    )
+    digits, labels = load_digits("train", config.mnist_root)
+    stream = MovingMNIST(digits, labels, device=device, seed=config.seed, **kwargs)
+    test_digits, test_labels = load_digits("test", config.mnist_root)
+    test = make_test_set(
+        test_digits,
+        test_labels,
+        config.test_sequences,
+        seed=config.seed + TEST_SEED_OFFSET,
+        **kwargs,
+    )
+    return stream, test.frames.to(device)
+
+
+def kl_scale_at(step: int, anneal_steps: int) -> float:
+    """Linear KL annealing from 1/anneal_steps at step 1 to 1 at ``anneal_steps``."""
+    return 1.0 if anneal_steps <= 0 else min(1.0, step / anneal_steps)
+
+
+def resume_config(saved: TrainConfig, requested: TrainConfig, explicit: set[str]) -> TrainConfig:
+    """The saved configuration with the explicitly given options that may change on resume."""
+    conflicts = [
+        f"{name} (saved {getattr(saved, name)!r}, given {getattr(requested, name)!r})"
+        for name in sorted(explicit - RESUMABLE_CHANGES)
+        if getattr(saved, name) != getattr(requested, name)
+    ]
+    if conflicts:
+        raise RunError(f"--resume: options conflict with the saved run: {'; '.join(conflicts)}")
+    values = {f.name: getattr(saved, f.name) for f in fields(TrainConfig)}
+    values.update({name: getattr(requested, name) for name in explicit & RESUMABLE_CHANGES})
+    return TrainConfig(**values)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    metrics: list[dict]  # the rows written to metrics.csv by this call
+    resumed_from: Path | None  # the checkpoint a resumed run started from
+    model: DVIP  # the trained model, in train mode
+
+
+def _trim_metrics(path: Path, after_step: int) -> float:
+    """Drop metric rows past the checkpoint a resumed run restarts from (they will be redone);
+    return the training seconds logged up to it."""
+    if not path.exists():
+        return 0.0
+    with open(path, newline="") as f:
+        rows = [row for row in csv.DictReader(f) if int(row["step"]) <= after_step]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    logged = [float(row["seconds"]) for row in rows if row["seconds"]]
+    return logged[-1] if logged else 0.0
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    explicit: set[str] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a DVIP model; ``resume`` continues the newest valid checkpoint in ``run_dir``.
+
+    ``explicit`` names the options the user gave on resume (they must not conflict with the
+    saved configuration, except those in ``RESUMABLE_CHANGES``).
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    found = None
+    if resume:
+        if not config_path.exists():
+            raise RunError(f"--resume: {run_dir} holds no config.json; nothing to resume")
+        config = resume_config(TrainConfig.load(config_path), config, explicit or set())
+        found = latest_checkpoint(run_dir)
+        if found is None:
+            raise RunError(f"--resume: {run_dir} holds no loadable checkpoint")
+    elif config_path.exists():
+        raise RunError(
+            f"--out: {run_dir} already holds a run; pass --resume to continue it or choose "
+            "another --out"
+        )
+    config.validate()
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    pyro.set_rng_seed(config.seed)
+    device = resolve_device(config.device)
+    dvip = build_model(config).to(device)
+    objective = NegELBO(dvip, config.elbo)
+    optimizer = torch.optim.Adam(dvip.parameters(), lr=config.lr)
+    stream, test_frames = make_data(config, device)
+
+    start_step = 0
+    if found is not None:
+        path, state = found
+        dvip.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        stream.load_state_dict(state["data"])
+        set_rng_state(state["rng"])
+        start_step = state["step"]
+        log.info("resuming from %s (step %d)", path, start_step)
+    atomic_write_text(config_path, config.to_json())
+
+    metrics_path = run_dir / "metrics.csv"
+    seconds = _trim_metrics(metrics_path, start_step)  # training time, excluding evaluation
+    new_file = not metrics_path.exists()
+    metrics_file = open(metrics_path, "a", newline="")
+    writer = csv.DictWriter(metrics_file, fieldnames=METRICS_COLUMNS)
+    if new_file:
+        writer.writeheader()
+    from torch.utils.tensorboard import SummaryWriter  # slow import, only when training
+
+    board = SummaryWriter(run_dir / "tensorboard", purge_step=start_step + 1)
+
+    frames_per_step = config.batch_size * config.seq_len
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.steps, initial=start_step, desc="train", unit="step")
+    rows: list[dict] = []
+    dvip.train()
+    objective_sum = torch.zeros((), device=device)  # summed on device: no per-step host sync
+    interval_start, interval_steps = time.perf_counter(), 0
+    try:
+        for step in range(start_step + 1, config.steps + 1):
+            x = stream.sample(config.batch_size).frames  # (B, T, C, H, W), on device
+            kl_scale = kl_scale_at(step, config.kl_anneal)
+            log_now = step % config.log_every == 0 or step == config.steps
+            if log_now:
+                loss, recon, kl = objective.forward_with_terms(x, kl_scale)
+            else:
+                loss = objective(x, kl_scale)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            objective_sum += loss.detach()
+            interval_steps += 1
+            if bar is not None:
+                bar.update(1)
+
+            checkpoint_now = step % config.checkpoint_every == 0 or step == config.steps
+            if not (log_now or checkpoint_now):
+                continue
+            paused_at = time.perf_counter()  # logging and checkpoints are not training time
+            row = {"step": step, "kl_scale": kl_scale}
+            if log_now:
+                elapsed = paused_at - interval_start
+                seconds += elapsed
+                row.update(
+                    elbo=(recon - kl).mean().item() / config.seq_len,
+                    recon=recon.mean().item() / config.seq_len,
+                    kl=kl.mean().item() / config.seq_len,
+                    objective_avg=-objective_sum.item() / (interval_steps * config.seq_len),
+                    seconds=round(seconds, 3),
+                    frames_per_s=round(interval_steps * frames_per_step / elapsed, 1),
+                )
+                objective_sum.zero_()
+                interval_steps = 0
+            if checkpoint_now:
+                row["test_elbo"] = test_elbo(dvip, test_frames, config.batch_size)
+                save_checkpoint(
+                    run_dir, step, dvip, optimizer, stream.state_dict(), config.keep_checkpoints
+                )
+            writer.writerow(row)
+            metrics_file.flush()
+            for key in ("elbo", "recon", "kl", "test_elbo", "frames_per_s"):
+                if key in row:
+                    board.add_scalar(f"train/{key}", row[key], step)
+            if bar is not None and "elbo" in row:
+                bar.set_postfix(elbo=f"{row['elbo']:.1f}", fps=f"{row['frames_per_s']:.0f}")
+            rows.append(row)
+            if log_now:
+                interval_start = time.perf_counter()
+            else:
+                interval_start += time.perf_counter() - paused_at
+    finally:
+        metrics_file.close()
+        board.close()
+        if bar is not None:
+            bar.close()
+    return TrainResult(run_dir, config.steps, rows, found[0] if found else None, dvip)
+
+
+def load(run_dir: str | Path, checkpoint: str | Path | None = None, device: str = "cpu") -> DVIP:
+    """The trained DVIP of a run directory (newest valid checkpoint), in eval mode."""
+    from .checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        raise RunError(f"{run_dir}: not a run directory (no config.json)")
+    config = TrainConfig.load(config_path)
+    if checkpoint is not None:
+        state = load_checkpoint(Path(checkpoint), map_location=device)
+    else:
+        found = latest_checkpoint(run_dir, map_location=device)
+        if found is None:
+            raise RunError(f"{run_dir}: no loadable checkpoint")
+        state = found[1]
+    dvip = build_model(config).to(device)
+    dvip.load_state_dict(state["model"])
+    return dvip.eval()

@@ -1,0 +1,27 @@
+import pyro
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+# Options small enough for a 2-core CPU: 16x16 frames, narrow networks, short sequences.
+TINY = dict(
+    factors=2, factor_dim=3, image_size=16, width=4, batch_size=4, seq_len=3,
+    test_sequences=8, log_every=1, checkpoint_every=2, transition_layers=1,
+)  # fmt: skip
+
+
+def tiny_args(**overrides) -> list[str]:
+    """TINY as `dvip train` command-line arguments."""
+    values = {**TINY, **overrides}
+    args = []
+    for name, value in values.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    return args
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pyro_state():
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    yield

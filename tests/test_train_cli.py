@@ -1,0 +1,145 @@
+import csv
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import TINY, tiny_args
+
+from dvip_cli.main import cli
+from pyro_dvip import TrainConfig, load, make_config, train
+from pyro_dvip.checkpoint import list_checkpoints
+from pyro_dvip.objective import NegELBO
+
+
+def run_cli(*args):
+    result = CliRunner().invoke(cli, list(map(str, args)))
+    return result
+
+
+def read_metrics(run_dir):
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_three_steps_writes_the_run_directory(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("train", *tiny_args(steps=3), "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert f"run directory: {out}" in result.output
+
+    config = json.loads((out / "config.json").read_text())
+    assert set(config) == set(TrainConfig.__dataclass_fields__)
+    assert config["steps"] == 3 and config["factors"] == 2 and config["image_size"] == 16
+    assert config["lr"] == 3e-4 and config["obs_var"] == 0.25  # paper defaults where not given
+
+    rows = read_metrics(out)
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    for row in rows:
+        elbo, recon, kl = (float(row[k]) for k in ("elbo", "recon", "kl"))
+        assert abs(elbo - (recon - kl)) < 1e-2 * max(1.0, abs(elbo))
+        assert float(row["frames_per_s"]) > 0 and float(row["seconds"]) > 0
+    assert rows[1]["test_elbo"] and rows[2]["test_elbo"] and not rows[0]["test_elbo"]
+
+    assert [p.name for p in list_checkpoints(out)] == ["step_00000002.pt", "step_00000003.pt"]
+    state = torch.load(list_checkpoints(out)[-1], weights_only=True)
+    assert state["step"] == 3 and {"model", "optimizer", "rng", "data"} <= set(state)
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_load_gives_the_same_loss_as_before_saving(tmp_path):
+    config = make_config(**TINY, steps=3)
+    result = train(config, tmp_path / "run", progress=False)
+    trained = result.model.eval()
+    loaded = load(tmp_path / "run")
+    assert not loaded.training
+    x = torch.rand(4, 3, 3, 16, 16)
+
+    def loss(model):
+        torch.manual_seed(7)
+        with torch.no_grad():
+            return NegELBO(model)(x).item()
+
+    assert loss(loaded) == loss(trained)
+
+
+def test_resume_continues_the_same_run_step_for_step(tmp_path):
+    whole = tmp_path / "whole"
+    assert run_cli("train", *tiny_args(steps=6), "--out", whole, "--quiet").exit_code == 0
+    parts = tmp_path / "parts"
+    assert run_cli("train", *tiny_args(steps=4), "--out", parts, "--quiet").exit_code == 0
+    result = run_cli("train", "--out", parts, "--resume", "--steps", 6, "--quiet")
+    assert result.exit_code == 0, result.output
+
+    rows_whole, rows_parts = read_metrics(whole), read_metrics(parts)
+    assert [int(r["step"]) for r in rows_parts] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(rows_whole, rows_parts):
+        assert (a["step"], a["elbo"], a["test_elbo"]) == (b["step"], b["elbo"], b["test_elbo"])
+    assert json.loads((parts / "config.json").read_text())["steps"] == 6
+
+
+def test_resume_refuses_a_conflicting_option(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", *tiny_args(steps=2), "--out", out, "--quiet").exit_code == 0
+    result = run_cli("train", "--out", out, "--resume", "--factors", 3, "--steps", 4)
+    assert result.exit_code != 0
+    assert "options conflict with the saved run: factors (saved 2, given 3)" in result.output
+    assert [int(r["step"]) for r in read_metrics(out)] == [1, 2]  # nothing saved was lost
+
+
+def test_existing_run_directory_is_not_overwritten(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", *tiny_args(steps=2), "--out", out, "--quiet").exit_code == 0
+    before = (out / "metrics.csv").read_text()
+    result = run_cli("train", *tiny_args(steps=2), "--out", out, "--quiet")
+    assert result.exit_code != 0 and "already holds a run; pass --resume" in result.output
+    assert (out / "metrics.csv").read_text() == before
+
+
+def test_train_with_eight_factors_and_meanfield(tmp_path):
+    out = tmp_path / "k8"
+    result = run_cli(
+        "train", *tiny_args(steps=1, factors=8), "--elbo", "meanfield", "--out", out, "--quiet"
+    )
+    assert result.exit_code == 0, result.output
+    assert load(out).transition.num_factors == 8
+
+
+def test_entangled_flag_builds_one_factor_of_the_total_size(tmp_path):
+    out = tmp_path / "ent"
+    assert (
+        run_cli("train", *tiny_args(steps=1), "--entangled", "--out", out, "--quiet").exit_code == 0
+    )
+    model = load(out)
+    assert (model.num_factors, model.factor_dim) == (1, 6)
+
+
+def test_presets_resolve_and_explicit_options_override():
+    demo = make_config("cpu-demo")
+    assert (demo.image_size, demo.width, demo.factors, demo.factor_dim) == (32, 16, 2, 10)
+    paper = make_config("paper-video")
+    assert (paper.factors, paper.factor_dim, paper.obs_var, paper.batch_size) == (8, 25, 0.05, 100)
+    assert make_config("paper-mnist-entangled").model_factor_dim == 40
+    assert make_config("cpu-demo", factors=3).factors == 3
+    result = run_cli("presets", "cpu-demo")
+    assert json.loads(result.output)["image_size"] == 32
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--factors", "0"], "Invalid value for '--factors'"),
+        (["--image-size", "48"], "Invalid value for '--image-size': must be one of 16, 32, 64"),
+        (["--obs-var", "0"], "Invalid value for '--obs-var'"),
+        (["--preset", "nope"], "Invalid value for '--preset'"),
+        (["--transition", "nowhere.module:Prior"], "cannot import module 'nowhere.module'"),
+        (["--transition", "torch.nn:Linear"], "is not a pyro_dvip.Transition subclass"),
+        (["--num-digits", "3", "--channels", "2"], "Invalid value for '--channels'"),
+        (["--resume"], "--resume needs --out"),
+    ],
+)
+def test_bad_options_get_a_one_line_error_naming_the_option(args, message):
+    result = run_cli("train", *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
