@@ -84,9 +84,12 @@ def make_data(config: TrainConfig, device: torch.device) -> tuple[MovingMNIST, t
         seq_len=config.seq_len,
         speed=config.digit_speed,
     )
-    digits, labels = load_digits("train", config.mnist_root)
+    try:
+        digits, labels = load_digits("train", config.mnist_root)
+        test_digits, test_labels = load_digits("test", config.mnist_root)
+    except FileNotFoundError as e:
+        raise ValueError(f"mnist_root: {e}") from e
     stream = MovingMNIST(digits, labels, device=device, seed=config.seed, **kwargs)
-    test_digits, test_labels = load_digits("test", config.mnist_root)
     test = make_test_set(
         test_digits,
         test_labels,

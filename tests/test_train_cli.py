@@ -143,3 +143,13 @@ def test_bad_options_get_a_one_line_error_naming_the_option(args, message):
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_missing_mnist_root_is_an_option_error(tmp_path):
+    result = run_cli(
+        "train", *tiny_args(steps=1), "--mnist-root", tmp_path / "none", "--out", tmp_path / "run"
+    )
+    assert result.exit_code == 2
+    assert (
+        "Invalid value for '--mnist-root'" in result.output and "never downloaded" in result.output
+    )
