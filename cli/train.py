@@ -10,7 +10,7 @@ import click
 
 from pyro_dvip.checkpoint import CheckpointError
 from pyro_dvip.config import DEVICES, ELBOS, PRESETS, make_config
-from pyro_dvip.train import RunError, import_transition
+from pyro_dvip.train import RunError, TrainingInterrupted, import_transition
 from pyro_dvip.train import train as run_training
 
 # CLI option -> TrainConfig field, for the options that map one to one.
@@ -18,7 +18,7 @@ CONFIG_OPTIONS = [
     "factors", "factor_dim", "entangled", "transition", "transition_layers", "image_size",
     "channels", "width", "obs_var", "num_digits", "digit_speed", "mnist_root", "test_sequences",
     "steps", "batch_size", "seq_len", "lr", "elbo", "kl_anneal", "seed", "device", "log_every",
-    "checkpoint_every", "keep_checkpoints",
+    "checkpoint_every", "keep_checkpoints", "max_nonfinite_steps",
 ]  # fmt: skip
 
 
@@ -141,6 +141,12 @@ POSITIVE = click.IntRange(min=1)
 )
 @click.option("--keep-checkpoints", type=POSITIVE, help="Newest checkpoints to keep.  [default: 3]")
 @click.option(
+    "--max-nonfinite-steps",
+    type=POSITIVE,
+    help="Skip a step whose loss or gradients are NaN/Inf; stop after this many in a row.  "
+    "[default: 5]",
+)
+@click.option(
     "--out",
     "out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -178,6 +184,9 @@ def train(ctx: click.Context, preset, out, resume, quiet, **options) -> None:
         out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     try:
         result = run_training(config, out, resume=resume, explicit=explicit, progress=not quiet)
+    except TrainingInterrupted as e:
+        click.echo(f"Interrupted: {e}", err=True)
+        ctx.exit(e.exit_code)
     except (RunError, CheckpointError) as e:
         raise click.ClickException(str(e)) from e
     except ValueError as e:
@@ -185,6 +194,8 @@ def train(ctx: click.Context, preset, out, resume, quiet, **options) -> None:
     last = next((row for row in reversed(result.metrics) if "elbo" in row), None)
     test = next((row for row in reversed(result.metrics) if "test_elbo" in row), None)
     click.echo(f"run directory: {result.run_dir}")
+    if result.resumed_from is not None:
+        click.echo(f"  resumed from {result.resumed_from}")
     if last is not None:
         click.echo(f"  step {last['step']}: train ELBO per frame {last['elbo']:.1f}")
     if test is not None:

@@ -98,8 +98,11 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     data_state: dict,
     keep: int = 3,
+    loop: dict | None = None,
 ) -> Path:
-    """Write ``run_dir/checkpoints/step_XXXXXXXX.pt`` atomically and keep the newest ``keep``."""
+    """Write ``run_dir/checkpoints/step_XXXXXXXX.pt`` atomically and keep the newest ``keep``.
+
+    ``loop`` holds the training loop's own counters (plain numbers)."""
     model_state = model.state_dict()
     if not _all_finite(model_state):
         raise CheckpointError(f"refusing to save step {step}: the model has non-finite parameters")
@@ -110,6 +113,7 @@ def save_checkpoint(
         "optimizer": optimizer.state_dict(),
         "rng": rng_state(),
         "data": data_state,
+        "loop": loop or {},
     }
     directory = Path(run_dir) / CHECKPOINT_DIR
     directory.mkdir(parents=True, exist_ok=True)

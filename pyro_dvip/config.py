@@ -47,6 +47,7 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
+    max_nonfinite_steps: int = 5  # skip a non-finite step; stop after this many in a row
     preset: str | None = field(default=None, compare=False)
 
     @property
@@ -62,6 +63,7 @@ class TrainConfig:
         positive = [
             "factors", "factor_dim", "channels", "width", "num_digits", "steps", "batch_size",
             "seq_len", "log_every", "checkpoint_every", "keep_checkpoints", "test_sequences",
+        "max_nonfinite_steps",
         ]  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:

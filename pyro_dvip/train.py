@@ -9,7 +9,11 @@ from __future__ import annotations
 import csv
 import importlib
 import logging
+import shutil
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -27,10 +31,12 @@ log = logging.getLogger(__name__)
 
 METRICS_COLUMNS = [
     "step", "kl_scale", "elbo", "recon", "kl", "objective_avg", "test_elbo", "seconds",
-    "frames_per_s",
+    "frames_per_s", "skipped_steps",
 ]  # fmt: skip
 # Options that may differ on --resume: they change how long or where a run goes, not what it is.
-RESUMABLE_CHANGES = {"steps", "device", "log_every", "checkpoint_every", "keep_checkpoints"}
+RESUMABLE_CHANGES = {
+    "steps", "device", "log_every", "checkpoint_every", "keep_checkpoints", "max_nonfinite_steps",
+}  # fmt: skip
 TEST_SEED_OFFSET = 1_000_003  # the frozen test set's seed, distinct from the training stream's
 
 
@@ -128,19 +134,105 @@ class TrainResult:
     model: DVIP  # the trained model, in train mode
 
 
-def _trim_metrics(path: Path, after_step: int) -> float:
-    """Drop metric rows past the checkpoint a resumed run restarts from (they will be redone);
-    return the training seconds logged up to it."""
-    if not path.exists():
-        return 0.0
-    with open(path, newline="") as f:
-        rows = [row for row in csv.DictReader(f) if int(row["step"]) <= after_step]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    logged = [float(row["seconds"]) for row in rows if row["seconds"]]
-    return logged[-1] if logged else 0.0
+class TrainingInterrupted(RunError):
+    """SIGINT or SIGTERM arrived: a checkpoint was saved and the run stopped."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class _StopRequest:
+    """Signal handler that only records the signal; the loop stops at the end of the step."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def __call__(self, signum, frame) -> None:
+        self.signum = signum
+
+
+@contextmanager
+def _deferred_stop_signals():
+    request = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request  # signal handlers can only be installed from the main thread
+        return
+    previous = {s: signal.signal(s, request) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+class _MetricsLog:
+    """metrics.csv, TensorBoard and the progress bar, written together."""
+
+    def __init__(self, run_dir: Path, start_step: int, total_steps: int, progress: bool):
+        self.path = run_dir / "metrics.csv"
+        self.seconds = self._trim(start_step)  # training time so far, excluding evaluation
+        new_file = not self.path.exists()
+        self.file = open(self.path, "a", newline="")
+        self.writer = csv.DictWriter(self.file, fieldnames=METRICS_COLUMNS)
+        if new_file:
+            self.writer.writeheader()
+        from torch.utils.tensorboard import SummaryWriter  # slow import, only when training
+
+        self.board = SummaryWriter(run_dir / "tensorboard", purge_step=start_step + 1)
+        self.bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step")
+        self.rows: list[dict] = []
+
+    def _trim(self, after_step: int) -> float:
+        """Drop rows past the checkpoint a resumed run restarts from (they will be redone);
+        return the training seconds logged up to it."""
+        if not self.path.exists():
+            return 0.0
+        with open(self.path, newline="") as f:
+            rows = [row for row in csv.DictReader(f) if int(row["step"]) <= after_step]
+        with open(self.path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        logged = [float(row["seconds"]) for row in rows if row.get("seconds")]
+        return logged[-1] if logged else 0.0
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow(row)
+        self.file.flush()
+        for key in ("elbo", "recon", "kl", "test_elbo", "frames_per_s"):
+            if key in row:
+                self.board.add_scalar(f"train/{key}", row[key], row["step"])
+        if self.bar is not None and "elbo" in row:
+            self.bar.set_postfix(elbo=f"{row['elbo']:.1f}", fps=f"{row['frames_per_s']:.0f}")
+        self.rows.append(row)
+
+    def close(self) -> None:
+        self.file.close()
+        self.board.close()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _check_writable(run_dir: Path, bytes_needed: int) -> None:
+    """Fail before training if the run directory cannot hold a few checkpoints."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise RunError(f"--out: cannot write to {run_dir} ({e.strerror or e})") from e
+    free = shutil.disk_usage(run_dir).free
+    if free < bytes_needed:
+        raise RunError(
+            f"--out: {run_dir} has {free / 2**20:.0f} MiB free; checkpoints need about "
+            f"{bytes_needed / 2**20:.0f} MiB"
+        )
 
 
 def train(
@@ -153,7 +245,9 @@ def train(
     """Train a DVIP model; ``resume`` continues the newest valid checkpoint in ``run_dir``.
 
     ``explicit`` names the options the user gave on resume (they must not conflict with the
-    saved configuration, except those in ``RESUMABLE_CHANGES``).
+    saved configuration, except those in ``RESUMABLE_CHANGES``). SIGINT/SIGTERM save a
+    checkpoint and raise :class:`TrainingInterrupted`; a step whose loss or gradients are not
+    finite is skipped, and ``max_nonfinite_steps`` of them in a row stop the run.
     """
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
@@ -171,7 +265,6 @@ def train(
             "another --out"
         )
     config.validate()
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     pyro.set_rng_seed(config.seed)
     device = resolve_device(config.device)
@@ -179,97 +272,114 @@ def train(
     objective = NegELBO(dvip, config.elbo)
     optimizer = torch.optim.Adam(dvip.parameters(), lr=config.lr)
     stream, test_frames = make_data(config, device)
+    n_params = sum(p.numel() for p in dvip.parameters())
+    _check_writable(run_dir, bytes_needed=2 * 4 * 3 * n_params)  # two of: model + Adam moments
 
     start_step = 0
+    loop = {"objective_sum": 0.0, "interval_steps": 0, "skipped": 0, "bad_in_row": 0}
     if found is not None:
         path, state = found
         dvip.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         stream.load_state_dict(state["data"])
         set_rng_state(state["rng"])
+        loop.update(state.get("loop", {}))
         start_step = state["step"]
         log.info("resuming from %s (step %d)", path, start_step)
     atomic_write_text(config_path, config.to_json())
 
-    metrics_path = run_dir / "metrics.csv"
-    seconds = _trim_metrics(metrics_path, start_step)  # training time, excluding evaluation
-    new_file = not metrics_path.exists()
-    metrics_file = open(metrics_path, "a", newline="")
-    writer = csv.DictWriter(metrics_file, fieldnames=METRICS_COLUMNS)
-    if new_file:
-        writer.writeheader()
-    from torch.utils.tensorboard import SummaryWriter  # slow import, only when training
+    def checkpoint(step: int) -> Path:
+        loop_state = {
+            **loop,
+            "objective_sum": objective_sum.item(),
+            "interval_steps": interval_steps,
+        }
+        return save_checkpoint(
+            run_dir, step, dvip, optimizer, stream.state_dict(), config.keep_checkpoints,
+            loop=loop_state,
+        )  # fmt: skip
 
-    board = SummaryWriter(run_dir / "tensorboard", purge_step=start_step + 1)
-
+    metrics = _MetricsLog(run_dir, start_step, config.steps, progress)
     frames_per_step = config.batch_size * config.seq_len
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=config.steps, initial=start_step, desc="train", unit="step")
-    rows: list[dict] = []
     dvip.train()
-    objective_sum = torch.zeros((), device=device)  # summed on device: no per-step host sync
-    interval_start, interval_steps = time.perf_counter(), 0
+    buffers = list(dvip.buffers())
+    # Summed on the device: no host sync for logging between log steps.
+    objective_sum = torch.tensor(float(loop["objective_sum"]), device=device)
+    interval_steps = int(loop["interval_steps"])
+    interval_start = time.perf_counter()
+    last_checkpoint = found[0] if found else None
     try:
-        for step in range(start_step + 1, config.steps + 1):
-            x = stream.sample(config.batch_size).frames  # (B, T, C, H, W), on device
-            kl_scale = kl_scale_at(step, config.kl_anneal)
-            log_now = step % config.log_every == 0 or step == config.steps
-            if log_now:
-                loss, recon, kl = objective.forward_with_terms(x, kl_scale)
-            else:
-                loss = objective(x, kl_scale)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            objective_sum += loss.detach()
-            interval_steps += 1
-            if bar is not None:
-                bar.update(1)
+        # Without argument validation a NaN reaches the loss (and the step is skipped)
+        # instead of raising inside a distribution; it also saves a host sync per site.
+        with _deferred_stop_signals() as stop, pyro.validation_enabled(False):
+            for step in range(start_step + 1, config.steps + 1):
+                x = stream.sample(config.batch_size).frames  # (B, T, C, H, W), on device
+                saved_buffers = [b.clone() for b in buffers]  # BatchNorm statistics, small
+                kl_scale = kl_scale_at(step, config.kl_anneal)
+                log_now = step % config.log_every == 0 or step == config.steps
+                if log_now:
+                    loss, recon, kl = objective.forward_with_terms(x, kl_scale)
+                else:
+                    loss = objective(x, kl_scale)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.get_total_norm(p.grad for p in dvip.parameters())
+                if torch.isfinite(loss.detach() + grad_norm):  # the one host sync per step
+                    optimizer.step()
+                    objective_sum += loss.detach()
+                    interval_steps += 1
+                    loop["bad_in_row"] = 0
+                else:
+                    for buffer, saved in zip(buffers, saved_buffers):
+                        buffer.copy_(saved)  # a bad batch must not poison the running stats
+                    loop["skipped"] += 1
+                    loop["bad_in_row"] += 1
+                    log.warning("step %d: non-finite loss or gradients, step skipped", step)
+                    if loop["bad_in_row"] >= config.max_nonfinite_steps:
+                        raise RunError(
+                            f"step {step}: loss or gradients non-finite for "
+                            f"{loop['bad_in_row']} steps in a row; stopped. Last good "
+                            f"checkpoint: {last_checkpoint or 'none'}"
+                        )
+                if metrics.bar is not None:
+                    metrics.bar.update(1)
 
-            checkpoint_now = step % config.checkpoint_every == 0 or step == config.steps
-            if not (log_now or checkpoint_now):
-                continue
-            paused_at = time.perf_counter()  # logging and checkpoints are not training time
-            row = {"step": step, "kl_scale": kl_scale}
-            if log_now:
-                elapsed = paused_at - interval_start
-                seconds += elapsed
-                row.update(
-                    elbo=(recon - kl).mean().item() / config.seq_len,
-                    recon=recon.mean().item() / config.seq_len,
-                    kl=kl.mean().item() / config.seq_len,
-                    objective_avg=-objective_sum.item() / (interval_steps * config.seq_len),
-                    seconds=round(seconds, 3),
-                    frames_per_s=round(interval_steps * frames_per_step / elapsed, 1),
-                )
-                objective_sum.zero_()
-                interval_steps = 0
-            if checkpoint_now:
-                row["test_elbo"] = test_elbo(dvip, test_frames, config.batch_size)
-                save_checkpoint(
-                    run_dir, step, dvip, optimizer, stream.state_dict(), config.keep_checkpoints
-                )
-            writer.writerow(row)
-            metrics_file.flush()
-            for key in ("elbo", "recon", "kl", "test_elbo", "frames_per_s"):
-                if key in row:
-                    board.add_scalar(f"train/{key}", row[key], step)
-            if bar is not None and "elbo" in row:
-                bar.set_postfix(elbo=f"{row['elbo']:.1f}", fps=f"{row['frames_per_s']:.0f}")
-            rows.append(row)
-            if log_now:
-                interval_start = time.perf_counter()
-            else:
-                interval_start += time.perf_counter() - paused_at
+                checkpoint_now = step % config.checkpoint_every == 0 or step == config.steps
+                if log_now or checkpoint_now:
+                    paused_at = time.perf_counter()  # logging and checkpoints are not training time
+                    row = {"step": step, "kl_scale": kl_scale, "skipped_steps": loop["skipped"]}
+                    if log_now:
+                        elapsed = paused_at - interval_start
+                        metrics.seconds += elapsed
+                        row.update(
+                            elbo=(recon - kl).mean().item() / config.seq_len,
+                            recon=recon.mean().item() / config.seq_len,
+                            kl=kl.mean().item() / config.seq_len,
+                            objective_avg=-objective_sum.item()
+                            / (max(interval_steps, 1) * config.seq_len),
+                            seconds=round(metrics.seconds, 3),
+                            frames_per_s=round(interval_steps * frames_per_step / elapsed, 1),
+                        )
+                        objective_sum.zero_()
+                        interval_steps = 0
+                    if checkpoint_now:
+                        row["test_elbo"] = test_elbo(dvip, test_frames, config.batch_size)
+                        last_checkpoint = checkpoint(step)
+                    metrics.write(row)
+                    if log_now:
+                        interval_start = time.perf_counter()
+                    else:
+                        interval_start += time.perf_counter() - paused_at
+                if stop.signum is not None:
+                    last_checkpoint = checkpoint(step)
+                    raise TrainingInterrupted(
+                        f"{signal.Signals(stop.signum).name} at step {step}: saved "
+                        f"{last_checkpoint}; continue with --out {run_dir} --resume",
+                        stop.signum,
+                    )
     finally:
-        metrics_file.close()
-        board.close()
-        if bar is not None:
-            bar.close()
-    return TrainResult(run_dir, config.steps, rows, found[0] if found else None, dvip)
+        metrics.close()
+    return TrainResult(run_dir, config.steps, metrics.rows, found[0] if found else None, dvip)
 
 
 def load(run_dir: str | Path, checkpoint: str | Path | None = None, device: str = "cpu") -> DVIP:
