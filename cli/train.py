@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -156,8 +159,17 @@ POSITIVE = click.IntRange(min=1)
     "--resume", is_flag=True, help="Continue the run in --out from its newest valid checkpoint."
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--nproc",
+    type=POSITIVE,
+    default=1,
+    show_default=True,
+    help="Processes (one per GPU, or CPU processes with gloo) launched through torchrun; "
+    "--batch-size is the global batch. For several nodes run torchrun yourself "
+    "(docs/scaling.md).",
+)
 @click.pass_context
-def train(ctx: click.Context, preset, out, resume, quiet, **options) -> None:
+def train(ctx: click.Context, preset, out, resume, quiet, nproc, **options) -> None:
     """Train a DVIP model on colour Moving MNIST (built in, offline).
 
     \b
@@ -182,6 +194,13 @@ def train(ctx: click.Context, preset, out, resume, quiet, **options) -> None:
         raise option_error(str(e)) from e
     if out is None:
         out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    if nproc > 1:
+        if config.batch_size % nproc:
+            raise click.BadParameter(
+                f"--batch-size {config.batch_size} does not split over {nproc} processes",
+                param_hint="'--nproc'",
+            )
+        ctx.exit(launch_torchrun(ctx, nproc, preset, out, resume, quiet, explicit, options))
     try:
         result = run_training(config, out, resume=resume, explicit=explicit, progress=not quiet)
     except TrainingInterrupted as e:
@@ -191,6 +210,8 @@ def train(ctx: click.Context, preset, out, resume, quiet, **options) -> None:
         raise click.ClickException(str(e)) from e
     except ValueError as e:
         raise option_error(str(e)) from e
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun, rank 0 reports
     last = next((row for row in reversed(result.metrics) if "elbo" in row), None)
     test = next((row for row in reversed(result.metrics) if "test_elbo" in row), None)
     click.echo(f"run directory: {result.run_dir}")
@@ -202,6 +223,27 @@ def train(ctx: click.Context, preset, out, resume, quiet, **options) -> None:
         click.echo(f"  step {test['step']}: test ELBO per frame {test['test_elbo']:.1f}")
     for name in ("config.json", "metrics.csv", "checkpoints/", "tensorboard/"):
         click.echo(f"  {result.run_dir / name}")
+
+
+def launch_torchrun(ctx, nproc, preset, out, resume, quiet, explicit, options) -> int:
+    """Run this same command in ``nproc`` processes under torchrun; returns its exit status."""
+    args = ["--out", str(out)]
+    if preset is not None:
+        args += ["--preset", preset]
+    for name in sorted(explicit):
+        value = options[name]
+        flag = f"--{name.replace('_', '-')}"
+        if name == "entangled":
+            args.append("--entangled" if value else "--factored")
+        else:
+            args += [flag, str(value)]
+    args += ["--resume"] * resume + ["--quiet"] * quiet
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc-per-node={nproc}", "-m", "dvip_cli", "train", *args,
+    ]  # fmt: skip
+    click.echo("launching: " + " ".join(command), err=True)
+    return subprocess.call(command)
 
 
 @click.command()

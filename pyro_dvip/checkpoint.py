@@ -99,10 +99,12 @@ def save_checkpoint(
     data_state: dict,
     keep: int = 3,
     loop: dict | None = None,
+    rng: dict | list | None = None,
 ) -> Path:
     """Write ``run_dir/checkpoints/step_XXXXXXXX.pt`` atomically and keep the newest ``keep``.
 
-    ``loop`` holds the training loop's own counters (plain numbers)."""
+    ``loop`` holds the training loop's own counters (plain numbers); ``rng`` the RNG states
+    (default: this process's; a distributed run passes one per rank, as ``data_state``)."""
     model_state = model.state_dict()
     if not _all_finite(model_state):
         raise CheckpointError(f"refusing to save step {step}: the model has non-finite parameters")
@@ -111,7 +113,7 @@ def save_checkpoint(
         "step": step,
         "model": model_state,
         "optimizer": optimizer.state_dict(),
-        "rng": rng_state(),
+        "rng": rng_state() if rng is None else rng,
         "data": data_state,
         "loop": loop or {},
     }

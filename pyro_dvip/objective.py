@@ -65,20 +65,24 @@ class NegELBO(nn.Module):
         self.elbo_name = elbo
         self.elbo = make_elbo(elbo)
 
-    def forward(self, x: torch.Tensor, kl_scale: float = 1.0) -> torch.Tensor:
-        loss = self.elbo.differentiable_loss(self.dvip.model, self.dvip.guide, x, kl_scale)
-        return loss / x.shape[0]
-
-    def forward_with_terms(
-        self, x: torch.Tensor, kl_scale: float = 1.0
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The loss as in :meth:`forward`, plus the per-video reconstruction and KL (B,) of the
-        very sample the loss used, read from traces recorded inside Pyro's own run."""
+    def forward(self, x: torch.Tensor, kl_scale: float = 1.0, with_terms: bool = False):
+        """-ELBO per video; with ``with_terms`` also the per-video reconstruction and KL (B,)
+        of the very sample the loss used, read from traces recorded inside Pyro's own run.
+        (Both go through ``forward`` so that DistributedDataParallel syncs either.)"""
+        if not with_terms:
+            loss = self.elbo.differentiable_loss(self.dvip.model, self.dvip.guide, x, kl_scale)
+            return loss / x.shape[0]
         model = poutine.trace(self.dvip.model)
         guide = poutine.trace(self.dvip.guide)
         loss = self.elbo.differentiable_loss(model, guide, x, kl_scale) / x.shape[0]
         recon, kl = trace_terms(model.trace, guide.trace, analytic_kl=self.elbo_name == "meanfield")
         return loss, recon.detach(), kl.detach()
+
+    def forward_with_terms(
+        self, x: torch.Tensor, kl_scale: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``forward(x, kl_scale, with_terms=True)``: loss, reconstruction (B,), KL (B,)."""
+        return self(x, kl_scale, with_terms=True)
 
 
 @torch.no_grad()

@@ -20,7 +20,14 @@ from pathlib import Path
 import pyro
 import torch
 
-from .checkpoint import atomic_write_text, latest_checkpoint, save_checkpoint, set_rng_state
+from . import distributed
+from .checkpoint import (
+    atomic_write_text,
+    latest_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import TrainConfig
 from .data import MovingMNIST, load_digits, make_test_set
 from .model import DVIP
@@ -38,6 +45,7 @@ RESUMABLE_CHANGES = {
     "steps", "device", "log_every", "checkpoint_every", "keep_checkpoints", "max_nonfinite_steps",
 }  # fmt: skip
 TEST_SEED_OFFSET = 1_000_003  # the frozen test set's seed, distinct from the training stream's
+RANK_SEED_STRIDE = 100_003  # rank r of a distributed run draws data and noise from seed + r * this
 
 
 class RunError(RuntimeError):
@@ -64,6 +72,8 @@ def import_transition(target: str) -> type[Transition]:
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Transition)):
         raise ValueError(f"transition: {target!r} is not a pyro_dvip.Transition subclass")
+    if cls is Transition:
+        raise ValueError(f"transition: {target!r} is the interface itself; name a subclass")
     return cls
 
 
@@ -81,8 +91,11 @@ def build_model(config: TrainConfig) -> DVIP:
     )
 
 
-def make_data(config: TrainConfig, device: torch.device) -> tuple[MovingMNIST, torch.Tensor]:
-    """The seeded training stream on ``device`` and the frozen test frames from held-out digits."""
+def make_data(
+    config: TrainConfig, device: torch.device, stream_seed: int | None = None
+) -> tuple[MovingMNIST, torch.Tensor]:
+    """The seeded training stream on ``device`` (seed ``config.seed`` unless ``stream_seed``) and
+    the frozen test frames from held-out digits."""
     kwargs = dict(
         image_size=config.image_size,
         channels=config.channels,
@@ -95,7 +108,8 @@ def make_data(config: TrainConfig, device: torch.device) -> tuple[MovingMNIST, t
         test_digits, test_labels = load_digits("test", config.mnist_root)
     except FileNotFoundError as e:
         raise ValueError(f"mnist_root: {e}") from e
-    stream = MovingMNIST(digits, labels, device=device, seed=config.seed, **kwargs)
+    seed = config.seed if stream_seed is None else stream_seed
+    stream = MovingMNIST(digits, labels, device=device, seed=seed, **kwargs)
     test = make_test_set(
         test_digits,
         test_labels,
@@ -114,7 +128,8 @@ def kl_scale_at(step: int, anneal_steps: int) -> float:
 def resume_config(saved: TrainConfig, requested: TrainConfig, explicit: set[str]) -> TrainConfig:
     """The saved configuration with the explicitly given options that may change on resume."""
     conflicts = [
-        f"{name} (saved {getattr(saved, name)!r}, given {getattr(requested, name)!r})"
+        f"--{name.replace('_', '-')} (saved {getattr(saved, name)!r}, "
+        f"given {getattr(requested, name)!r})"
         for name in sorted(explicit - RESUMABLE_CHANGES)
         if getattr(saved, name) != getattr(requested, name)
     ]
@@ -235,6 +250,41 @@ def _check_writable(run_dir: Path, bytes_needed: int) -> None:
         )
 
 
+def _open_run(
+    config: TrainConfig, run_dir: Path, resume: bool, explicit: set[str]
+) -> tuple[TrainConfig, tuple[Path, dict] | None]:
+    """The configuration to run and, on resume, the newest checkpoint that loads."""
+    config_path = run_dir / "config.json"
+    if not resume:
+        if config_path.exists():
+            raise RunError(
+                f"--out: {run_dir} already holds a run; pass --resume to continue it or choose "
+                "another --out"
+            )
+        config.validate()
+        return config, None
+    if not config_path.exists():
+        raise RunError(f"--resume: {run_dir} holds no config.json; nothing to resume")
+    config = resume_config(TrainConfig.load(config_path), config, explicit)
+    config.validate()
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        raise RunError(f"--resume: {run_dir} holds no loadable checkpoint")
+    return config, found
+
+
+def _for_rank(state, context: distributed.Context, what: str):
+    """A single-process checkpoint holds one state; a distributed one a list, one per rank."""
+    if not isinstance(state, list):
+        return state
+    if len(state) != context.world_size:
+        raise RunError(
+            f"--resume: the checkpoint's {what} is from {len(state)} processes, this run has "
+            f"{context.world_size}; resume with the same --nproc"
+        )
+    return state[context.rank]
+
+
 def train(
     config: TrainConfig,
     run_dir: str | Path,
@@ -247,33 +297,45 @@ def train(
     ``explicit`` names the options the user gave on resume (they must not conflict with the
     saved configuration, except those in ``RESUMABLE_CHANGES``). SIGINT/SIGTERM save a
     checkpoint and raise :class:`TrainingInterrupted`; a step whose loss or gradients are not
-    finite is skipped, and ``max_nonfinite_steps`` of them in a row stop the run.
+    finite is skipped, and ``max_nonfinite_steps`` of them in a row stop the run. Under
+    ``torchrun`` each process trains on its share of the global batch with its own data seed
+    (see :mod:`pyro_dvip.distributed`); rank 0 logs and writes checkpoints.
     """
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    found = None
-    if resume:
-        if not config_path.exists():
-            raise RunError(f"--resume: {run_dir} holds no config.json; nothing to resume")
-        config = resume_config(TrainConfig.load(config_path), config, explicit or set())
-        found = latest_checkpoint(run_dir)
-        if found is None:
-            raise RunError(f"--resume: {run_dir} holds no loadable checkpoint")
-    elif config_path.exists():
-        raise RunError(
-            f"--out: {run_dir} already holds a run; pass --resume to continue it or choose "
-            "another --out"
-        )
-    config.validate()
+    context, device_name = distributed.setup(config.device)
+    try:
+        config, found = _open_run(config, run_dir, resume, explicit or set())
+        if config.batch_size % context.world_size:
+            raise RunError(
+                f"--batch-size: {config.batch_size} does not split over "
+                f"{context.world_size} processes"
+            )
+        return _train(config, run_dir, found, context, device_name, progress)
+    finally:
+        distributed.teardown(context)
 
-    pyro.set_rng_seed(config.seed)
-    device = resolve_device(config.device)
+
+def _train(config, run_dir, found, context, device_name, progress) -> TrainResult:
+    pyro.set_rng_seed(config.seed)  # the same initial weights on every rank
+    device = resolve_device(device_name)
     dvip = build_model(config).to(device)
     objective = NegELBO(dvip, config.elbo)
     optimizer = torch.optim.Adam(dvip.parameters(), lr=config.lr)
-    stream, test_frames = make_data(config, device)
-    n_params = sum(p.numel() for p in dvip.parameters())
-    _check_writable(run_dir, bytes_needed=2 * 4 * 3 * n_params)  # two of: model + Adam moments
+    stream_seed = config.seed + RANK_SEED_STRIDE * context.rank
+    stream, test_frames = make_data(config, device, stream_seed)
+    if context.rank > 0:
+        torch.manual_seed(stream_seed)  # each rank its own posterior noise
+    step_loss = objective
+    if context.active:
+        step_loss = torch.nn.parallel.DistributedDataParallel(
+            objective,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=config.seq_len == 1,  # T = 1 never calls the transition
+        )
+    local_batch = config.batch_size // context.world_size
+    if context.is_main:
+        n_params = sum(p.numel() for p in dvip.parameters())
+        _check_writable(run_dir, bytes_needed=2 * 4 * 3 * n_params)  # model + Adam moments
 
     start_step = 0
     loop = {"objective_sum": 0.0, "interval_steps": 0, "skipped": 0, "bad_in_row": 0}
@@ -281,25 +343,33 @@ def train(
         path, state = found
         dvip.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        stream.load_state_dict(state["data"])
-        set_rng_state(state["rng"])
+        stream.load_state_dict(_for_rank(state["data"], context, "data stream"))
+        set_rng_state(_for_rank(state["rng"], context, "random state"))
         loop.update(state.get("loop", {}))
         start_step = state["step"]
         log.info("resuming from %s (step %d)", path, start_step)
-    atomic_write_text(config_path, config.to_json())
+    if context.is_main:
+        atomic_write_text(run_dir / "config.json", config.to_json())
 
-    def checkpoint(step: int) -> Path:
+    def checkpoint(step: int) -> Path | None:
+        """Every rank's RNG and stream state go into rank 0's checkpoint."""
+        rng_states = distributed.gather(rng_state(), context)
+        data_states = distributed.gather(stream.state_dict(), context)
+        if not context.is_main:
+            return None
         loop_state = {
             **loop,
             "objective_sum": objective_sum.item(),
             "interval_steps": interval_steps,
         }
         return save_checkpoint(
-            run_dir, step, dvip, optimizer, stream.state_dict(), config.keep_checkpoints,
-            loop=loop_state,
+            run_dir, step, dvip, optimizer,
+            data_states if context.active else data_states[0],
+            config.keep_checkpoints, loop=loop_state,
+            rng=rng_states if context.active else rng_states[0],
         )  # fmt: skip
 
-    metrics = _MetricsLog(run_dir, start_step, config.steps, progress)
+    metrics = _MetricsLog(run_dir, start_step, config.steps, progress) if context.is_main else None
     frames_per_step = config.batch_size * config.seq_len
     dvip.train()
     buffers = list(dvip.buffers())
@@ -313,23 +383,21 @@ def train(
         # instead of raising inside a distribution; it also saves a host sync per site.
         with _deferred_stop_signals() as stop, pyro.validation_enabled(False):
             for step in range(start_step + 1, config.steps + 1):
-                x = stream.sample(config.batch_size).frames  # (B, T, C, H, W), on device
+                x = stream.sample(local_batch).frames  # (B, T, C, H, W), on device
                 saved_buffers = [b.clone() for b in buffers]  # BatchNorm statistics, small
                 kl_scale = kl_scale_at(step, config.kl_anneal)
                 log_now = step % config.log_every == 0 or step == config.steps
                 if log_now:
-                    loss, recon, kl = objective.forward_with_terms(x, kl_scale)
+                    loss, recon, kl = step_loss(x, kl_scale, with_terms=True)
                 else:
-                    loss = objective(x, kl_scale)
+                    loss = step_loss(x, kl_scale)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                grad_norm = torch.nn.utils.get_total_norm(p.grad for p in dvip.parameters())
-                if torch.isfinite(loss.detach() + grad_norm):  # the one host sync per step
-                    optimizer.step()
-                    objective_sum += loss.detach()
-                    interval_steps += 1
-                    loop["bad_in_row"] = 0
-                else:
+                grad_norm = torch.nn.utils.get_total_norm(
+                    p.grad for p in dvip.parameters() if p.grad is not None
+                )
+                finite = bool(torch.isfinite(loss.detach() + grad_norm))  # one host sync a step
+                if distributed.any_rank(not finite, context, device):
                     for buffer, saved in zip(buffers, saved_buffers):
                         buffer.copy_(saved)  # a bad batch must not poison the running stats
                     loop["skipped"] += 1
@@ -341,7 +409,12 @@ def train(
                             f"{loop['bad_in_row']} steps in a row; stopped. Last good "
                             f"checkpoint: {last_checkpoint or 'none'}"
                         )
-                if metrics.bar is not None:
+                else:
+                    optimizer.step()
+                    objective_sum += loss.detach()
+                    interval_steps += 1
+                    loop["bad_in_row"] = 0
+                if metrics is not None and metrics.bar is not None:
                     metrics.bar.update(1)
 
                 checkpoint_now = step % config.checkpoint_every == 0 or step == config.steps
@@ -350,36 +423,42 @@ def train(
                     row = {"step": step, "kl_scale": kl_scale, "skipped_steps": loop["skipped"]}
                     if log_now:
                         elapsed = paused_at - interval_start
-                        metrics.seconds += elapsed
                         row.update(
                             elbo=(recon - kl).mean().item() / config.seq_len,
                             recon=recon.mean().item() / config.seq_len,
                             kl=kl.mean().item() / config.seq_len,
                             objective_avg=-objective_sum.item()
                             / (max(interval_steps, 1) * config.seq_len),
-                            seconds=round(metrics.seconds, 3),
                             frames_per_s=round(interval_steps * frames_per_step / elapsed, 1),
                         )
+                        if metrics is not None:
+                            metrics.seconds += elapsed
+                            row["seconds"] = round(metrics.seconds, 3)
                         objective_sum.zero_()
                         interval_steps = 0
                     if checkpoint_now:
-                        row["test_elbo"] = test_elbo(dvip, test_frames, config.batch_size)
+                        if context.is_main:
+                            row["test_elbo"] = test_elbo(dvip, test_frames, config.batch_size)
                         last_checkpoint = checkpoint(step)
-                    metrics.write(row)
+                    if metrics is not None:
+                        metrics.write(row)
                     if log_now:
                         interval_start = time.perf_counter()
                     else:
                         interval_start += time.perf_counter() - paused_at
-                if stop.signum is not None:
+                if distributed.any_rank(stop.signum is not None, context, device):
+                    signum = stop.signum or signal.SIGTERM
                     last_checkpoint = checkpoint(step)
                     raise TrainingInterrupted(
-                        f"{signal.Signals(stop.signum).name} at step {step}: saved "
+                        f"{signal.Signals(signum).name} at step {step}: saved "
                         f"{last_checkpoint}; continue with --out {run_dir} --resume",
-                        stop.signum,
+                        signum,
                     )
     finally:
-        metrics.close()
-    return TrainResult(run_dir, config.steps, metrics.rows, found[0] if found else None, dvip)
+        if metrics is not None:
+            metrics.close()
+    rows = metrics.rows if metrics is not None else []
+    return TrainResult(run_dir, config.steps, rows, found[0] if found else None, dvip)
 
 
 def load(run_dir: str | Path, checkpoint: str | Path | None = None, device: str = "cpu") -> DVIP:

@@ -83,7 +83,7 @@ def test_resume_refuses_a_conflicting_option(tmp_path):
     assert run_cli("train", *tiny_args(steps=2), "--out", out, "--quiet").exit_code == 0
     result = run_cli("train", "--out", out, "--resume", "--factors", 3, "--steps", 4)
     assert result.exit_code != 0
-    assert "options conflict with the saved run: factors (saved 2, given 3)" in result.output
+    assert "options conflict with the saved run: --factors (saved 2, given 3)" in result.output
     assert [int(r["step"]) for r in read_metrics(out)] == [1, 2]  # nothing saved was lost
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks and long runs: measured here, recorded in docs/, never timed in tests."""

@@ -1,0 +1,73 @@
+"""Multi-process training under ``torchrun``: one process per device, DDP around the ELBO.
+
+``torchrun`` sets RANK, WORLD_SIZE and LOCAL_RANK; :func:`setup` joins the process group
+(NCCL on CUDA, gloo on CPU). DistributedDataParallel wraps :class:`NegELBO` (an ``nn.Module``
+whose forward runs Pyro's ELBO): gradients are averaged over ranks, so each rank's loss (the
+mean over its share of the global batch) gives the gradient of the global batch mean.
+``nn.DataParallel`` is not used: it splits inputs along dim 0 inside one process and breaks
+Pyro's plates.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(device_name: str) -> tuple[Context, str]:
+    """Join the process group when launched by torchrun; returns the context and the device
+    this rank uses (``cuda:LOCAL_RANK`` on GPU machines)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Context(), device_name
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        device_name = f"cuda:{local_rank}"
+    else:
+        device_name = "cpu"
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return Context(rank, world_size, local_rank), device_name
+
+
+def teardown(context: Context) -> None:
+    if context.active and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def any_rank(flag: bool, context: Context, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is true on any rank (one tiny all-reduce)."""
+    if not context.active:
+        return flag
+    value = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def gather(obj, context: Context) -> list:
+    """Every rank's ``obj`` (plain values and tensors), in rank order, on every rank."""
+    if not context.active:
+        return [obj]
+    gathered = [None] * context.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
