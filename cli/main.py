@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from .evaluate import compare, evaluate
 from .train import presets, train
 
 
@@ -21,6 +22,8 @@ def cli() -> None:
 
 cli.add_command(train)
 cli.add_command(presets)
+cli.add_command(evaluate)
+cli.add_command(compare)
 
 
 def main() -> None:

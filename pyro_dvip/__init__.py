@@ -16,9 +16,20 @@ __all__ = [
     "RunError",
     "TrainConfig",
     "Transition",
+    "compare",
+    "evaluate",
     "load",
     "make_config",
     "make_elbo",
     "train",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # evaluate/compare load matplotlib, seaborn, scikit-learn: only when asked for.
+    if name in ("evaluate", "compare"):
+        from . import evaluation
+
+        return getattr(evaluation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,180 @@
+"""``dvip evaluate`` and ``dvip compare``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pyro_dvip.checkpoint import CheckpointError
+from pyro_dvip.train import RunError
+
+POSITIVE = click.IntRange(min=1)
+RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+def _option_error(message: str) -> click.BadParameter:
+    """Turn the library's ``'field: problem'`` into a Click error naming the option."""
+    field, sep, problem = message.partition(": ")
+    if sep and " " not in field:
+        return click.BadParameter(problem, param_hint=f"'--{field.replace('_', '-')}'")
+    return click.BadParameter(message)
+
+
+@click.command()
+@click.argument("run_dir", type=RUN_DIR)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder.  [default: RUN_DIR/eval]",
+)
+@click.option(
+    "--samples",
+    type=POSITIVE,
+    default=5000,
+    show_default=True,
+    help="(z_t, z_t+1) pairs for the MI and correlation; sets the number of held-out sequences.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every measurement.")
+@click.option(
+    "--groups",
+    "group_size",
+    type=POSITIVE,
+    help="Units per group for a one-factor (entangled) model.  [default: the factor size of "
+    "the matching factored model, config factor_dim]",
+)
+@click.option(
+    "--partitions",
+    type=POSITIVE,
+    default=20,
+    show_default=True,
+    help="Random partitions tried for a one-factor model.",
+)
+@click.option(
+    "--particles",
+    type=click.IntRange(min=2),
+    default=4,
+    show_default=True,
+    help="Posterior samples per sequence for the ELBO and its s.e.",
+)
+@click.option(
+    "--iw-samples",
+    type=POSITIVE,
+    default=16,
+    show_default=True,
+    help="Importance samples of the tighter bound.",
+)
+@click.option(
+    "--bound-sequences",
+    type=POSITIVE,
+    default=128,
+    show_default=True,
+    help="Held-out sequences the bounds are computed on.",
+)
+@click.option(
+    "--bootstrap",
+    type=click.IntRange(min=0),
+    default=200,
+    show_default=True,
+    help="Bootstrap resamples for the MI interval; 0 = none.",
+)
+@click.option(
+    "--select-pairs",
+    type=POSITIVE,
+    default=1000,
+    show_default=True,
+    help="Pairs on which a one-factor model's best MI partition is chosen.",
+)
+@click.option(
+    "--intervention-pairs",
+    type=POSITIVE,
+    default=256,
+    show_default=True,
+    help="Sequence pairs swapped in the intervention test.",
+)
+@click.option(
+    "--context",
+    type=POSITIVE,
+    help="Frames the prediction is conditioned on.  [default: half the sequence]",
+)
+@click.option(
+    "--rollouts",
+    type=POSITIVE,
+    default=8,
+    show_default=True,
+    help="Prior rollouts averaged per predicted sequence.",
+)
+@click.option(
+    "--prediction-sequences",
+    type=POSITIVE,
+    default=256,
+    show_default=True,
+    help="Held-out sequences the prediction is scored on.",
+)
+@click.option(
+    "--examples",
+    type=POSITIVE,
+    default=4,
+    show_default=True,
+    help="Sequences shown in the image grids and GIFs.",
+)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+def evaluate(run_dir: Path, out: Path | None, samples: int, seed: int, **options) -> None:
+    """Measure a trained run and its untrained floor: bound, Figure 2 correlations, Table 2
+    mutual information, factor-object probes, intervention test, prediction, Figure 3.
+
+    \b
+    Examples:
+      dvip evaluate runs/demo
+      dvip evaluate runs/entangled --groups 10 --out runs/entangled/eval-g10
+
+    Writes metrics.json, CSV tables, PNG figures, GIFs and report.md into RUN_DIR/eval.
+    """
+    from pyro_dvip.evaluation import evaluate as run_evaluation  # slow imports, only here
+
+    try:
+        metrics = run_evaluation(run_dir, out, samples=samples, seed=seed, **options)
+    except (RunError, CheckpointError) as e:
+        raise click.ClickException(str(e)) from e
+    except ValueError as e:
+        raise _option_error(str(e)) from e
+    out = out or run_dir / "eval"
+    t, u = metrics["trained"], metrics["untrained"]
+    click.echo(f"evaluation: {out} ({metrics['seconds']:.0f} s)")
+    click.echo(
+        f"  MI same / cross (bits): {t['mutual_info']['same']:.2f} / "
+        f"{t['mutual_info']['cross']:.2f}   untrained {u['mutual_info']['same']:.2f} / "
+        f"{u['mutual_info']['cross']:.2f}"
+    )
+    click.echo(
+        f"  probe min matched R² / max leakage: {t['alignment']['min_matched']:.2f} / "
+        f"{t['alignment']['max_leakage']:.2f}   untrained "
+        f"{u['alignment']['min_matched']:.2f} / {u['alignment']['max_leakage']:.2f}"
+    )
+    click.echo(f"  report: {out / 'report.md'}")
+
+
+@click.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=RUN_DIR)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("compare"),
+    show_default=True,
+    help="Output folder for compare.md and compare.csv.",
+)
+def compare(run_dirs: tuple[Path, ...], out: Path) -> None:
+    """Table 2 side by side for evaluated runs (run `dvip evaluate` on each first); runs that
+    differ only in the seed are grouped as mean ± sd.
+
+    \b
+    Example:
+      dvip compare runs/factored-s0 runs/factored-s1 runs/entangled-s0 --out runs/compare
+    """
+    from pyro_dvip.evaluation import compare as run_comparison
+
+    try:
+        run_comparison(list(run_dirs), out)
+    except FileNotFoundError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"comparison: {out / 'compare.md'}")

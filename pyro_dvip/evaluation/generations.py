@@ -1,0 +1,129 @@
+"""Figure 3 and friends: what each factor draws, as image grids and GIFs.
+
+- ``independent_generations``: filter a sequence with posterior means, hold every factor at
+  its step-1 value and let only factor k follow its posterior; decode. Whatever moves in the
+  frames is what factor k represents (one digit, if the factors became objects).
+- ``reconstructions``: decoded posterior means of every step.
+- ``prior_samples``: z_1 ~ N(0, I), z_t ~ p(z_t | z_{t-1}); decoded.
+- ``factor_rollouts``: hold every factor at its step-1 posterior mean and roll only factor k
+  forward with its own transition (a sample per step): the motion the prior gives factor k.
+
+Arrays are (rows, T, C, H, W) in [0, 1]. ``save_grid`` writes one row per sequence and one
+column per step; ``save_gif`` one frame per step with the sequences side by side.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.utils import make_grid
+
+from ..model import DVIP
+from .posterior import filter_sequences
+
+PAD = 2
+
+
+def _decode(dvip: DVIP, z: torch.Tensor) -> torch.Tensor:
+    """Decode latents (..., z_dim) to frames (..., C, H, W) on CPU."""
+    lead = z.shape[:-1]
+    images = dvip.decoder(z.reshape(-1, dvip.z_dim))
+    return images.view(*lead, *images.shape[1:]).cpu()
+
+
+@torch.no_grad()
+def independent_generations(
+    dvip: DVIP, frames: torch.Tensor, groups: list[np.ndarray]
+) -> torch.Tensor:
+    """(K, n, T, C, H, W): per unit group k, frames where only group k follows the posterior."""
+    z = filter_sequences(dvip, frames, use_mean=True).means.flatten(2)  # (n, T, D)
+    out = []
+    for units in groups:
+        held = z[:, :1].expand_as(z).clone()
+        index = torch.as_tensor(units, device=z.device)
+        held[..., index] = z[..., index]
+        out.append(_decode(dvip, held))
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def reconstructions(dvip: DVIP, frames: torch.Tensor) -> torch.Tensor:
+    """(n, T, C, H, W): decoded posterior means, filtering with means."""
+    return _decode(dvip, filter_sequences(dvip, frames, use_mean=True).means.flatten(2))
+
+
+@torch.no_grad()
+def prior_samples(dvip: DVIP, n: int, steps: int, device: torch.device | str = "cpu"):
+    """(n, T, C, H, W): decoded samples of the prior p(z_{1:T})."""
+    like = torch.zeros(1, device=device)
+    z = dvip.transition.initial(n, like).sample()
+    zs = [z]
+    for _ in range(steps - 1):
+        z = dvip.transition(z).sample()
+        zs.append(z)
+    return _decode(dvip, torch.stack(zs, 1).flatten(2))
+
+
+@torch.no_grad()
+def factor_rollouts(dvip: DVIP, frames: torch.Tensor) -> torch.Tensor:
+    """(K, n, T, C, H, W): factor k rolled forward by the prior, the others held at step 1."""
+    z1 = filter_sequences(dvip, frames[:, :1], use_mean=True).means[:, 0]  # (n, K, d)
+    out = []
+    for k in range(dvip.num_factors):
+        z, zs = z1.clone(), [z1]
+        for _ in range(frames.shape[1] - 1):
+            z = z.clone()
+            z[:, k] = dvip.transition(z).sample()[:, k]  # factor k's own prediction
+            zs.append(z)
+        out.append(_decode(dvip, torch.stack(zs, 1).flatten(2)))
+    return torch.stack(out)
+
+
+def _rgb(images: torch.Tensor) -> torch.Tensor:
+    """Images (..., C, H, W) as three channels: 1 is grey, 2 gets an empty blue channel."""
+    C = images.shape[-3]
+    if C == 1:
+        return images.expand(*images.shape[:-3], 3, *images.shape[-2:])
+    if C == 2:
+        return torch.cat([images, torch.zeros_like(images[..., :1, :, :])], -3)
+    return images[..., :3, :, :]
+
+
+def scale_for(image_size: int) -> int:
+    """Nearest-neighbour upscaling so that a frame is drawn at least 64 pixels wide."""
+    return max(1, 64 // image_size)
+
+
+def _to_pil(grid: torch.Tensor, scale: int) -> Image.Image:
+    array = (grid.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    image = Image.fromarray(array)
+    return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+
+
+def grid_size(rows: int, cols: int, image_size: int) -> tuple[int, int]:
+    """(width, height) in pixels of ``save_grid``'s image."""
+    scale = scale_for(image_size)
+    return (cols * (image_size + PAD) + PAD) * scale, (rows * (image_size + PAD) + PAD) * scale
+
+
+def save_grid(videos: torch.Tensor, path: Path) -> None:
+    """PNG of videos (rows, T, C, H, W): one row per video, one column per step."""
+    rows, T = videos.shape[:2]
+    grid = make_grid(_rgb(videos.flatten(0, 1)), nrow=T, padding=PAD, pad_value=1.0)
+    _to_pil(grid, scale_for(videos.shape[-1])).save(path)
+
+
+def save_gif(videos: torch.Tensor, path: Path, ms_per_frame: int = 250) -> None:
+    """Looping GIF of videos (rows, T, C, H, W): frame t shows every video side by side, with a
+    progress bar in the bottom margin (which also keeps GIF writers from merging still frames)."""
+    rows, T = videos.shape[:2]
+    scale = scale_for(videos.shape[-1])
+    frames = []
+    for t in range(T):
+        grid = make_grid(_rgb(videos[:, t]), nrow=rows, padding=PAD, pad_value=1.0)
+        grid[:, -PAD:, : round(grid.shape[-1] * (t + 1) / T)] = 0.0
+        frames.append(_to_pil(grid, scale))
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0)

@@ -1,0 +1,326 @@
+"""``evaluate``: every measurement on a trained run and on its untrained floor.
+
+The untrained floor is a freshly initialised model of the same configuration (seeded with
+``seed``), measured with exactly the same code, data and probes. A number means something only
+by its distance from the floor: probes on standardised random features are not 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import TrainConfig
+from ..model import DVIP
+from ..train import RunError, build_model, load
+from . import figures
+from .alignment import (
+    Probe,
+    alignment_summary,
+    best_probe_partition,
+    ground_truth_targets,
+    intervention,
+    intervention_summary,
+)
+from .bound import held_out_bound
+from .correlation import block_summary, lagged_correlation
+from .generations import (
+    factor_rollouts,
+    independent_generations,
+    prior_samples,
+    reconstructions,
+    save_gif,
+    save_grid,
+)
+from .mutual_info import best_partition, contiguous_groups, factor_mi
+from .posterior import consecutive_pairs, filter_sequences, held_out_sequences
+from .prediction import prediction_scores
+from .report import write_report
+
+MODELS = ("trained", "untrained")
+
+
+@dataclass
+class EvalOptions:
+    """Sizes of the measurements (defaults: a cpu-demo run in a few minutes on 2 cores)."""
+
+    samples: int = 5000  # (z_t, z_{t+1}) pairs for MI and correlation; sets the sequence count
+    seed: int = 0
+    particles: int = 4  # posterior samples per sequence for the ELBO and its s.e.
+    iw_samples: int = 16  # importance samples of the tighter bound
+    bound_sequences: int = 128  # sequences the bounds are computed on
+    bootstrap: int = 200  # bootstrap resamples of the MI interval
+    group_size: int | None = None  # units per group for a one-factor model; None: config's
+    partitions: int = 20  # random partitions tried for a one-factor model
+    select_pairs: int = 1000  # pairs on which the best MI partition is chosen
+    intervention_pairs: int = 256
+    context: int | None = None  # prediction context frames; None: half the sequence
+    rollouts: int = 8  # prior rollouts averaged per predicted sequence
+    prediction_sequences: int = 256  # sequences the prediction is scored on
+    examples: int = 4  # sequences shown in the image grids and GIFs
+    batch_size: int = 256
+    device: str = "cpu"
+
+
+def _groups(dvip: DVIP, config: TrainConfig, options: EvalOptions, pairs) -> tuple[list, dict]:
+    """Unit groups for MI: the model's factors, or the paper's best random partition."""
+    if dvip.num_factors > 1:
+        return contiguous_groups(dvip.z_dim, dvip.factor_dim), {"protocol": "factors"}
+    size = options.group_size or config.factor_dim
+    contiguous_groups(dvip.z_dim, size)  # raises when the size does not divide z_dim
+    if size == dvip.z_dim:
+        return contiguous_groups(dvip.z_dim, size), {"protocol": "one group"}
+    groups, scores = best_partition(
+        *pairs, size, options.partitions, options.select_pairs, seed=options.seed
+    )
+    return groups, {"protocol": f"best of {options.partitions} random partitions", "scores": scores}
+
+
+def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tuple[dict, dict]:
+    """All measurements of one model on held-out ``data`` (a MovingMNISTBatch on the device).
+
+    Returns the metrics (JSON-ready) and the arrays the figures are drawn from.
+    """
+    dvip.eval()
+    torch.manual_seed(options.seed)
+    frames = data.frames
+    metrics: dict = {}
+    arrays: dict = {}
+
+    posterior = filter_sequences(dvip, frames, options.batch_size)
+    z_t, z_next = (p.cpu().numpy() for p in consecutive_pairs(posterior.flat("samples")))
+    if len(z_t) < options.samples:
+        raise ValueError(f"samples: only {len(z_t)} pairs available, asked for {options.samples}")
+    keep = np.random.default_rng(options.seed).permutation(len(z_t))[: options.samples]
+    z_t, z_next = z_t[keep], z_next[keep]
+
+    metrics["bound"] = held_out_bound(
+        dvip, frames[: options.bound_sequences], options.particles, options.iw_samples,
+        options.batch_size,
+    )  # fmt: skip
+
+    groups, partition = _groups(dvip, config, options, (z_t, z_next))
+    mi = factor_mi(z_t, z_next, groups, bootstrap=options.bootstrap, seed=options.seed)
+    metrics["mutual_info"] = {**mi, **partition, "units": [g.tolist() for g in groups]}
+    order = np.concatenate(groups)  # units laid out group by group, so blocks show
+    corr = lagged_correlation(z_t[:, order], z_next[:, order])
+    size = len(groups[0])
+    metrics["correlation"] = block_summary(corr, contiguous_groups(len(order), size))
+    arrays["correlation"], arrays["group_size"] = corr, size
+    arrays["mi_matrix"] = np.array(mi["matrix"])
+
+    features = posterior.flat("means").cpu().numpy()  # (N, T, D)
+    targets = ground_truth_targets(data.positions, data.velocities)  # (N, T, O, 4)
+    probe = Probe(features, targets, seed=options.seed)
+    if dvip.num_factors > 1:
+        probe_groups, probe_protocol = groups, "factors"
+        r2 = probe.matrix(groups)
+    else:
+        probe_groups, r2, _ = best_probe_partition(
+            probe, dvip.z_dim, size, options.partitions, seed=options.seed
+        )
+        probe_protocol = f"most favourable of {options.partitions} random partitions"
+    metrics["alignment"] = {
+        "protocol": probe_protocol,
+        "units": [g.tolist() for g in probe_groups],
+        "r2": r2.tolist(),
+        "whole_r2": probe.whole().tolist(),
+        **alignment_summary(r2),
+    }
+    arrays["r2"] = r2
+
+    z_flat = posterior.flat("means").flatten(0, 1)  # (N T, D)
+    swap = intervention(
+        lambda z: dvip.decoder(z).cpu(), z_flat, probe_groups, options.intervention_pairs,
+        options.seed,
+    )  # fmt: skip
+    fractions = np.array(swap["fractions"])
+    metrics["intervention"] = {**swap, **intervention_summary(fractions, config.num_digits)}
+    arrays["fractions"] = fractions
+
+    T = frames.shape[1]
+    if T >= 2:
+        context = options.context or max(1, T // 2)
+        metrics["prediction"] = prediction_scores(
+            dvip,
+            frames[: options.prediction_sequences],
+            context,
+            options.rollouts,
+            options.batch_size,
+        )
+
+    shown = frames[: options.examples]
+    arrays["images"] = {
+        "reconstructions": reconstructions(dvip, shown),
+        "prior_samples": prior_samples(dvip, len(shown), T, frames.device),
+        **{
+            f"independent_factor{k}": videos
+            for k, videos in enumerate(independent_generations(dvip, shown, probe_groups))
+        },
+        **{f"rollout_factor{k}": videos for k, videos in enumerate(factor_rollouts(dvip, shown))},
+    }
+    arrays["truth"] = shown.cpu()
+    return metrics, arrays
+
+
+def _null_nan(value):
+    """NaN (an undefined score, e.g. cross MI with one group) as JSON null."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _null_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_null_nan(v) for v in value]
+    return value
+
+
+def _write_csvs(out: Path, results: dict) -> None:
+    with open(out / "summary.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            ["model", "elbo_per_frame", "elbo_per_frame_se", "iw_bound_per_frame", "same_mi",
+             "cross_mi", "min_matched_r2", "max_leakage", "mean_gap", "disentanglement",
+             "completeness", "min_intervention_share"]
+        )  # fmt: skip
+        for name, m in results.items():
+            a = m["alignment"]
+            w.writerow(
+                [name, m["bound"]["elbo_per_frame"], m["bound"]["elbo_per_frame_se"],
+                 m["bound"]["iw_bound_per_frame"], m["mutual_info"]["same"],
+                 m["mutual_info"]["cross"], a["min_matched"], a["max_leakage"], a["mean_gap"],
+                 a["disentanglement"], a["completeness"],
+                 m["intervention"]["min_matched_share"]]
+            )  # fmt: skip
+    with open(out / "probe_r2.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "factor", "digit", "r2"])
+        for name, m in results.items():
+            for k, row in enumerate(m["alignment"]["r2"]):
+                w.writerows([name, k, o, v] for o, v in enumerate(row))
+    with open(out / "mutual_info.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "factor_t", "factor_t_plus_1", "mi_bits"])
+        for name, m in results.items():
+            for i, row in enumerate(m["mutual_info"]["matrix"]):
+                w.writerows([name, i, j, v] for j, v in enumerate(row))
+    with open(out / "intervention.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "factor", "channel", "share_of_change"])
+        for name, m in results.items():
+            for k, row in enumerate(m["intervention"]["fractions"]):
+                w.writerows([name, k, c, v] for c, v in enumerate(row))
+    with open(out / "prediction.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "step_after_context", "mse", "psnr", "ssim"])
+        for name, m in results.items():
+            if "prediction" not in m:
+                continue
+            p = m["prediction"]
+            sources = {name: p["model"]}
+            if name == "trained":
+                sources["copy_last"] = p["copy_last"]
+            for label, s in sources.items():
+                for h, values in enumerate(zip(s["mse"], s["psnr"], s["ssim"]), start=1):
+                    w.writerow([label, h, *values])
+
+
+def _write_figures(out: Path, results: dict, arrays: dict) -> None:
+    def bounds(name):
+        size, dim = arrays[name]["group_size"], len(arrays[name]["correlation"])
+        return list(range(size, dim, size))
+
+    figures.heatmaps(
+        {name: arrays[name]["correlation"] for name in MODELS}, out / "correlation.png",
+        boundaries={name: bounds(name) for name in MODELS},
+        xlabel="unit of z_t", ylabel="unit of z_t+1",
+    )  # fmt: skip
+    mi_max = max(float(np.max(arrays[n]["mi_matrix"])) for n in MODELS)
+    figures.heatmaps(
+        {name: arrays[name]["mi_matrix"] for name in MODELS}, out / "mutual_info.png",
+        vmin=0.0, vmax=max(mi_max, 1e-6), annotate=True, cmap="viridis",
+        xlabel="factor j at t+1", ylabel="factor i at t",
+    )  # fmt: skip
+    figures.heatmaps(
+        {name: arrays[name]["r2"] for name in MODELS}, out / "probe_r2.png",
+        vmin=0.0, vmax=1.0, annotate=True, cmap="viridis", xlabel="digit", ylabel="factor",
+    )  # fmt: skip
+    figures.heatmaps(
+        {name: arrays[name]["fractions"] for name in MODELS}, out / "intervention.png",
+        vmin=0.0, vmax=1.0, annotate=True, cmap="viridis",
+        xlabel="colour channel (digit o in channel o)", ylabel="swapped factor",
+    )  # fmt: skip
+    if "prediction" in results["trained"]:
+        figures.prediction_curves(
+            {
+                "trained": results["trained"]["prediction"]["model"],
+                "untrained": results["untrained"]["prediction"]["model"],
+                "copy last frame": results["trained"]["prediction"]["copy_last"],
+            },
+            out / "prediction.png",
+        )
+    for name in MODELS:
+        folder = out / "generations" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for label, videos in {"truth": arrays[name]["truth"], **arrays[name]["images"]}.items():
+            save_grid(videos, folder / f"{label}.png")
+            if label != "truth":
+                save_gif(videos, folder / f"{label}.gif")
+
+
+def evaluate(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    samples: int = 5000,
+    seed: int = 0,
+    **options,
+) -> dict:
+    """Evaluate a run directory into ``out`` (default ``RUN_DIR/eval``); return the metrics.
+
+    Writes metrics.json, CSV tables (summary, probe_r2, mutual_info, intervention,
+    prediction), PNG heatmaps and curves, image grids and GIFs under generations/, and
+    report.md. ``options`` are the other fields of :class:`EvalOptions`.
+    """
+    start = time.perf_counter()
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / "eval"
+    opts = EvalOptions(samples=samples, seed=seed, **options)
+    if opts.samples < 1:
+        raise ValueError(f"samples: must be >= 1, got {opts.samples}")
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        raise RunError(f"{run_dir}: not a run directory (no config.json)")
+    config = TrainConfig.load(config_path)
+    if config.seq_len < 2:
+        raise RunError(f"{run_dir}: sequences of {config.seq_len} frame have no (z_t, z_t+1)")
+    trained = load(run_dir, device=opts.device)
+    torch.manual_seed(seed)
+    untrained = build_model(config).to(opts.device).eval()
+
+    num_sequences = max(4, math.ceil(opts.samples / (config.seq_len - 1)))
+    data = held_out_sequences(config, num_sequences).to(opts.device)
+
+    results, arrays = {}, {}
+    for name, dvip in zip(MODELS, (trained, untrained)):
+        results[name], arrays[name] = measure(dvip, config, data, opts)
+
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        "run_dir": str(run_dir),
+        "config": json.loads(config.to_json()),
+        "options": asdict(opts),
+        "sequences": num_sequences,
+        **results,
+    }
+    _write_csvs(out, results)
+    _write_figures(out, results, arrays)
+    metrics["seconds"] = round(time.perf_counter() - start, 1)
+    (out / "metrics.json").write_text(json.dumps(_null_nan(metrics), indent=2))
+    write_report(out, metrics)
+    return metrics

@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+import torch
+
+from pyro_dvip.evaluation.alignment import (
+    Probe,
+    alignment_summary,
+    best_probe_partition,
+    intervention,
+    intervention_summary,
+)
+from pyro_dvip.evaluation.mutual_info import contiguous_groups
+
+N, T, F = 300, 4, 4  # sequences, steps, targets per digit
+
+
+def digits_truth(rng):
+    return rng.standard_normal((N, T, 2, F))  # (N, T, O, F): two digits
+
+
+def encode(truth_parts, rng, noise=0.1):
+    """A factor holding a random rotation of the given digits' targets, plus noise."""
+    stacked = np.concatenate(truth_parts, -1)  # (N, T, F * parts)
+    weights, _ = np.linalg.qr(rng.standard_normal((stacked.shape[-1], stacked.shape[-1])))
+    return stacked @ weights + noise * rng.standard_normal(stacked.shape)
+
+
+def test_a_factor_that_encodes_one_digit_scores_high_on_it_and_low_on_the_other():
+    rng = np.random.default_rng(0)
+    truth = digits_truth(rng)
+    z = np.concatenate([encode([truth[:, :, 0]], rng), encode([truth[:, :, 1]], rng)], -1)
+    r2 = Probe(z, truth).matrix(contiguous_groups(8, 4))
+    assert r2[0, 0] > 0.95 and r2[1, 1] > 0.95
+    assert r2[0, 1] < 0.05 and r2[1, 0] < 0.05
+    summary = alignment_summary(r2)
+    assert summary["assignment"] == [[0, 0], [1, 1]]
+    assert summary["max_leakage"] < 0.05 and summary["mean_gap"] > 0.9
+    assert summary["disentanglement"] > 0.9 and summary["completeness"] > 0.9
+
+
+def test_mixed_factors_show_high_leakage():
+    rng = np.random.default_rng(1)
+    truth = digits_truth(rng)
+    both = [truth[:, :, 0], truth[:, :, 1]]
+    z = np.concatenate([encode(both, rng), encode(both, rng)], -1)  # each factor holds both
+    summary = alignment_summary(Probe(z, truth).matrix(contiguous_groups(16, 8)))
+    assert summary["min_matched"] > 0.9
+    assert min(summary["leakage"]) > 0.9 and summary["mean_gap"] < 0.1
+    assert summary["disentanglement"] < 0.1 and summary["completeness"] < 0.1
+
+
+def test_a_dropped_object_has_low_r2_even_from_the_whole_latent():
+    rng = np.random.default_rng(2)
+    truth = digits_truth(rng)
+    z = np.concatenate([encode([truth[:, :, 0]], rng), rng.standard_normal((N, T, 4))], -1)
+    probe = Probe(z, truth)
+    whole = probe.whole()
+    assert whole[0] > 0.95 and abs(whole[1]) < 0.05
+    summary = alignment_summary(probe.matrix(contiguous_groups(8, 4)))
+    assert summary["min_matched"] < 0.05
+
+
+def test_probes_are_scored_on_sequences_they_were_not_fitted_on():
+    rng = np.random.default_rng(3)
+    truth = digits_truth(rng)
+    z = rng.standard_normal((N, T, 40))  # pure noise, many units: in-sample R^2 would be > 0
+    r2 = Probe(z, truth).whole()
+    assert (r2 < 0.02).all()
+
+
+def test_alignment_summary_reads_a_published_style_matrix():
+    summary = alignment_summary(np.array([[0.51, 0.74], [0.82, 0.49]]))
+    assert summary["assignment"] == [[0, 1], [1, 0]]
+    assert summary["matched"] == [0.74, 0.82] and summary["leakage"] == [0.51, 0.49]
+    assert summary["max_leakage"] == 0.51
+    assert summary["mean_gap"] == pytest.approx(0.28)
+
+
+def test_entangled_latents_are_probed_on_their_most_favourable_split():
+    rng = np.random.default_rng(4)
+    truth = rng.standard_normal((N, T, 2, 2))
+    z = np.zeros((N, T, 4))
+    z[..., [0, 2]] = truth[:, :, 0] + 0.05 * rng.standard_normal((N, T, 2))  # digit 0
+    z[..., [1, 3]] = truth[:, :, 1] + 0.05 * rng.standard_normal((N, T, 2))  # digit 1
+    groups, r2, scores = best_probe_partition(Probe(z, truth), 4, 2, partitions=20)
+    assert sorted(tuple(g.tolist()) for g in groups) == [(0, 2), (1, 3)]
+    assert alignment_summary(r2)["mean_gap"] > 0.9 and len(scores) == 20
+
+
+def channel_decoder(mixed: bool):
+    """Hand-built decoder of z (n, 4) to (n, 3, 8, 8): units 0-1 draw a pattern in red, units
+    2-3 in green; with ``mixed`` the red channel also depends on units 2-3."""
+    patterns = torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def decode(z):
+        red = torch.einsum("nu,uhw->nhw", z[:, :2], patterns[:2])
+        green = torch.einsum("nu,uhw->nhw", z[:, 2:], patterns[2:])
+        if mixed:
+            red = red + green
+        return torch.stack([red, green, torch.zeros_like(red)], 1)
+
+    return decode
+
+
+def test_intervention_puts_each_factor_change_into_its_digit_channel():
+    z = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
+    result = intervention(channel_decoder(mixed=False), z, contiguous_groups(4, 2), pairs=32)
+    fractions = np.array(result["fractions"])
+    np.testing.assert_allclose(fractions, [[1, 0, 0], [0, 1, 0]], atol=1e-6)
+    assert intervention_summary(fractions, 2)["min_matched_share"] == pytest.approx(1.0)
+    assert min(result["change"]) > 0
+
+
+def test_intervention_shows_a_factor_whose_change_spreads_over_two_channels():
+    z = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
+    result = intervention(channel_decoder(mixed=True), z, contiguous_groups(4, 2), pairs=32)
+    fractions = np.array(result["fractions"])
+    np.testing.assert_allclose(fractions[0], [1, 0, 0], atol=1e-6)
+    assert 0.3 < fractions[1, 0] < 0.7 and 0.3 < fractions[1, 1] < 0.7

@@ -1,0 +1,59 @@
+import math
+
+import pytest
+import torch
+
+from pyro_dvip import DVIP
+from pyro_dvip.evaluation.bound import held_out_bound
+from pyro_dvip.evaluation.posterior import filter_sequences
+from pyro_dvip.evaluation.prediction import frame_scores, prediction_scores, ssim
+
+
+def tiny_model():
+    return DVIP(2, 3, image_size=16, width=4, transition_layers=1).eval()
+
+
+def test_bound_reports_per_frame_and_per_sequence_with_the_normalising_constant():
+    frames = torch.rand(6, 3, 3, 16, 16)
+    bound = held_out_bound(tiny_model(), frames, particles=4, iw_samples=8)
+    assert bound["normalising_constant_included"] is True
+    assert bound["log_norm_const_per_frame"] == pytest.approx(
+        -0.5 * 3 * 16 * 16 * math.log(2 * math.pi * 0.25)
+    )
+    assert bound["elbo_per_sequence"] == pytest.approx(3 * bound["elbo_per_frame"])
+    assert bound["elbo_per_frame_se"] > 0
+    # The importance-weighted bound is at least the ELBO in expectation.
+    assert bound["iw_bound_per_frame"] > bound["elbo_per_frame"] - 3 * bound["elbo_per_frame_se"]
+
+
+def test_filtering_with_means_gives_samples_equal_to_means():
+    posterior = filter_sequences(tiny_model(), torch.rand(2, 4, 3, 16, 16), use_mean=True)
+    assert posterior.samples.shape == (2, 4, 2, 3)
+    assert torch.equal(posterior.samples, posterior.means)
+    sampled = filter_sequences(tiny_model(), torch.rand(2, 4, 3, 16, 16))
+    assert not torch.equal(sampled.samples, sampled.means)
+
+
+def test_ssim_is_one_for_identical_images_and_low_for_unrelated_ones():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(4, 3, 16, 16, generator=g), torch.rand(4, 3, 16, 16, generator=g)
+    assert torch.allclose(ssim(a, a), torch.ones(4))
+    assert (ssim(a, b) < 0.1).all()
+
+
+def test_frame_scores_per_step():
+    truth = torch.zeros(2, 3, 1, 8, 8)
+    predicted = truth.clone()
+    predicted[:, 1] += 0.1  # step 2 off by 0.1 everywhere: MSE 0.01, PSNR 20 dB
+    scores = frame_scores(predicted, truth)
+    assert scores["mse"] == pytest.approx([0.0, 0.01, 0.0])
+    assert scores["psnr"][1] == pytest.approx(20.0)
+
+
+def test_copy_last_baseline_is_perfect_on_a_still_video():
+    still = torch.rand(3, 1, 3, 16, 16).expand(3, 4, 3, 16, 16)
+    scores = prediction_scores(tiny_model(), still, context=2, samples=2)
+    assert scores["copy_last"]["mse"] == [0.0, 0.0]
+    assert len(scores["model"]["psnr"]) == 2 and scores["model"]["mse"][0] > 0
+    with pytest.raises(ValueError, match="context"):
+        prediction_scores(tiny_model(), still, context=4)

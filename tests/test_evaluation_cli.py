@@ -1,0 +1,139 @@
+import json
+
+import click
+import pytest
+from click.testing import CliRunner
+from conftest import TINY
+from PIL import Image
+
+from dvip_cli.main import cli
+from pyro_dvip import make_config, train
+from pyro_dvip.evaluation import EvalOptions
+from pyro_dvip.evaluation.generations import grid_size
+
+# Measurement sizes small enough for a 2-core CPU; every code path still runs.
+FAST = [
+    "--samples", 40, "--particles", 2, "--iw-samples", 2, "--bootstrap", 5, "--partitions", 3,
+    "--select-pairs", 20, "--intervention-pairs", 8, "--rollouts", 2, "--examples", 2,
+]  # fmt: skip
+EXAMPLES, SEQ_LEN, SIZE = 2, TINY["seq_len"], TINY["image_size"]
+
+
+def run_cli(*args):
+    return CliRunner().invoke(cli, list(map(str, args)))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two factored runs differing only in the seed, and one entangled run: 2 steps each."""
+    root = tmp_path_factory.mktemp("runs")
+    made = {}
+    for name, options in {
+        "factored-s0": dict(seed=0),
+        "factored-s1": dict(seed=1),
+        "entangled": dict(entangled=True),
+    }.items():
+        train(make_config(**TINY, steps=2, **options), root / name, progress=False)
+        made[name] = root / name
+    return made
+
+
+@pytest.fixture(scope="module")
+def evaluated(runs):
+    results = {name: run_cli("evaluate", run_dir, *FAST) for name, run_dir in runs.items()}
+    return runs, results
+
+
+def test_evaluate_writes_every_file_with_valid_images(evaluated):
+    runs, results = evaluated
+    assert results["factored-s0"].exit_code == 0, results["factored-s0"].output
+    out = runs["factored-s0"] / "eval"
+    assert f"report: {out / 'report.md'}" in results["factored-s0"].output
+    for name in [
+        "metrics.json", "report.md", "summary.csv", "probe_r2.csv", "mutual_info.csv",
+        "intervention.csv", "prediction.csv", "correlation.png", "mutual_info.png",
+        "probe_r2.png", "intervention.png", "prediction.png",
+    ]:  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    for model in ("trained", "untrained"):
+        folder = out / "generations" / model
+        stems = ["reconstructions", "prior_samples", "independent_factor0",
+                 "independent_factor1", "rollout_factor0", "rollout_factor1"]  # fmt: skip
+        for stem in ["truth"] + stems:
+            with Image.open(folder / f"{stem}.png") as image:
+                assert image.format == "PNG"
+                assert image.size == grid_size(EXAMPLES, SEQ_LEN, SIZE)
+        for stem in stems:
+            with Image.open(folder / f"{stem}.gif") as gif:
+                assert gif.format == "GIF" and gif.n_frames == SEQ_LEN
+                assert gif.size == grid_size(1, EXAMPLES, SIZE)
+    for figure in ("correlation.png", "probe_r2.png"):
+        with Image.open(out / figure) as image:
+            assert image.format == "PNG" and image.width > image.height  # two panels
+
+
+def test_metrics_hold_every_measurement_for_the_model_and_its_floor(evaluated):
+    runs, _ = evaluated
+    metrics = json.loads((runs["factored-s0"] / "eval" / "metrics.json").read_text())
+    assert metrics["sequences"] == 20  # 40 pairs from 3-frame sequences
+    for model in ("trained", "untrained"):
+        m = metrics[model]
+        assert m["bound"]["normalising_constant_included"] is True
+        assert m["bound"]["elbo_per_sequence"] == pytest.approx(3 * m["bound"]["elbo_per_frame"])
+        assert m["mutual_info"]["pairs"] == 40 and m["mutual_info"]["protocol"] == "factors"
+        assert len(m["mutual_info"]["same_interval"]) == 2
+        assert len(m["alignment"]["r2"]) == 2 and len(m["alignment"]["r2"][0]) == 2
+        assert len(m["intervention"]["fractions"]) == 2
+        assert sum(m["intervention"]["fractions"][0]) == pytest.approx(1.0)
+        assert len(m["prediction"]["model"]["psnr"]) == 2  # context 1 of 3 frames
+    report = (runs["factored-s0"] / "eval" / "report.md").read_text()
+    assert "| measurement | trained | untrained floor |" in report
+    assert "![correlation.png](correlation.png)" in report
+
+
+def test_entangled_run_is_split_by_the_partition_protocol(evaluated):
+    runs, results = evaluated
+    assert results["entangled"].exit_code == 0, results["entangled"].output
+    metrics = json.loads((runs["entangled"] / "eval" / "metrics.json").read_text())
+    mi = metrics["trained"]["mutual_info"]
+    assert mi["protocol"] == "best of 3 random partitions" and len(mi["scores"]) == 3
+    assert mi["groups"] == 2 and mi["group_size"] == 3  # the factored model's 2x3
+    assert sorted(u for g in mi["units"] for u in g) == list(range(6))
+    assert metrics["trained"]["alignment"]["protocol"].startswith("most favourable of 3")
+
+
+def test_group_size_that_does_not_divide_z_dim_is_a_usage_error(runs, tmp_path):
+    result = run_cli("evaluate", runs["entangled"], *FAST, "--groups", 4, "--out", tmp_path)
+    assert result.exit_code == 2
+    assert "--groups" in result.output and "does not divide z_dim 6" in result.output
+
+
+def test_compare_groups_seeds_and_shows_the_paper_row(evaluated, tmp_path):
+    runs, _ = evaluated
+    result = run_cli("compare", *runs.values(), "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "compare.md").read_text()
+    assert "| 2×3, 16px, obs var 0.25, speed 3.6, 2 steps (2 runs) |" in table
+    assert "entangled 1×6, 16px, obs var 0.25, speed 3.6, 2 steps (1 run)" in table
+    assert "| paper: moving MNIST, two factors (2×20) | 4.61 | 0.75 | -2902 |" in table
+    factored = next(line for line in table.splitlines() if "(2 runs)" in line)
+    assert factored.count(" ± ") == 8  # every column as mean ± sd
+    assert (tmp_path / "compare.csv").exists()
+
+
+def test_command_line_defaults_are_the_library_defaults():
+    context = click.Context(cli.commands["evaluate"])
+    options = {p.name: p for p in cli.commands["evaluate"].params}
+    for name, field in EvalOptions.__dataclass_fields__.items():
+        if name == "batch_size":
+            continue
+        assert name in options, name
+        if field.default is not None:  # None: left to the library (config or sequence length)
+            assert options[name].get_default(context) == field.default, name
+
+
+def test_compare_of_an_unevaluated_run_says_what_to_run(runs, tmp_path):
+    empty = tmp_path / "run"
+    empty.mkdir()
+    result = run_cli("compare", empty, "--out", tmp_path / "cmp")
+    assert result.exit_code == 1 and "dvip evaluate" in result.output
