@@ -119,6 +119,11 @@ def _option_error(message: str) -> click.BadParameter:
     help="Sequences shown in the image grids and GIFs.",
 )
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Evaluate this checkpoint file instead of the run's newest.",
+)
 def evaluate(run_dir: Path, out: Path | None, samples: int, seed: int, **options) -> None:
     """Measure a trained run and its untrained floor: bound, Figure 2 correlations, Table 2
     mutual information, factor-object probes, intervention test, prediction, Figure 3.

@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from .data import data
 from .evaluate import compare, evaluate
 from .train import presets, train
 
@@ -24,6 +25,7 @@ cli.add_command(train)
 cli.add_command(presets)
 cli.add_command(evaluate)
 cli.add_command(compare)
+cli.add_command(data)
 
 
 def main() -> None:

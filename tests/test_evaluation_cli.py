@@ -137,3 +137,21 @@ def test_compare_of_an_unevaluated_run_says_what_to_run(runs, tmp_path):
     empty.mkdir()
     result = run_cli("compare", empty, "--out", tmp_path / "cmp")
     assert result.exit_code == 1 and "dvip evaluate" in result.output
+
+
+def test_evaluate_a_chosen_checkpoint(runs, tmp_path):
+    first = runs["factored-s0"] / "checkpoints" / "step_00000002.pt"
+    result = run_cli(
+        "evaluate",
+        runs["factored-s0"],
+        *FAST,
+        "--checkpoint",
+        first,
+        "--out",
+        tmp_path / "eval-step2",
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "eval-step2" / "metrics.json").read_text())
+    assert metrics["checkpoint"] == str(first)
+    missing = run_cli("evaluate", runs["factored-s0"], "--checkpoint", tmp_path / "none.pt")
+    assert missing.exit_code == 2 and "Invalid value for '--checkpoint'" in missing.output

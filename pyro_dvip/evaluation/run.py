@@ -279,9 +279,13 @@ def evaluate(
     out: str | Path | None = None,
     samples: int = 5000,
     seed: int = 0,
+    checkpoint: str | Path | None = None,
     **options,
 ) -> dict:
     """Evaluate a run directory into ``out`` (default ``RUN_DIR/eval``); return the metrics.
+
+    ``checkpoint`` picks one checkpoint file (default: the newest that loads), e.g. to follow
+    a measurement over training time.
 
     Writes metrics.json, CSV tables (summary, probe_r2, mutual_info, intervention,
     prediction), PNG heatmaps and curves, image grids and GIFs under generations/, and
@@ -299,7 +303,7 @@ def evaluate(
     config = TrainConfig.load(config_path)
     if config.seq_len < 2:
         raise RunError(f"{run_dir}: sequences of {config.seq_len} frame have no (z_t, z_t+1)")
-    trained = load(run_dir, device=opts.device)
+    trained = load(run_dir, checkpoint=checkpoint, device=opts.device)
     torch.manual_seed(seed)
     untrained = build_model(config).to(opts.device).eval()
 
@@ -313,6 +317,7 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     metrics = {
         "run_dir": str(run_dir),
+        "checkpoint": str(checkpoint) if checkpoint is not None else "newest",
         "config": json.loads(config.to_json()),
         "options": asdict(opts),
         "sequences": num_sequences,

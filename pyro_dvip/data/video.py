@@ -1,0 +1,646 @@
+"""Real video for training: clips, decoded once into a memory-mapped cache, cut into sequences
+and split into train and test.
+
+:func:`make_video_data` is the one entry point the trainer calls. The pipeline:
+
+1. :func:`~pyro_dvip.data.video_decode.find_clips`: the video files and frame folders under the
+   path, sorted by name.
+2. :func:`load_clips`: each clip's frames at ``fps``, ``image_size × image_size`` RGB, from the
+   cache (:mod:`~pyro_dvip.data.video_cache`) or decoded into it. Unreadable clips are skipped
+   with a warning and reported.
+3. :func:`split_sequences`: sequences of ``seq_len`` frames every ``stride`` frames, split by
+   clip or by time block so that no frame is in both train and test.
+4. :class:`VideoStream`: random training sequences gathered from the memory maps, drawn with
+   its own seeded generator; and a fixed tensor of test sequences.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from collections import OrderedDict
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from .video_cache import (
+    CachedClip,
+    DecodeSettings,
+    content_hash,
+    decode_to_cache,
+    default_cache_dir,
+    lookup,
+)
+from .video_decode import RESIZE_MODES, ClipError, ClipSource, find_clips, one_line
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("clip", "time")
+TEST_SEED_OFFSET = 1_000_003  # the test subset's seed, distinct from the split's and stream's
+
+
+@dataclass
+class VideoClip:
+    """One clip found under the data path, with its cached frames or why it was skipped.
+
+    Attributes:
+        source: where it is on disk (``source.name`` is the path relative to the data root).
+        entry: its cache entry, ``None`` when skipped.
+        decoded: whether this call decoded it (``False``: read from the cache, or skipped).
+        error: why it was skipped (one line, without the path), ``None`` when usable.
+    """
+
+    source: ClipSource
+    entry: CachedClip | None
+    decoded: bool = False
+    error: str | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return self.entry.num_frames if self.entry is not None else 0
+
+
+@dataclass
+class Split:
+    """Training and test sequences as ``(clip index, first frame)`` rows.
+
+    Attributes:
+        train: int64 ``(S_train, 2)``, every ``stride`` frames inside the training frames.
+        test: int64 ``(S_test, 2)``, non-overlapping (every ``seq_len`` frames) inside the
+            test frames.
+        roles: per clip, ``"train"``, ``"test"``, ``"train+test"`` (time split) or ``""``
+            (too short for a sequence).
+    """
+
+    train: np.ndarray
+    test: np.ndarray
+    roles: list[str]
+
+
+@dataclass
+class VideoReport:
+    """What :func:`load_clips` found and how :func:`make_video_data` used it.
+
+    ``split`` is ``None``, ``roles`` empty and the sequence counts 0 for
+    :func:`inspect_video`, which does not split. ``train_sequences`` is the number of
+    sequences the stream draws from, ``test_sequences`` the number in the test frames.
+    """
+
+    path: Path
+    cache_dir: Path
+    fps: float
+    image_size: int
+    resize: str
+    seq_len: int
+    stride: int
+    clips: list[VideoClip]
+    split: str | None = None
+    roles: list[str] = field(default_factory=list)
+    train_sequences: int = 0
+    test_sequences: int = 0
+
+    @property
+    def skipped(self) -> int:
+        """Clips that could not be read."""
+        return sum(clip.entry is None for clip in self.clips)
+
+    @property
+    def too_short(self) -> int:
+        """Readable clips with fewer than ``seq_len`` frames."""
+        return sum(clip.entry is not None and clip.num_frames < self.seq_len for clip in self.clips)
+
+    @property
+    def usable(self) -> int:
+        """Clips with at least one sequence."""
+        return sum(clip.num_frames >= self.seq_len for clip in self.clips)
+
+    @property
+    def decoded(self) -> int:
+        """Clips decoded by this call (the rest came from the cache or were skipped)."""
+        return sum(clip.decoded for clip in self.clips)
+
+    @property
+    def frames(self) -> int:
+        """Frames kept in usable clips."""
+        return sum(clip.num_frames for clip in self.clips if clip.num_frames >= self.seq_len)
+
+    def sequences(self, clip: VideoClip) -> int:
+        """Sequences of ``seq_len`` every ``stride`` frames in ``clip`` (before any split)."""
+        return len(range(0, clip.num_frames - self.seq_len + 1, self.stride))
+
+    def table(self) -> pd.DataFrame:
+        """One row per clip: clip, status, duration_s, source_fps, frames, sequences, split
+        (only once split), cache (``hit`` or ``decoded``), note (why it was skipped, problems
+        found while decoding). Durations and rates are NaN where unknown."""
+        rows = []
+        for i, clip in enumerate(self.clips):
+            info = clip.entry.info if clip.entry is not None else None
+            if clip.entry is None:
+                status, notes = "skipped", [clip.error]
+            else:
+                status = "ok" if clip.num_frames >= self.seq_len else "too short"
+                notes = list(info.notes)
+                if info.source_fps is not None and info.source_fps < self.fps:
+                    notes.append(f"source slower than {self.fps:g} fps: frames repeat")
+            rows.append(
+                {
+                    "clip": clip.source.name,
+                    "status": status,
+                    "duration_s": _or_nan(info and info.duration_s),
+                    "source_fps": _or_nan(info and info.source_fps),
+                    "frames": clip.num_frames,
+                    "sequences": self.sequences(clip),
+                    **({"split": self.roles[i]} if self.roles else {}),
+                    "cache": "" if clip.entry is None else "decoded" if clip.decoded else "hit",
+                    "note": "; ".join(notes),
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def summary(self) -> str:
+        """One line: clips used and skipped, frames, sequences, the split."""
+        text = (
+            f"video {self.path}: {self.usable} of {len(self.clips)} clips usable "
+            f"({self.skipped} unreadable, {self.too_short} too short), {self.frames} frames at "
+            f"{self.fps:g} fps, {self.image_size}x{self.image_size} ({self.resize}), "
+            f"{self.decoded} decoded, cache {self.cache_dir}"
+        )
+        if self.split is not None:
+            text += (
+                f"; split by {self.split}: {self.train_sequences} train sequences, "
+                f"{self.test_sequences} test sequences of {self.seq_len}"
+            )
+        return text
+
+    def check_usable(self) -> None:
+        """Raise ``ValueError("data: ...")`` (one line) when no clip holds a sequence."""
+        if self.usable:
+            return
+        if len(self.clips) == 1:
+            clip = self.clips[0]
+            raise ValueError(f"data: {clip.source.path}: {self._problem(clip)}")
+        first = self.clips[0]
+        raise ValueError(
+            f"data: {self.path}: no usable clip among {len(self.clips)} ({self.skipped} "
+            f"unreadable, {self.too_short} too short); first: {first.source.name}: "
+            f"{self._problem(first)}"
+        )
+
+    def _problem(self, clip: VideoClip) -> str:
+        if clip.error is not None:
+            return clip.error
+        return f"{clip.num_frames} frames at {self.fps:g} fps, fewer than seq_len {self.seq_len}"
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+@dataclass
+class VideoBatch:
+    """Training sequences and where they come from.
+
+    Attributes:
+        frames: float32 ``(B, T, 3, S, S)`` in [0, 1] (uint8 / 255).
+        clips: int64 ``(B,)``, each sequence's clip (an index into ``VideoReport.clips``).
+        starts: int64 ``(B,)``, each sequence's first frame in its clip.
+    """
+
+    frames: torch.Tensor
+    clips: torch.Tensor
+    starts: torch.Tensor
+
+    def to(self, device: torch.device | str) -> VideoBatch:
+        """Return a new batch with every tensor on ``device``."""
+        return VideoBatch(self.frames.to(device), self.clips.to(device), self.starts.to(device))
+
+
+class _FrameReader:
+    """Gathers sequences from the clips' memory maps, keeping at most ``max_open`` mapped at
+    once (each map holds a file descriptor; a folder may hold thousands of clips)."""
+
+    def __init__(self, entries: list[CachedClip | None], max_open: int = 64):
+        self._entries = entries
+        self._open: OrderedDict[int, np.memmap] = OrderedDict()
+        self._max_open = max_open
+
+    def gather(self, sequences: np.ndarray, seq_len: int) -> np.ndarray:
+        """Frames of ``sequences`` int64 ``(B, 2)`` as uint8 ``(B, T, S, S, 3)`` (a copy)."""
+        return np.stack([self._frames(c)[s : s + seq_len] for c, s in sequences.tolist()])
+
+    def _frames(self, clip: int) -> np.memmap:
+        if clip in self._open:
+            self._open.move_to_end(clip)
+        else:
+            self._open[clip] = self._entries[clip].open()
+            if len(self._open) > self._max_open:
+                self._open.popitem(last=False)
+        return self._open[clip]
+
+
+def to_frames(pixels: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """uint8 ``(B, T, S, S, 3)`` to float32 ``(B, T, 3, S, S)`` in [0, 1] on ``device``.
+
+    The uint8 array crosses to the device (a quarter of the float32 bytes); one copy there
+    converts and reorders it into a contiguous tensor.
+    """
+    uint8 = torch.from_numpy(pixels).to(device)  # (B, T, S, S, 3)
+    B, T, H, W, C = uint8.shape
+    frames = torch.empty(B, T, C, H, W, device=uint8.device)
+    return frames.copy_(uint8.permute(0, 1, 4, 2, 3)).div_(255.0)
+
+
+class VideoStream:
+    """Random training sequences from cached clips, drawn with a seeded generator.
+
+    Each :meth:`sample` draws ``batch_size`` rows of ``sequences`` uniformly with replacement
+    from the stream's own CPU ``torch.Generator`` (so the same seed gives the same batches on
+    any device), gathers their frames from the memory-mapped cache and moves them to
+    ``device``. ``state_dict`` / ``load_state_dict`` save and restore the position.
+
+    Args:
+        entries: the clips' cache entries (``None`` for skipped clips, never drawn).
+        sequences: int64 ``(S, 2)``: ``(clip index into entries, first frame)`` per sequence.
+        seq_len: T, frames per sequence.
+        device: where batches go.
+        seed: seed of the generator.
+    """
+
+    def __init__(
+        self,
+        entries: list[CachedClip | None],
+        sequences: np.ndarray,
+        *,
+        seq_len: int,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        if len(sequences) == 0:
+            raise ValueError("data: no training sequence")
+        self.sequences = np.asarray(sequences, dtype=np.int64)  # (S, 2)
+        self.seq_len = seq_len
+        self.device = torch.device(device)
+        self._reader = _FrameReader(entries)
+        self._generator = torch.Generator()
+        self._generator.manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def state_dict(self) -> dict:
+        """``{"generator": ByteTensor, "sequences": S}``: the position, and a size check."""
+        return {"generator": self._generator.get_state(), "sequences": len(self.sequences)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a position saved by ``state_dict``; the next ``sample`` continues from it.
+
+        Raises:
+            ValueError: the state came from a stream with a different number of sequences
+                (other data or settings), so resuming would not continue the same stream.
+        """
+        saved = int(state.get("sequences", len(self.sequences)))
+        if saved != len(self.sequences):
+            raise ValueError(
+                f"data: the saved stream drew from {saved} training sequences, this data has "
+                f"{len(self.sequences)}; resume with the same data and settings"
+            )
+        self._generator.set_state(state["generator"])
+
+    def reseed(self, seed: int) -> None:
+        """Restart the random draws from ``seed`` (a distributed rank's own stream)."""
+        self._generator.manual_seed(seed)
+
+    def sample(self, batch_size: int) -> VideoBatch:
+        """Draw ``batch_size`` training sequences (advances the generator)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        rows = torch.randint(len(self.sequences), (batch_size,), generator=self._generator)
+        chosen = self.sequences[rows.numpy()]  # (B, 2)
+        frames = to_frames(self._reader.gather(chosen, self.seq_len), self.device)
+        index = torch.from_numpy(chosen).to(self.device)
+        return VideoBatch(frames=frames, clips=index[:, 0], starts=index[:, 1])
+
+    def gather(self, sequences: np.ndarray) -> torch.Tensor:
+        """Frames of given ``(clip, first frame)`` rows ``(N, 2)``: float32
+        ``(N, T, 3, S, S)`` in [0, 1] on the stream's device (used for the fixed test set)."""
+        return to_frames(self._reader.gather(np.asarray(sequences), self.seq_len), self.device)
+
+
+def load_clips(
+    path: str | os.PathLike,
+    *,
+    image_size: int,
+    fps: float = 2.0,
+    resize: str = "crop",
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> tuple[list[VideoClip], Path]:
+    """Every clip under ``path`` at ``fps``, ``image_size`` and ``resize``, from the cache or
+    decoded into it. A clip that cannot be read is kept with its ``error`` and a warning is
+    logged; nothing is raised for it.
+
+    Returns:
+        ``(clips, cache_dir)``: the clips sorted by name, and the cache folder used.
+
+    Raises:
+        ValueError: ``"option: problem"`` for a missing path, a folder without clips, invalid
+            settings or a cache folder that cannot be written.
+    """
+    _check_decode_settings(fps, image_size, resize)
+    sources = find_clips(path)
+    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    settings = DecodeSettings(float(fps), int(image_size), resize)
+    clips = []
+    # Bars appear only for decodes longer than a second; warnings print above them.
+    redirect = logging_redirect_tqdm() if progress else nullcontext()
+    bar = tqdm(sources, desc="clips", unit="clip", file=sys.stderr, delay=1.0,
+               disable=not progress or len(sources) < 2)  # fmt: skip
+    with redirect, bar:
+        for source in bar:
+            clips.append(_load_clip(source, settings, cache_dir, progress))
+    return clips, cache_dir
+
+
+def _load_clip(
+    source: ClipSource, settings: DecodeSettings, cache_dir: Path, progress: bool
+) -> VideoClip:
+    try:
+        digest = content_hash(source)
+        entry = lookup(cache_dir, digest, settings)
+        if entry is not None:
+            return VideoClip(source, entry)
+        with tqdm(desc=source.name, unit="frame", file=sys.stderr, leave=False, delay=1.0,
+                  disable=not progress) as bar:  # fmt: skip
+
+            def expect(total: int) -> None:
+                bar.total = total or None
+                bar.refresh()
+
+            entry = decode_to_cache(
+                source, digest, settings, cache_dir, on_expected=expect, on_frame=bar.update
+            )
+        return VideoClip(source, entry, decoded=True)
+    except ClipError as e:
+        log.warning("data: %s: skipped: %s", e.path, e.reason)
+        return VideoClip(source, None, error=e.reason)
+    except OSError as e:  # writing the cache, not reading the clip
+        reason = one_line(e.strerror or e)
+        raise ValueError(f"cache_dir: {cache_dir}: cannot write ({reason})") from e
+
+
+def _check_decode_settings(fps: float, image_size: int, resize: str) -> None:
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps: must be a number > 0, got {fps!r}")
+    _check_count("image_size", image_size)
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize: must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+
+
+def _check_sequence_settings(seq_len: int, stride: int) -> None:
+    _check_count("seq_len", seq_len)
+    _check_count("stride", stride)
+
+
+def _check_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
+
+
+def _check_split_settings(split: str, test_fraction: float) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split: must be one of {', '.join(SPLITS)}, got {split!r}")
+    if not (isinstance(test_fraction, (int, float)) and 0 < test_fraction < 1):
+        raise ValueError(f"test_fraction: must be in (0, 1), got {test_fraction!r}")
+
+
+def inspect_video(
+    path: str | os.PathLike,
+    *,
+    image_size: int = 64,
+    seq_len: int = 5,
+    fps: float = 2.0,
+    stride: int | None = None,
+    resize: str = "crop",
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> VideoReport:
+    """Load (decode or read from the cache) every clip under ``path`` and report on it,
+    without splitting. Never raises for unusable clips: see :meth:`VideoReport.check_usable`.
+
+    Raises:
+        ValueError: as :func:`load_clips`, or invalid ``seq_len`` / ``stride``.
+    """
+    stride = seq_len if stride is None else stride
+    _check_sequence_settings(seq_len, stride)
+    clips, cache_dir = load_clips(
+        path, image_size=image_size, fps=fps, resize=resize, cache_dir=cache_dir,
+        progress=progress,
+    )  # fmt: skip
+    report = VideoReport(
+        path=Path(path).expanduser(), cache_dir=cache_dir, fps=float(fps), image_size=image_size,
+        resize=resize, seq_len=seq_len, stride=stride, clips=clips,
+    )  # fmt: skip
+    for clip in clips:
+        if clip.entry is not None and clip.num_frames < seq_len:
+            log.warning("data: %s: skipped: %s", clip.source.path, report._problem(clip))
+    return report
+
+
+def split_sequences(
+    frame_counts: list[int],
+    *,
+    seq_len: int,
+    stride: int,
+    split: str = "clip",
+    test_fraction: float = 0.1,
+    seed: int = 0,
+) -> Split:
+    """Cut clips of ``frame_counts`` frames into sequences and split them into train and test.
+
+    Clips with fewer than ``seq_len`` frames are not used.
+
+    * ``split="clip"``: ``max(1, round(test_fraction × clips))`` whole clips, at most all but
+      one, chosen by a permutation seeded with ``seed``, are test; the rest are train.
+    * ``split="time"``: in each clip of N frames the last ``max(seq_len,
+      round(test_fraction × N))`` frames are test and the ``seq_len`` frames before them a
+      gap used by neither, so no training sequence ends right where a test sequence starts.
+      A clip too short for both (fewer than ``seq_len`` training frames left) is train only.
+
+    Training sequences start every ``stride`` frames inside the training frames; test
+    sequences every ``seq_len`` frames (they never overlap) inside the test frames. No frame
+    is in both.
+
+    Raises:
+        ValueError: ``"split: ..."`` when no test sequence is possible (fewer than 2 usable
+            clips for ``"clip"``, no clip long enough for ``"time"``), or invalid settings.
+    """
+    _check_sequence_settings(seq_len, stride)
+    _check_split_settings(split, test_fraction)
+    usable = [i for i, n in enumerate(frame_counts) if n >= seq_len]
+    roles = [""] * len(frame_counts)
+    train, test = [], []
+
+    def cut(clip: int, begin: int, end: int, step: int, into: list) -> None:
+        into.extend((clip, start) for start in range(begin, end - seq_len + 1, step))
+
+    if split == "clip":
+        if len(usable) < 2:
+            raise ValueError(
+                f"split: 'clip' needs at least 2 clips of {seq_len} frames or more, found "
+                f"{len(usable)}; split 'time' holds out the end of each clip instead"
+            )
+        n_test = min(max(1, round(test_fraction * len(usable))), len(usable) - 1)
+        order = torch.randperm(len(usable), generator=torch.Generator().manual_seed(seed))
+        test_clips = {usable[j] for j in order[:n_test].tolist()}
+        for clip in usable:
+            roles[clip] = "test" if clip in test_clips else "train"
+            if clip in test_clips:
+                cut(clip, 0, frame_counts[clip], seq_len, test)
+            else:
+                cut(clip, 0, frame_counts[clip], stride, train)
+    else:
+        for clip in usable:
+            n = frame_counts[clip]
+            test_begin = n - max(seq_len, round(test_fraction * n))
+            train_end = test_begin - seq_len  # the gap
+            if train_end < seq_len:
+                roles[clip] = "train"
+                cut(clip, 0, n, stride, train)
+            else:
+                roles[clip] = "train+test"
+                cut(clip, 0, train_end, stride, train)
+                cut(clip, test_begin, n, seq_len, test)
+        if not test:
+            raise ValueError(
+                f"split: no clip is long enough to hold out its end (each needs at least "
+                f"{3 * seq_len} frames at this fps for 'time')"
+            )
+
+    def rows(pairs: list) -> np.ndarray:
+        return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+    return Split(train=rows(train), test=rows(test), roles=roles)
+
+
+def choose_test_sequences(test: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """At most ``limit`` rows of ``test`` ``(S_test, 2)``, a seeded random subset kept in order."""
+    if len(test) <= limit:
+        return test
+    generator = torch.Generator().manual_seed(seed + TEST_SEED_OFFSET)
+    keep = torch.randperm(len(test), generator=generator)[:limit].sort().values
+    return test[keep.numpy()]
+
+
+def make_video_data(
+    path: str | os.PathLike,
+    *,
+    image_size: int,
+    seq_len: int,
+    fps: float = 2.0,
+    stride: int | None = None,
+    resize: str = "crop",
+    split: str = "clip",
+    test_fraction: float = 0.1,
+    test_sequences: int = 256,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> tuple[VideoStream, torch.Tensor, VideoReport]:
+    """The training stream and fixed test frames from the video under ``path``.
+
+    Args:
+        path: a video file, a folder of video files (searched recursively) or a folder of
+            frame folders (one per clip); see :func:`~pyro_dvip.data.video_decode.find_clips`.
+        image_size: S, frames are ``S × S`` RGB.
+        seq_len: T, frames per sequence.
+        fps: frames per second kept from videos (2, the paper's rate); frame folders keep
+            every image.
+        stride: frames between the starts of training sequences (default ``seq_len``).
+        resize: ``"crop"`` (centre square, then resize) or ``"squash"`` (resize the frame).
+        split: ``"clip"`` (whole clips held out) or ``"time"`` (the end of every clip); see
+            :func:`split_sequences`.
+        test_fraction: the share of clips, or of each clip's frames, held out.
+        test_sequences: at most this many test sequences (a seeded subset when there are more).
+        seed: seeds the split, the test subset and the stream.
+        cache_dir: the decoded-frame cache (default ``$DVIP_CACHE_DIR`` or
+            ``~/.cache/pyro-dvip/video``).
+        device: where batches and test frames go.
+        progress: progress bars on stderr while decoding.
+
+    Returns:
+        ``(stream, test_frames, report)``: a :class:`VideoStream` of training sequences,
+        float32 test frames ``(N, T, 3, S, S)`` in [0, 1] on ``device`` (N ≤ ``test_sequences``),
+        and the :class:`VideoReport` (its :meth:`~VideoReport.summary` is logged).
+
+    Raises:
+        ValueError: one line, ``"option: problem"``: ``"data: PATH: ..."`` for a missing path,
+            no clips, or no usable clip; ``"split: ..."``, ``"cache_dir: ..."``, or an
+            invalid setting named by its argument.
+    """
+    stride = seq_len if stride is None else stride
+    _check_sequence_settings(seq_len, stride)
+    _check_split_settings(split, test_fraction)  # before decoding, which may take long
+    _check_count("test_sequences", test_sequences)
+
+    report = inspect_video(
+        path, image_size=image_size, seq_len=seq_len, fps=fps, stride=stride, resize=resize,
+        cache_dir=cache_dir, progress=progress,
+    )  # fmt: skip
+    report.check_usable()
+    parts = split_sequences(
+        [clip.num_frames for clip in report.clips], seq_len=seq_len, stride=stride, split=split,
+        test_fraction=test_fraction, seed=seed,
+    )  # fmt: skip
+    if len(parts.train) == 0:
+        raise ValueError(f"data: {report.path}: no training sequence is left after the split")
+    entries = [clip.entry for clip in report.clips]
+    stream = VideoStream(entries, parts.train, seq_len=seq_len, device=device, seed=seed)
+    test = choose_test_sequences(parts.test, test_sequences, seed)
+    test_frames = stream.gather(test)
+
+    report.split, report.roles = split, parts.roles
+    report.train_sequences, report.test_sequences = len(parts.train), len(test)
+    log.info("%s", report.summary())
+    return stream, test_frames, report
+
+
+def contact_sheet(
+    report: VideoReport, path: str | os.PathLike, *, columns: int = 8, rows: int = 8
+) -> list[str]:
+    """Write a PNG grid of frames: one row per clip (up to ``rows`` usable clips, evenly
+    spread over the list), ``columns`` frames evenly spaced in time across each clip,
+    2-pixel white borders.
+
+    Returns:
+        The names of the clips shown, one per row, top to bottom.
+
+    Raises:
+        ValueError: no usable clip (see :meth:`VideoReport.check_usable`).
+        OSError: the PNG cannot be written.
+    """
+    report.check_usable()
+    usable = [clip for clip in report.clips if clip.num_frames >= report.seq_len]
+    picks = np.unique(np.linspace(0, len(usable) - 1, min(rows, len(usable))).round().astype(int))
+    shown = [usable[i] for i in picks]
+    size, pad = report.image_size, 2
+    cell = size + pad
+    sheet = np.full((pad + len(shown) * cell, pad + columns * cell, 3), 255, np.uint8)
+    for r, clip in enumerate(shown):
+        frames = clip.entry.open()  # (N, S, S, 3)
+        times = np.linspace(0, clip.num_frames - 1, columns).round().astype(int)
+        for c, t in enumerate(times):
+            top, left = pad + r * cell, pad + c * cell
+            sheet[top : top + size, left : left + size] = frames[t]
+        del frames
+    Image.fromarray(sheet).save(path)
+    return [clip.source.name for clip in shown]

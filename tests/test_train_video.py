@@ -1,0 +1,61 @@
+"""`dvip train --data`: training on real video files, end to end."""
+
+import json
+
+import torch
+from click.testing import CliRunner
+from conftest import TINY, tiny_args
+from test_video import write_video
+
+from dvip_cli.main import cli
+from pyro_dvip import load, make_config, train
+from pyro_dvip.checkpoint import list_checkpoints, load_checkpoint
+
+
+def video_folder(tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for i in range(3):  # three clips: the clip split holds one out
+        write_video(folder / f"clip{i}.mp4", seconds=4, fps=10)
+    return folder
+
+
+def test_train_on_a_folder_of_generated_videos(tmp_path):
+    videos, out = video_folder(tmp_path), tmp_path / "run"
+    args = tiny_args(steps=3, test_sequences=4)
+    result = CliRunner().invoke(cli, ["train", *args, "--data", str(videos), "--fps", "4",
+                                      "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
+                                      "--quiet", "--test-fraction", "0.3"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert (config["data"], config["fps"], config["split"]) == (str(videos), 4.0, "clip")
+    state = load_checkpoint(list_checkpoints(out)[-1])
+    assert state["step"] == 3 and state["data"]["sequences"] > 0
+    assert load(out).image_size == 16
+
+
+def test_video_run_resumes_exactly(tmp_path):
+    videos = video_folder(tmp_path)
+    options = dict(steps=4, test_sequences=4, log_every=1, checkpoint_every=2)
+    video = dict(data=str(videos), fps=4.0, cache_dir=str(tmp_path / "cache"), test_fraction=0.3)
+    whole = train(make_config(**{**TINY, **options}, **video), tmp_path / "whole", progress=False)
+    train(
+        make_config(**{**TINY, **options, "steps": 2}, **video), tmp_path / "part", progress=False
+    )
+    resumed = train(make_config(**{**TINY, **options}, **video), tmp_path / "part", resume=True,
+                    explicit={"steps"}, progress=False)  # fmt: skip
+    assert [r["elbo"] for r in whole.metrics[2:]] == [r["elbo"] for r in resumed.metrics]
+    for name, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+
+
+def test_bad_video_input_is_a_one_line_option_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(cli, ["train", *tiny_args(steps=1), "--data", str(empty),
+                                      "--out", str(tmp_path / "run")])  # fmt: skip
+    assert result.exit_code == 2
+    assert "Invalid value for '--data'" in result.output and "Traceback" not in result.output
+    grey = CliRunner().invoke(cli, ["train", *tiny_args(steps=1), "--data", str(empty),
+                                    "--channels", "1", "--out", str(tmp_path / "run")])  # fmt: skip
+    assert grey.exit_code == 2 and "video frames are RGB" in grey.output
