@@ -55,6 +55,11 @@ def teardown(context: Context) -> None:
         dist.destroy_process_group()
 
 
+def barrier(context: Context) -> None:
+    if context.active:
+        dist.barrier()
+
+
 def any_rank(flag: bool, context: Context, device: torch.device) -> bool:
     """True on every rank when ``flag`` is true on any rank (one tiny all-reduce)."""
     if not context.active:

@@ -328,6 +328,9 @@ def train(
     context, device_name = distributed.setup(config.device)
     try:
         config, found = _open_run(config, run_dir, resume, explicit or set())
+        distributed.barrier(
+            context
+        )  # every rank has checked the run directory before rank 0 writes
         if config.batch_size % context.world_size:
             raise RunError(
                 f"--batch-size: {config.batch_size} does not split over "
