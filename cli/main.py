@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from .check_elbo import check_elbo
 from .data import data
 from .evaluate import compare, evaluate
 from .train import presets, train
@@ -23,6 +24,7 @@ def cli() -> None:
 
 cli.add_command(train)
 cli.add_command(presets)
+cli.add_command(check_elbo)
 cli.add_command(evaluate)
 cli.add_command(compare)
 cli.add_command(data)

@@ -2,6 +2,7 @@
 
 from .checkpoint import CheckpointError
 from .config import PRESETS, TrainConfig, make_config
+from .elbo_check import ElboCheck, check_elbo
 from .model import DVIP
 from .objective import NegELBO, make_elbo
 from .priors import FactoredMLPTransition, Transition
@@ -11,11 +12,13 @@ __all__ = [
     "DVIP",
     "PRESETS",
     "CheckpointError",
+    "ElboCheck",
     "FactoredMLPTransition",
     "NegELBO",
     "RunError",
     "TrainConfig",
     "Transition",
+    "check_elbo",
     "compare",
     "evaluate",
     "load",

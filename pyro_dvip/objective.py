@@ -38,18 +38,21 @@ def trace_terms(model_trace, guide_trace, analytic_kl: bool) -> tuple[torch.Tens
     """Reconstruction sum_t log p(x_t | z_t) and KL sum_t KL(q_t || p_t), each (B,), unscaled.
 
     With ``analytic_kl`` the KL of each step is the closed form at the sampled z_{t-1} (what
-    ``TraceMeanField_ELBO`` uses); otherwise the single-sample log q(z_t) - log p(z_t) (what
-    ``Trace_ELBO`` uses). Either way reconstruction - KL is the estimate the loss was built from.
+    ``TraceMeanField_ELBO`` uses) where torch.distributions registers one; otherwise the
+    single-sample log q(z_t) - log p(z_t) (what ``Trace_ELBO`` uses). Either way
+    reconstruction - KL is the estimate the loss was built from.
     """
     x = model_trace.nodes["x"]
     recon = x["fn"].log_prob(x["value"]).sum(-1)  # (B, T) -> (B,)
     kl = torch.zeros_like(recon)
     for name in latent_sites(guide_trace):
         q, p = guide_trace.nodes[name]["fn"], model_trace.nodes[name]["fn"]
-        if analytic_kl:
-            kl_t = kl_divergence(q, p)  # (B, K)
-        else:
-            z = guide_trace.nodes[name]["value"]
+        z = guide_trace.nodes[name]["value"]
+        try:
+            kl_t = kl_divergence(q, p) if analytic_kl else None  # (B, K)
+        except NotImplementedError:  # a user prior with no registered KL: Monte Carlo
+            kl_t = None
+        if kl_t is None:
             kl_t = q.log_prob(z) - p.log_prob(z)
         kl = kl + kl_t.sum(-1)
     return recon, kl

@@ -9,8 +9,10 @@ from __future__ import annotations
 import csv
 import importlib
 import logging
+import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -65,6 +67,8 @@ def import_transition(target: str) -> type[Transition]:
     module_name, sep, class_name = target.partition(":")
     if not sep or not module_name or not class_name:
         raise ValueError(f"transition: expected 'package.module:ClassName', got {target!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` would: a prior in the user's project
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
