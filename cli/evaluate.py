@@ -127,6 +127,8 @@ def _option_error(message: str) -> click.BadParameter:
 def evaluate(run_dir: Path, out: Path | None, samples: int, seed: int, **options) -> None:
     """Measure a trained run and its untrained floor: bound, Figure 2 correlations, Table 2
     mutual information, factor-object probes, intervention test, prediction, Figure 3.
+    A video run (trained with --data) is measured on its test split, without the probes and
+    the intervention test (no ground truth).
 
     \b
     Examples:
@@ -136,6 +138,7 @@ def evaluate(run_dir: Path, out: Path | None, samples: int, seed: int, **options
     Writes metrics.json, CSV tables, PNG figures, GIFs and report.md into RUN_DIR/eval.
     """
     from pyro_dvip.evaluation import evaluate as run_evaluation  # slow imports, only here
+    from pyro_dvip.evaluation.alignment import NO_GROUND_TRUTH, applicable
 
     try:
         metrics = run_evaluation(run_dir, out, samples=samples, seed=seed, **options)
@@ -151,11 +154,16 @@ def evaluate(run_dir: Path, out: Path | None, samples: int, seed: int, **options
         f"{t['mutual_info']['cross']:.2f}   untrained {u['mutual_info']['same']:.2f} / "
         f"{u['mutual_info']['cross']:.2f}"
     )
-    click.echo(
-        f"  probe min matched R² / max leakage: {t['alignment']['min_matched']:.2f} / "
-        f"{t['alignment']['max_leakage']:.2f}   untrained "
-        f"{u['alignment']['min_matched']:.2f} / {u['alignment']['max_leakage']:.2f}"
-    )
+    if applicable(t["alignment"]):
+        click.echo(
+            f"  probe min matched R² / max leakage: {t['alignment']['min_matched']:.2f} / "
+            f"{t['alignment']['max_leakage']:.2f}   untrained "
+            f"{u['alignment']['min_matched']:.2f} / {u['alignment']['max_leakage']:.2f}"
+        )
+    else:
+        click.echo(f"  probes, intervention test: {NO_GROUND_TRUTH} (video run)")
+    for note in metrics["held_out"]["notes"]:
+        click.echo(f"  note: {note}")
     click.echo(f"  report: {out / 'report.md'}")
 
 

@@ -190,3 +190,16 @@ def intervention_summary(fractions: np.ndarray, num_objects: int) -> dict:
         "matched_share": share[factors, objects].tolist(),
         "min_matched_share": float(share[factors, objects].min()),
     }
+
+
+NO_GROUND_TRUTH = "not applicable: no ground truth"
+
+
+def not_applicable(reason: str) -> dict:
+    """The record of a probe or intervention on data without ground truth (real video)."""
+    return {"applicable": False, "note": f"{NO_GROUND_TRUTH} ({reason})"}
+
+
+def applicable(measurement: dict) -> bool:
+    """False for a record made by :func:`not_applicable`."""
+    return measurement.get("applicable", True)

@@ -4,6 +4,7 @@ Runs whose configurations differ only in the seed (and in where or how verbosely
 form one group, reported as mean ± sd over its runs (one run proves little: VAE results
 vary with the seed). The paper's published Moving MNIST rows are a reference line; they used
 64x64 frames, sequences of 5 and 1,000 MI pairs, so only like-for-like runs compare directly.
+Video runs have no ground truth: their alignment columns read "n/a".
 """
 
 from __future__ import annotations
@@ -15,8 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .alignment import applicable
+
 # Fields that do not change what a run is: runs differing only in these are replicates.
-REPLICATE_FIELDS = {"seed", "device", "log_every", "checkpoint_every", "keep_checkpoints", "preset"}
+REPLICATE_FIELDS = {
+    "seed", "device", "log_every", "checkpoint_every", "keep_checkpoints", "preset", "cache_dir",
+}  # fmt: skip
 
 PAPER_ROWS = [
     ("paper: moving MNIST, two factors (2×20)", 4.61, 0.75, -2902),
@@ -28,11 +33,14 @@ COLUMNS = [
     ("cross MI (bits)", lambda m: m["mutual_info"]["cross"]),
     ("ELBO / frame", lambda m: m["bound"]["elbo_per_frame"]),
     ("IW bound / frame", lambda m: m["bound"]["iw_bound_per_frame"]),
-    ("min matched R²", lambda m: m["alignment"]["min_matched"]),
-    ("max leakage", lambda m: m["alignment"]["max_leakage"]),
-    ("mean gap", lambda m: m["alignment"]["mean_gap"]),
-    ("intervention share", lambda m: m["intervention"]["min_matched_share"]),
+    # None (shown "n/a") for a video run: no ground truth to probe or intervene against
+    ("min matched R²", lambda m: m["alignment"].get("min_matched")),
+    ("max leakage", lambda m: m["alignment"].get("max_leakage")),
+    ("mean gap", lambda m: m["alignment"].get("mean_gap")),
+    ("intervention share", lambda m: m["intervention"].get("min_matched_share")),
 ]
+FIGURES = {"correlation.png": "correlation", "probe_r2.png": "alignment",
+           "intervention.png": "intervention"}  # fmt: skip
 
 
 def group_label(config: dict) -> str:
@@ -42,9 +50,14 @@ def group_label(config: dict) -> str:
         if config["entangled"]
         else f"{config['factors']}×{config['factor_dim']}"
     )
+    data = (
+        f"video {config['data']} at {config['fps']:g} fps"
+        if config.get("data")
+        else f"speed {config['digit_speed']}"
+    )
     return (
-        f"{model}, {config['image_size']}px, obs var {config['obs_var']}, speed "
-        f"{config['digit_speed']}, {config['steps']} steps"
+        f"{model}, {config['image_size']}px, obs var {config['obs_var']}, {data}, "
+        f"{config['steps']} steps"
     )
 
 
@@ -118,7 +131,9 @@ def compare(run_dirs: list[str | Path], out: str | Path) -> dict:
         "models). ELBO and IW bound: nats per frame, Gaussian normalising constant included. "
         "Alignment: held-out ridge probes (min matched R², max leakage, mean gap matched − "
         "leakage) and the intervention test (smallest share of a matched factor's change in its "
-        "digit's channel). The paper's rows are 64×64, sequences of 5, 1,000 MI pairs.",
+        "digit's channel). n/a: not applicable, the run is on real video, which has no "
+        "ground truth (object positions, a colour channel per object) for the alignment "
+        "columns. The paper's rows are Moving MNIST, 64×64, sequences of 5, 1,000 MI pairs.",
         "",
         "| model | " + " | ".join(c for c, _ in COLUMNS) + " |",
         "|---" * (len(COLUMNS) + 1) + "|",
@@ -128,10 +143,14 @@ def compare(run_dirs: list[str | Path], out: str | Path) -> dict:
         for name, cells in table.items()
     ]
     lines += ["", "## Figures, run by run", ""]
-    for figure in ("correlation.png", "probe_r2.png", "intervention.png"):
+    for figure, key in FIGURES.items():
         lines += [f"### {figure}", ""]
         for r in run_dirs:
-            path = os.path.relpath(r / "eval" / figure, out)
-            lines += [f"`{r}`", "", f"![{r}]({path})", ""]
+            measured = evaluations[r]["trained"][key]
+            if applicable(measured):
+                path = os.path.relpath(r / "eval" / figure, out)
+                lines += [f"`{r}`", "", f"![{r}]({path})", ""]
+            else:
+                lines += [f"`{r}`: {measured['note']}", ""]
     (out / "compare.md").write_text("\n".join(lines))
     return table

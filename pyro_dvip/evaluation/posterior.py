@@ -8,14 +8,14 @@ forward instead of a sample (what the authors used for Figure 3), so samples equ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
 
 from ..config import TrainConfig
-from ..data import MovingMNISTBatch, load_digits, make_test_set
+from ..data import MovingMNISTBatch, load_digits, make_test_set, make_video_data
 from ..model import DVIP
 from ..train import TEST_SEED_OFFSET
 
@@ -79,6 +79,30 @@ def held_out_sequences(
         seq_len=seq_len or config.seq_len,
         speed=config.digit_speed,
     )
+
+
+@dataclass
+class VideoSequences:
+    """Held-out sequences of a video run: frames only (real video has no ground truth)."""
+
+    frames: torch.Tensor  # (N, T, 3, S, S) in [0, 1]
+
+    def to(self, device: torch.device | str) -> VideoSequences:
+        return replace(self, frames=self.frames.to(device))
+
+
+def held_out_video(config: TrainConfig, num_sequences: int) -> VideoSequences:
+    """At most ``num_sequences`` sequences of a video run's test split (held-out clips, or the
+    held-out end of every clip: never a training frame), cut and decoded with the run's own
+    settings and seed, on CPU: a seeded subset when the split holds more, all of them when it
+    holds fewer."""
+    _, frames, _ = make_video_data(
+        config.data, image_size=config.image_size, seq_len=config.seq_len, fps=config.fps,
+        stride=config.stride, resize=config.resize, split=config.split,
+        test_fraction=config.test_fraction, test_sequences=num_sequences, seed=config.seed,
+        cache_dir=config.cache_dir, device="cpu", progress=False,
+    )  # fmt: skip
+    return VideoSequences(frames)
 
 
 def consecutive_pairs(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .alignment import NO_GROUND_TRUTH, applicable
+
 
 def _f(value, digits: int = 2) -> str:
     if value is None or value != value:  # None or NaN
@@ -42,15 +44,23 @@ def summary_rows(m: dict) -> dict[str, str]:
         ),
         "mean abs corr, same / cross blocks": f"{_f(c['same_abs_corr'])} / "
         f"{_f(c['cross_abs_corr'])}",
-        "probe R² [factor, digit]": _matrix(a["r2"]),
-        "probe R² from the whole latent, per digit": _list(a["whole_r2"]),
-        "matched R² per matched factor": _list(a["matched"]),
-        "leakage per matched factor": _list(a["leakage"]),
-        "mean gap matched − leakage": _f(a["mean_gap"]),
-        "disentanglement / completeness (DCI-style)": f"{_f(a['disentanglement'])} / "
-        f"{_f(a['completeness'])}",
-        "intervention: share of change in matched channel": _list(iv["matched_share"]),
     }
+    if applicable(a):
+        rows.update({
+            "probe R² [factor, digit]": _matrix(a["r2"]),
+            "probe R² from the whole latent, per digit": _list(a["whole_r2"]),
+            "matched R² per matched factor": _list(a["matched"]),
+            "leakage per matched factor": _list(a["leakage"]),
+            "mean gap matched − leakage": _f(a["mean_gap"]),
+            "disentanglement / completeness (DCI-style)": f"{_f(a['disentanglement'])} / "
+            f"{_f(a['completeness'])}",
+        })  # fmt: skip
+    else:
+        rows["factor–object probes"] = NO_GROUND_TRUTH
+    if applicable(iv):
+        rows["intervention: share of change in matched channel"] = _list(iv["matched_share"])
+    else:
+        rows["intervention test"] = NO_GROUND_TRUTH
     if "prediction" in m:
         p = m["prediction"]["model"]
         rows["prediction PSNR per step (dB)"] = ", ".join(_f(v, 1) for v in p["psnr"])
@@ -93,16 +103,24 @@ def write_report(out: Path, metrics: dict) -> None:
     """Write ``out/report.md`` from ``metrics`` (as written to metrics.json) and the files
     ``evaluate`` wrote beside it."""
     trained, untrained = metrics["trained"], metrics["untrained"]
-    b = trained["bound"]
+    b, a, iv = trained["bound"], trained["alignment"], trained["intervention"]
+    held_out = metrics.get("held_out", {"source": "test digits", "notes": []})
+    probes = f"probes: {a['protocol']}" if applicable(a) else f"probes: {a['note']}"
     lines = [
         f"# Evaluation of `{metrics['run_dir']}`",
         "",
-        f"{metrics['sequences']} held-out sequences of {b['seq_len']} frames (test digits); "
-        f"MI on {trained['mutual_info']['pairs']} (z_t, z_t+1) pairs, KSG k=3, bits; "
-        f"groups: {trained['mutual_info']['protocol']}; probes: "
-        f"{trained['alignment']['protocol']}. The untrained column is a freshly initialised "
-        "model of the same configuration measured the same way: read every number against it.",
+        f"{metrics['sequences']} held-out sequences of {b['seq_len']} frames "
+        f"({held_out['source']}); MI on {trained['mutual_info']['pairs']} (z_t, z_t+1) pairs, "
+        f"KSG k=3, bits; groups: {trained['mutual_info']['protocol']}; {probes}. The untrained "
+        "column is a freshly initialised model of the same configuration measured the same "
+        "way: read every number against it.",
         "",
+    ]
+    for note in held_out["notes"]:
+        lines += [f"Note: {note}.", ""]
+    if not applicable(iv):
+        lines += [f"Intervention test: {iv['note']}.", ""]
+    lines += [
         f"Bounds in nats, Gaussian normalising constant included "
         f"({_f(b['log_norm_const_per_frame'], 1)} per frame); ELBO over {b['sequences']} "
         f"sequences, s.e. over {b['particles']} particles. Per sequence = per frame × "
@@ -117,6 +135,8 @@ def write_report(out: Path, metrics: dict) -> None:
     for name, text in FIGURES:
         if (out / name).exists():
             lines += [f"## {name}", "", text, "", f"![{name}]({name})", ""]
+        elif name in ("probe_r2.png", "intervention.png") and not applicable(a):
+            lines += [f"## {name}", "", f"Not written: {NO_GROUND_TRUTH}.", ""]
     lines += ["## Generations", "", "Left: trained; right: untrained floor.", ""]
     folder = out / "generations" / "trained"
     for stem, text in IMAGES:

@@ -11,23 +11,26 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..config import TrainConfig
+from ..data import MovingMNISTBatch
 from ..model import DVIP
 from ..train import RunError, build_model, load
 from . import figures
 from .alignment import (
     Probe,
     alignment_summary,
+    applicable,
     best_probe_partition,
     ground_truth_targets,
     intervention,
     intervention_summary,
+    not_applicable,
 )
 from .bound import held_out_bound
 from .correlation import block_summary, lagged_correlation
@@ -40,11 +43,12 @@ from .generations import (
     save_grid,
 )
 from .mutual_info import best_partition, contiguous_groups, factor_mi
-from .posterior import consecutive_pairs, filter_sequences, held_out_sequences
+from .posterior import consecutive_pairs, filter_sequences, held_out_sequences, held_out_video
 from .prediction import prediction_scores
 from .report import write_report
 
 MODELS = ("trained", "untrained")
+MIN_PAIRS = 3  # KSG finds k = 3 neighbours of each pair: it needs more pairs than that
 
 
 @dataclass
@@ -83,8 +87,44 @@ def _groups(dvip: DVIP, config: TrainConfig, options: EvalOptions, pairs) -> tup
     return groups, {"protocol": f"best of {options.partitions} random partitions", "scores": scores}
 
 
+def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) -> list:
+    """Probes and intervention against the ground truth of ``data`` into ``metrics`` and
+    ``arrays``; returns the unit groups probed (the factors, or the most favourable split)."""
+    features = posterior.flat("means").cpu().numpy()  # (N, T, D)
+    targets = ground_truth_targets(data.positions, data.velocities)  # (N, T, O, 4)
+    probe = Probe(features, targets, seed=options.seed)
+    if dvip.num_factors > 1:
+        probe_groups, probe_protocol = groups, "factors"
+        r2 = probe.matrix(groups)
+    else:
+        probe_groups, r2, _ = best_probe_partition(
+            probe, dvip.z_dim, len(groups[0]), options.partitions, seed=options.seed
+        )
+        probe_protocol = f"most favourable of {options.partitions} random partitions"
+    metrics["alignment"] = {
+        "protocol": probe_protocol,
+        "units": [g.tolist() for g in probe_groups],
+        "r2": r2.tolist(),
+        "whole_r2": probe.whole().tolist(),
+        **alignment_summary(r2),
+    }
+    arrays["r2"] = r2
+
+    z_flat = posterior.flat("means").flatten(0, 1)  # (N T, D)
+    swap = intervention(
+        lambda z: dvip.decoder(z).cpu(), z_flat, probe_groups, options.intervention_pairs,
+        options.seed,
+    )  # fmt: skip
+    fractions = np.array(swap["fractions"])
+    metrics["intervention"] = {**swap, **intervention_summary(fractions, config.num_digits)}
+    arrays["fractions"] = fractions
+    return probe_groups
+
+
 def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tuple[dict, dict]:
-    """All measurements of one model on held-out ``data`` (a MovingMNISTBatch on the device).
+    """All measurements of one model on held-out ``data`` on the device: a MovingMNISTBatch
+    (with ground truth), or VideoSequences, on which the probes and the intervention are
+    recorded as not applicable.
 
     Returns the metrics (JSON-ready) and the arrays the figures are drawn from.
     """
@@ -116,34 +156,12 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
     arrays["correlation"], arrays["group_size"] = corr, size
     arrays["mi_matrix"] = np.array(mi["matrix"])
 
-    features = posterior.flat("means").cpu().numpy()  # (N, T, D)
-    targets = ground_truth_targets(data.positions, data.velocities)  # (N, T, O, 4)
-    probe = Probe(features, targets, seed=options.seed)
-    if dvip.num_factors > 1:
-        probe_groups, probe_protocol = groups, "factors"
-        r2 = probe.matrix(groups)
-    else:
-        probe_groups, r2, _ = best_probe_partition(
-            probe, dvip.z_dim, size, options.partitions, seed=options.seed
-        )
-        probe_protocol = f"most favourable of {options.partitions} random partitions"
-    metrics["alignment"] = {
-        "protocol": probe_protocol,
-        "units": [g.tolist() for g in probe_groups],
-        "r2": r2.tolist(),
-        "whole_r2": probe.whole().tolist(),
-        **alignment_summary(r2),
-    }
-    arrays["r2"] = r2
-
-    z_flat = posterior.flat("means").flatten(0, 1)  # (N T, D)
-    swap = intervention(
-        lambda z: dvip.decoder(z).cpu(), z_flat, probe_groups, options.intervention_pairs,
-        options.seed,
-    )  # fmt: skip
-    fractions = np.array(swap["fractions"])
-    metrics["intervention"] = {**swap, **intervention_summary(fractions, config.num_digits)}
-    arrays["fractions"] = fractions
+    if isinstance(data, MovingMNISTBatch):
+        probe_groups = _alignment(dvip, config, data, posterior, groups, options, metrics, arrays)
+    else:  # real video: no positions to probe, no colour channel per object to swap into
+        metrics["alignment"] = not_applicable("real video has no object positions to probe")
+        metrics["intervention"] = not_applicable("real video has no colour channel per object")
+        probe_groups = groups  # generations show the MI groups
 
     T = frames.shape[1]
     if T >= 2:
@@ -182,6 +200,8 @@ def _null_nan(value):
 
 
 def _write_csvs(out: Path, results: dict) -> None:
+    """The tables; on video (no ground truth) the alignment cells are "n/a" and the probe and
+    intervention tables are not written."""
     with open(out / "summary.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
@@ -190,32 +210,35 @@ def _write_csvs(out: Path, results: dict) -> None:
              "completeness", "min_intervention_share"]
         )  # fmt: skip
         for name, m in results.items():
-            a = m["alignment"]
+            a, iv = m["alignment"], m["intervention"]
             w.writerow(
                 [name, m["bound"]["elbo_per_frame"], m["bound"]["elbo_per_frame_se"],
                  m["bound"]["iw_bound_per_frame"], m["mutual_info"]["same"],
-                 m["mutual_info"]["cross"], a["min_matched"], a["max_leakage"], a["mean_gap"],
-                 a["disentanglement"], a["completeness"],
-                 m["intervention"]["min_matched_share"]]
+                 m["mutual_info"]["cross"]]
+                + [a.get(k, "n/a") for k in ("min_matched", "max_leakage", "mean_gap",
+                                             "disentanglement", "completeness")]
+                + [iv.get("min_matched_share", "n/a")]
             )  # fmt: skip
-    with open(out / "probe_r2.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model", "factor", "digit", "r2"])
-        for name, m in results.items():
-            for k, row in enumerate(m["alignment"]["r2"]):
-                w.writerows([name, k, o, v] for o, v in enumerate(row))
+    if applicable(results["trained"]["alignment"]):
+        with open(out / "probe_r2.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["model", "factor", "digit", "r2"])
+            for name, m in results.items():
+                for k, row in enumerate(m["alignment"]["r2"]):
+                    w.writerows([name, k, o, v] for o, v in enumerate(row))
     with open(out / "mutual_info.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["model", "factor_t", "factor_t_plus_1", "mi_bits"])
         for name, m in results.items():
             for i, row in enumerate(m["mutual_info"]["matrix"]):
                 w.writerows([name, i, j, v] for j, v in enumerate(row))
-    with open(out / "intervention.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model", "factor", "channel", "share_of_change"])
-        for name, m in results.items():
-            for k, row in enumerate(m["intervention"]["fractions"]):
-                w.writerows([name, k, c, v] for c, v in enumerate(row))
+    if applicable(results["trained"]["intervention"]):
+        with open(out / "intervention.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["model", "factor", "channel", "share_of_change"])
+            for name, m in results.items():
+                for k, row in enumerate(m["intervention"]["fractions"]):
+                    w.writerows([name, k, c, v] for c, v in enumerate(row))
     with open(out / "prediction.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["model", "step_after_context", "mse", "psnr", "ssim"])
@@ -247,15 +270,16 @@ def _write_figures(out: Path, results: dict, arrays: dict) -> None:
         vmin=0.0, vmax=max(mi_max, 1e-6), annotate=True, cmap="viridis",
         xlabel="factor j at t+1", ylabel="factor i at t",
     )  # fmt: skip
-    figures.heatmaps(
-        {name: arrays[name]["r2"] for name in MODELS}, out / "probe_r2.png",
-        vmin=0.0, vmax=1.0, annotate=True, cmap="viridis", xlabel="digit", ylabel="factor",
-    )  # fmt: skip
-    figures.heatmaps(
-        {name: arrays[name]["fractions"] for name in MODELS}, out / "intervention.png",
-        vmin=0.0, vmax=1.0, annotate=True, cmap="viridis",
-        xlabel="colour channel (digit o in channel o)", ylabel="swapped factor",
-    )  # fmt: skip
+    if "r2" in arrays["trained"]:  # ground truth only: no empty panels for video
+        figures.heatmaps(
+            {name: arrays[name]["r2"] for name in MODELS}, out / "probe_r2.png",
+            vmin=0.0, vmax=1.0, annotate=True, cmap="viridis", xlabel="digit", ylabel="factor",
+        )  # fmt: skip
+        figures.heatmaps(
+            {name: arrays[name]["fractions"] for name in MODELS}, out / "intervention.png",
+            vmin=0.0, vmax=1.0, annotate=True, cmap="viridis",
+            xlabel="colour channel (digit o in channel o)", ylabel="swapped factor",
+        )  # fmt: skip
     if "prediction" in results["trained"]:
         figures.prediction_curves(
             {
@@ -274,6 +298,46 @@ def _write_figures(out: Path, results: dict, arrays: dict) -> None:
                 save_gif(videos, folder / f"{label}.gif")
 
 
+def _held_out(run_dir: Path, config: TrainConfig, opts: EvalOptions):
+    """The held-out sequences (on CPU), their description for the report, and the options to
+    measure with: ``samples`` capped, with a note, when a video test split holds fewer pairs."""
+    num_sequences = max(4, math.ceil(opts.samples / (config.seq_len - 1)))
+    if config.data is None:
+        held_out = {"data": "moving mnist", "source": "Moving MNIST from the test digits, the "
+                    "run's test seed", "notes": []}  # fmt: skip
+        return held_out_sequences(config, num_sequences), held_out, opts
+    try:
+        data = held_out_video(config, num_sequences)
+    except ValueError as e:  # the videos moved or became unreadable since training
+        raise RunError(f"{run_dir}: cannot read the run's video test split: {e}") from e
+    notes = []
+    available, pairs = len(data.frames), len(data.frames) * (config.seq_len - 1)
+    if available < num_sequences:
+        notes.append(
+            f"the test split holds {available} sequences, fewer than the {num_sequences} "
+            "asked for: all of them are used"
+        )
+    if pairs <= MIN_PAIRS:
+        raise RunError(
+            f"{run_dir}: the video test split holds {pairs} (z_t, z_t+1) pairs; the MI needs "
+            f"more than {MIN_PAIRS} (hold out more: --test-fraction, --split)"
+        )
+    if pairs < opts.samples:
+        notes.append(
+            f"MI and correlation on all {pairs} (z_t, z_t+1) pairs of the test split, not the "
+            f"{opts.samples} of --samples"
+        )
+        opts = replace(opts, samples=pairs)
+    held_out = {
+        "data": "video",
+        "source": f"the test split of the video `{config.data}`: split by {config.split}, "
+        f"test fraction {config.test_fraction:g}, {config.fps:g} fps, seed {config.seed}; no "
+        "training frame",
+        "notes": notes,
+    }
+    return data, held_out, opts
+
+
 def evaluate(
     run_dir: str | Path,
     out: str | Path | None = None,
@@ -290,6 +354,10 @@ def evaluate(
     Writes metrics.json, CSV tables (summary, probe_r2, mutual_info, intervention,
     prediction), PNG heatmaps and curves, image grids and GIFs under generations/, and
     report.md. ``options`` are the other fields of :class:`EvalOptions`.
+
+    A video run (``config.data``) is measured on its own test split; the probes and the
+    intervention need Moving MNIST ground truth and are recorded as not applicable (no
+    probe_r2 or intervention table or figure is written).
     """
     start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -307,12 +375,12 @@ def evaluate(
     torch.manual_seed(seed)
     untrained = build_model(config).to(opts.device).eval()
 
-    num_sequences = max(4, math.ceil(opts.samples / (config.seq_len - 1)))
-    data = held_out_sequences(config, num_sequences).to(opts.device)
+    data, held_out, measured = _held_out(run_dir, config, opts)
+    data = data.to(opts.device)
 
     results, arrays = {}, {}
     for name, dvip in zip(MODELS, (trained, untrained)):
-        results[name], arrays[name] = measure(dvip, config, data, opts)
+        results[name], arrays[name] = measure(dvip, config, data, measured)
 
     out.mkdir(parents=True, exist_ok=True)
     metrics = {
@@ -320,7 +388,8 @@ def evaluate(
         "checkpoint": str(checkpoint) if checkpoint is not None else "newest",
         "config": json.loads(config.to_json()),
         "options": asdict(opts),
-        "sequences": num_sequences,
+        "sequences": len(data.frames),
+        "held_out": held_out,
         **results,
     }
     _write_csvs(out, results)
