@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -110,13 +109,22 @@ def peak_memory_mib(size_name: str, method: str, device: torch.device) -> float:
 
 def _peak_only(size_name: str, method: str) -> None:
     size = SIZES[size_name]
-    imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # torch alone
+    imported = _high_water_mib()  # torch and the package alone
     trainer = Trainer(method, size, torch.device("cpu"), 0)
     x = torch.rand(size["B"], size["T"], 3, size["S"], size["S"])
     with pyro.validation_enabled(False):
         for _ in range(3):
             trainer.step(x)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - imported)
+    print(_high_water_mib() - imported)
+
+
+def _high_water_mib() -> float:
+    """Peak resident memory of this process image (VmHWM; unlike ru_maxrss, which Linux
+    carries over from the parent through fork and exec, it starts afresh in a new process)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("VmHWM not found in /proc/self/status")
 
 
 def data_time(size: dict, device: torch.device, repeats: int) -> float:
