@@ -50,28 +50,48 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class Trainer:
-    """One model + Adam + loss, stepping on a fixed batch."""
+# GPU variants: name -> (TF32 matmuls, autocast dtype, channels_last, torch.compile networks)
+VARIANTS = {
+    "fp32": (False, None, False, False),
+    "tf32": (True, None, False, False),
+    "bf16-autocast": (False, torch.bfloat16, False, False),
+    "channels_last": (False, None, True, False),
+    "compile": (False, None, False, True),
+}
 
-    def __init__(self, method: str, size: dict, device: torch.device, seed: int):
+
+class Trainer:
+    """One model + Adam + loss, stepping on a fixed batch, optionally in a GPU variant
+    (bf16 autocast: distributions are still built in float32, see networks.full_precision)."""
+
+    def __init__(self, method: str, size: dict, device: torch.device, seed: int, variant="fp32"):
+        _, self.autocast, channels_last, compile_networks = VARIANTS[variant]
+        self.device = device
         torch.manual_seed(seed)
         self.dvip = DVIP(size["K"], size["d"], image_size=size["S"], width=size["width"]).to(device)
+        if channels_last:
+            self.dvip.to(memory_format=torch.channels_last)
+        if compile_networks:
+            self.dvip.encoder = torch.compile(self.dvip.encoder)
+            self.dvip.decoder = torch.compile(self.dvip.decoder)
         self.loss = make_loss(method, self.dvip)
         self.optimizer = torch.optim.Adam(self.dvip.parameters(), lr=3e-4)
 
     def step(self, x: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        self.loss(x).backward()
+        with torch.autocast(self.device.type, self.autocast, enabled=self.autocast is not None):
+            loss = self.loss(x)
+        loss.backward()
         self.optimizer.step()
 
 
 def time_methods(
-    size: dict, methods, device, warmup: int, repeats: int, seed: int = 0
+    size: dict, methods, device, warmup: int, repeats: int, seed: int = 0, variant: str = "fp32"
 ) -> dict[str, float]:
     """Median seconds per step of each method, timed in interleaved rounds."""
     torch.manual_seed(seed)
     x = torch.rand(size["B"], size["T"], 3, size["S"], size["S"], device=device)
-    trainers = {m: Trainer(m, size, device, seed) for m in methods}
+    trainers = {m: Trainer(m, size, device, seed, variant) for m in methods}
     times: dict[str, list[float]] = {m: [] for m in methods}
     with pyro.validation_enabled(False):  # as in training
         for trainer in trainers.values():
@@ -141,6 +161,23 @@ def data_time(size: dict, device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
+def variants(names, sizes, device, warmup: int, repeats: int) -> list[dict]:
+    """Step time of the hand-written loss and Trace_ELBO in each variant (a GPU section)."""
+    rows = []
+    for name in sizes:
+        for variant in names:
+            tf32 = VARIANTS[variant][0]
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+            try:
+                t = time_methods(SIZES[name], ("handwritten", "trace"), device, warmup, repeats,
+                                 variant=variant)  # fmt: skip
+            finally:
+                torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+            rows.append({"size": name, "variant": variant,
+                         **{f"{m}_ms": 1e3 * s for m, s in t.items()}})  # fmt: skip
+    return rows
+
+
 def curves(device, warmup: int, repeats: int) -> list[dict]:
     base = SIZES["cpu-demo"]
     rows = []
@@ -185,6 +222,17 @@ def markdown(results: dict) -> str:
                 f"| {c['axis']} | {c['value']} | {c['handwritten_ms']:.1f} | "
                 f"{c['trace_ms']:.1f} | {ratio:.3f} |"
             )
+    if results.get("variants"):
+        lines += [
+            "",
+            "| size | variant | hand-written ms | Trace_ELBO ms | ratio |",
+            "|---|---|---|---|---|",
+        ]
+        for v in results["variants"]:
+            lines.append(
+                f"| {v['size']} | {v['variant']} | {v['handwritten_ms']:.1f} | "
+                f"{v['trace_ms']:.1f} | {v['trace_ms'] / v['handwritten_ms']:.3f} |"
+            )
     return "\n".join(lines)
 
 
@@ -196,6 +244,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--no-curves", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        choices=list(VARIANTS),
+        help="precision/layout/compile variants to time (default: all on CUDA, none on CPU)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--peak-only", nargs=2, metavar=("SIZE", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -237,6 +291,10 @@ def main() -> None:
         )
     if not args.no_curves:
         results["curves"] = curves(device, args.warmup, args.repeats)
+    chosen = args.variants if args.variants is not None else (
+        list(VARIANTS) if device.type == "cuda" else [])  # fmt: skip
+    if chosen:
+        results["variants"] = variants(chosen, args.sizes, device, args.warmup, args.repeats)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / device.type
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2))

@@ -17,6 +17,12 @@ SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128, 256)
 LEAKY_SLOPE = 0.2  # DCGAN's discriminator slope
 
 
+def full_precision(t: torch.Tensor) -> torch.Tensor:
+    """Network outputs that parameterise distributions leave half precision (under autocast)
+    as float32, so that log-densities and KLs are computed in float32 or better."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def check_image_size(image_size: int) -> None:
     if image_size not in SUPPORTED_IMAGE_SIZES:
         raise ValueError(
@@ -86,7 +92,7 @@ class Decoder(nn.Module):
         self.deconv = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.deconv(self.fc(z).view(-1, self.z_dim, 1, 1))
+        return full_precision(self.deconv(self.fc(z).view(-1, self.z_dim, 1, 1)))
 
 
 class PosteriorHead(nn.Module):
@@ -107,7 +113,7 @@ class PosteriorHead(nn.Module):
         self, features: torch.Tensor, prior_loc: torch.Tensor, prior_logvar: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.act(self.combine(torch.cat([features, prior_loc, prior_logvar], dim=-1)))
-        return self.loc(h), self.logvar(h)
+        return full_precision(self.loc(h)), full_precision(self.logvar(h))
 
 
 class FactoredLinear(nn.Module):
@@ -150,5 +156,5 @@ class FactoredMLP(nn.Module):
         h = z_prev.transpose(0, 1)  # (K, B, d): factors lead so each bmm slice is one factor
         for layer in self.layers:
             h = self.act(layer(h))
-        loc, logvar = self.head(h).transpose(0, 1).chunk(2, dim=-1)
+        loc, logvar = full_precision(self.head(h)).transpose(0, 1).chunk(2, dim=-1)
         return loc, logvar

@@ -210,3 +210,16 @@ def test_elbo_finite_and_improving(elbo):
         optimizer.step()
     after = held_out_loss()
     assert after < before - 0.1 * abs(before), (before, after)
+
+
+def test_distributions_are_built_in_float32_under_bf16_autocast():
+    dvip = DVIP(2, 3, image_size=16, width=4)
+    x = torch.rand(2, 3, 3, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model, guide = traces(dvip, x)
+        loss = NegELBO(dvip, "meanfield")(x)
+    for tr in (model, guide):
+        for name in ("z_2", "z_3"):
+            assert tr.nodes[name]["fn"].base_dist.loc.dtype == torch.float32
+    assert model.nodes["x"]["fn"].base_dist.loc.dtype == torch.float32
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
