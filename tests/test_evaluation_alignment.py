@@ -117,3 +117,19 @@ def test_intervention_shows_a_factor_whose_change_spreads_over_two_channels():
     fractions = np.array(result["fractions"])
     np.testing.assert_allclose(fractions[0], [1, 0, 0], atol=1e-6)
     assert 0.3 < fractions[1, 0] < 0.7 and 0.3 < fractions[1, 1] < 0.7
+
+
+def test_a_probe_on_position_alone_scores_what_velocity_noise_would_hide():
+    from pyro_dvip.evaluation.alignment import Probe
+
+    rng = np.random.default_rng(0)
+    positions = rng.normal(size=(200, 4, 1, 2))  # (N, T, O, 2): encoded in the features
+    velocities = rng.normal(size=(200, 4, 1, 2))  # not encoded at all
+    features = np.concatenate([positions[:, :, 0], rng.normal(size=(200, 4, 2))], -1)
+    targets = np.concatenate([positions, velocities], -1)  # (N, T, O, 4)
+    groups = [np.arange(4)]
+    both = Probe(features, targets, seed=0).matrix(groups)[0, 0]
+    position = Probe(features, targets[..., :2], seed=0).matrix(groups)[0, 0]
+    velocity = Probe(features, targets[..., 2:], seed=0).matrix(groups)[0, 0]
+    assert position > 0.95 and velocity < 0.05
+    assert both == pytest.approx((position + velocity) / 2, abs=1e-6)  # the mean over targets

@@ -83,11 +83,15 @@ def test_metrics_hold_every_measurement_for_the_model_and_its_floor(evaluated):
         assert m["mutual_info"]["pairs"] == 40 and m["mutual_info"]["protocol"] == "factors"
         assert len(m["mutual_info"]["same_interval"]) == 2
         assert len(m["alignment"]["r2"]) == 2 and len(m["alignment"]["r2"][0]) == 2
+        for part in ("position", "velocity"):  # the same probes on each half of the targets
+            assert len(m["alignment"]["by_target"][part]["r2"]) == 2
+            assert len(m["alignment"]["by_target"][part]["whole_r2"]) == 2
         assert len(m["intervention"]["fractions"]) == 2
         assert sum(m["intervention"]["fractions"][0]) == pytest.approx(1.0)
         assert len(m["prediction"]["model"]["psnr"]) == 2  # context 1 of 3 frames
     report = (runs["factored-s0"] / "eval" / "report.md").read_text()
     assert "| measurement | trained | untrained floor |" in report
+    assert "| probe R² on position only [factor, digit]; whole latent |" in report
     assert "![correlation.png](correlation.png)" in report
 
 

@@ -49,6 +49,14 @@ def summary_rows(m: dict) -> dict[str, str]:
         rows.update({
             "probe R² [factor, digit]": _matrix(a["r2"]),
             "probe R² from the whole latent, per digit": _list(a["whole_r2"]),
+            "probe R² on position only [factor, digit]; whole latent": (
+                f"{_matrix(a['by_target']['position']['r2'])}; "
+                f"{_list(a['by_target']['position']['whole_r2'])}"
+            ),
+            "probe R² on velocity only [factor, digit]; whole latent": (
+                f"{_matrix(a['by_target']['velocity']['r2'])}; "
+                f"{_list(a['by_target']['velocity']['whole_r2'])}"
+            ),
             "matched R² per matched factor": _list(a["matched"]),
             "leakage per matched factor": _list(a["leakage"]),
             "mean gap matched − leakage": _f(a["mean_gap"]),

@@ -101,12 +101,22 @@ def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) 
             probe, dvip.z_dim, len(groups[0]), options.partitions, seed=options.seed
         )
         probe_protocol = f"most favourable of {options.partitions} random partitions"
+    # The same probes on position (x, y) and velocity (vx, vy) alone, on the groups above:
+    # positions are usually linearly decodable and velocities much less (docs/results.md).
+    by_target = {}
+    for name, part in (("position", slice(0, 2)), ("velocity", slice(2, 4))):
+        part_probe = Probe(features, targets[..., part], seed=options.seed)
+        by_target[name] = {
+            "r2": part_probe.matrix(probe_groups).tolist(),
+            "whole_r2": part_probe.whole().tolist(),
+        }
     metrics["alignment"] = {
         "protocol": probe_protocol,
         "units": [g.tolist() for g in probe_groups],
         "r2": r2.tolist(),
         "whole_r2": probe.whole().tolist(),
         **alignment_summary(r2),
+        "by_target": by_target,
     }
     arrays["r2"] = r2
 
