@@ -1,6 +1,7 @@
 import pyro
 import pytest
 import torch
+from click.testing import CliRunner
 from hypothesis import settings
 
 # Property tests draw the same examples in every run: a CI failure is reproducible, and a
@@ -24,6 +25,13 @@ def tiny_args(**overrides) -> list[str]:
     for name, value in values.items():
         args += [f"--{name.replace('_', '-')}", str(value)]
     return args
+
+
+def run_cli(*args):
+    """Invoke `dvip ARGS...` in-process; arguments are converted to strings."""
+    from dvip_cli.main import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 @pytest.fixture(autouse=True)

@@ -2,8 +2,7 @@ import json
 
 import click
 import pytest
-from click.testing import CliRunner
-from conftest import TINY
+from conftest import TINY, run_cli
 from PIL import Image
 
 from dvip_cli.main import cli
@@ -17,10 +16,6 @@ FAST = [
     "--select-pairs", 20, "--intervention-pairs", 8, "--rollouts", 2, "--examples", 2,
 ]  # fmt: skip
 EXAMPLES, SEQ_LEN, SIZE = 2, TINY["seq_len"], TINY["image_size"]
-
-
-def run_cli(*args):
-    return CliRunner().invoke(cli, list(map(str, args)))
 
 
 @pytest.fixture(scope="module")

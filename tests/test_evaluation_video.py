@@ -5,13 +5,11 @@ import math
 import shutil
 
 import pytest
-from click.testing import CliRunner
-from conftest import TINY
+from conftest import TINY, run_cli
 from PIL import Image
 from test_evaluation_cli import FAST
 from test_video import write_video
 
-from dvip_cli.main import cli
 from pyro_dvip import make_config, train
 from pyro_dvip.evaluation import evaluate
 from pyro_dvip.evaluation.alignment import NO_GROUND_TRUTH
@@ -21,10 +19,6 @@ EXAMPLES, SEQ_LEN, SIZE = 2, TINY["seq_len"], TINY["image_size"]
 # 3 clips of 4 s at 4 fps: 16 frames each; the clip split holds one out: 5 test sequences
 # of 3 frames, 10 (z_t, z_t+1) pairs, fewer than FAST's 40.
 TEST_SEQUENCES, TEST_PAIRS = 5, 10
-
-
-def run_cli(*args):
-    return CliRunner().invoke(cli, list(map(str, args)))
 
 
 @pytest.fixture(scope="module")

@@ -3,18 +3,11 @@ import json
 
 import pytest
 import torch
-from click.testing import CliRunner
-from conftest import TINY, tiny_args
+from conftest import TINY, run_cli, tiny_args
 
-from dvip_cli.main import cli
 from pyro_dvip import TrainConfig, load, make_config, train
 from pyro_dvip.checkpoint import list_checkpoints
 from pyro_dvip.objective import NegELBO
-
-
-def run_cli(*args):
-    result = CliRunner().invoke(cli, list(map(str, args)))
-    return result
 
 
 def read_metrics(run_dir):

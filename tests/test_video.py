@@ -18,12 +18,11 @@ import av
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from conftest import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from dvip_cli.main import cli
 from pyro_dvip.data import VideoStream, inspect_video, make_video_data, video_decode
 from pyro_dvip.data.video import load_clips, split_sequences
 from pyro_dvip.data.video_cache import DecodeSettings, content_hash, default_cache_dir, entry_paths
@@ -673,10 +672,6 @@ def test_test_frames_are_a_deterministic_capped_subset_in_order(two_clips, cache
 
 
 # dvip data inspect
-
-
-def run_cli(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def test_dvip_data_inspect_prints_the_table_and_writes_the_contact_sheet(two_clips, tmp_path):
