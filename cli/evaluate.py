@@ -118,6 +118,13 @@ def _option_error(message: str) -> click.BadParameter:
     show_default=True,
     help="Sequences shown in the image grids and GIFs.",
 )
+@click.option(
+    "--probe-targets",
+    type=click.Choice(["position", "velocity", "position+velocity"]),
+    default="position",
+    show_default=True,
+    help="What the headline probes decode from each factor (every set is also reported).",
+)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option(
     "--checkpoint",
@@ -156,7 +163,8 @@ def evaluate(run_dir: Path, out: Path | None, samples: int, seed: int, **options
     )
     if applicable(t["alignment"]):
         click.echo(
-            f"  probe min matched R² / max leakage: {t['alignment']['min_matched']:.2f} / "
+            f"  {t['alignment']['targets']} probe min matched R² / max leakage: "
+            f"{t['alignment']['min_matched']:.2f} / "
             f"{t['alignment']['max_leakage']:.2f}   untrained "
             f"{u['alignment']['min_matched']:.2f} / {u['alignment']['max_leakage']:.2f}"
         )

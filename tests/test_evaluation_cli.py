@@ -78,15 +78,20 @@ def test_metrics_hold_every_measurement_for_the_model_and_its_floor(evaluated):
         assert m["mutual_info"]["pairs"] == 40 and m["mutual_info"]["protocol"] == "factors"
         assert len(m["mutual_info"]["same_interval"]) == 2
         assert len(m["alignment"]["r2"]) == 2 and len(m["alignment"]["r2"][0]) == 2
-        for part in ("position", "velocity"):  # the same probes on each half of the targets
-            assert len(m["alignment"]["by_target"][part]["r2"]) == 2
-            assert len(m["alignment"]["by_target"][part]["whole_r2"]) == 2
+        a = m["alignment"]
+        assert a["targets"] == "position"  # the headline probe decodes positions
+        assert a["r2"] == a["by_target"]["position"]["r2"]
+        for part in ("velocity", "position+velocity"):  # the same probes on other targets
+            assert len(a["by_target"][part]["r2"]) == 2
+            assert len(a["by_target"][part]["whole_r2"]) == 2
         assert len(m["intervention"]["fractions"]) == 2
         assert sum(m["intervention"]["fractions"][0]) == pytest.approx(1.0)
         assert len(m["prediction"]["model"]["psnr"]) == 2  # context 1 of 3 frames
     report = (runs["factored-s0"] / "eval" / "report.md").read_text()
     assert "| measurement | trained | untrained floor |" in report
-    assert "| probe R² on position only [factor, digit]; whole latent |" in report
+    assert "| probe R² on position [factor, digit] |" in report
+    assert "| probe R² on velocity [factor, digit]; whole latent |" in report
+    assert "| probe R² on position+velocity [factor, digit]; whole latent |" in report
     assert "![correlation.png](correlation.png)" in report
 
 
@@ -99,6 +104,21 @@ def test_entangled_run_is_split_by_the_partition_protocol(evaluated):
     assert mi["groups"] == 2 and mi["group_size"] == 3  # the factored model's 2x3
     assert sorted(u for g in mi["units"] for u in g) == list(range(6))
     assert metrics["trained"]["alignment"]["protocol"].startswith("most favourable of 3")
+
+
+def test_probe_targets_choose_what_the_headline_probe_decodes(runs, tmp_path):
+    result = run_cli(
+        "evaluate", runs["factored-s0"], *FAST, "--probe-targets", "position+velocity",
+        "--out", tmp_path,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "position+velocity probe min matched" in result.output
+    a = json.loads((tmp_path / "metrics.json").read_text())["trained"]["alignment"]
+    assert a["targets"] == "position+velocity"
+    assert a["r2"] == a["by_target"]["position+velocity"]["r2"]
+    assert a["r2"] != a["by_target"]["position"]["r2"]
+    bad = run_cli("evaluate", runs["factored-s0"], "--probe-targets", "colour")
+    assert bad.exit_code == 2 and "'--probe-targets'" in bad.output
 
 
 def test_group_size_that_does_not_divide_z_dim_is_a_usage_error(runs, tmp_path):

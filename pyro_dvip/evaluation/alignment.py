@@ -1,11 +1,14 @@
 """Do factors become objects? Probes and an intervention against Moving MNIST ground truth.
 
 **Probes.** For every factor k and digit o, a ridge regression (alpha 1 on standardised
-inputs and targets) from factor k's posterior mean at step t to digit o's position and
-velocity at step t (4 targets) is fitted on half of the held-out sequences and scored on the
-other half: R^2[k, o], the mean over the 4 targets of the held-out coefficient of
-determination. Steps t >= 2 only: one frame shows no velocity. A probe from the whole latent
-gives ``whole_r2[o]``: near 0 means digit o was not encoded at all (a dropped object).
+inputs and targets) from factor k's posterior mean at step t to targets of digit o at step t
+is fitted on half of the held-out sequences and scored on the other half: R^2[k, o], the mean
+over the targets of the held-out coefficient of determination. ``evaluate`` headlines the
+digit's position (x, y) and reports velocity (vx, vy) and all four beside it: positions are
+linearly decodable from a trained model's posterior mean, velocities much less, and an average
+over both would cap R^2 for a perfectly aligned model. Steps t >= 2 only: one frame shows no
+velocity. A probe from the whole latent gives ``whole_r2[o]``: near 0 means digit o was not
+encoded at all (a dropped object).
 
 **Reading the probe matrix** (``alignment_summary``). Factors are matched to digits by
 ``linear_sum_assignment`` on R^2. For a matched factor, ``matched`` is R^2 on its digit and

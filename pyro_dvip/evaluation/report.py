@@ -47,16 +47,15 @@ def summary_rows(m: dict) -> dict[str, str]:
     }
     if applicable(a):
         rows.update({
-            "probe R² [factor, digit]": _matrix(a["r2"]),
+            f"probe R² on {a['targets']} [factor, digit]": _matrix(a["r2"]),
             "probe R² from the whole latent, per digit": _list(a["whole_r2"]),
-            "probe R² on position only [factor, digit]; whole latent": (
-                f"{_matrix(a['by_target']['position']['r2'])}; "
-                f"{_list(a['by_target']['position']['whole_r2'])}"
-            ),
-            "probe R² on velocity only [factor, digit]; whole latent": (
-                f"{_matrix(a['by_target']['velocity']['r2'])}; "
-                f"{_list(a['by_target']['velocity']['whole_r2'])}"
-            ),
+            **{
+                f"probe R² on {name} [factor, digit]; whole latent": (
+                    f"{_matrix(part['r2'])}; {_list(part['whole_r2'])}"
+                )
+                for name, part in a["by_target"].items()
+                if name != a["targets"]
+            },
             "matched R² per matched factor": _list(a["matched"]),
             "leakage per matched factor": _list(a["leakage"]),
             "mean gap matched − leakage": _f(a["mean_gap"]),
@@ -84,8 +83,9 @@ FIGURES = [
     ("mutual_info.png", "KSG mutual information I(z_t^i ; z_{t+1}^j) in bits (Table 2): the "
      "diagonal is same-factor, the rest cross-factor. Independent prediction = bright diagonal, "
      "dark elsewhere."),
-    ("probe_r2.png", "Held-out ridge-probe R² from each factor to each digit's position and "
-     "velocity. Aligned factors give one high entry per row and low leakage elsewhere; a mixed "
+    ("probe_r2.png", "Held-out ridge-probe R² from each factor to each digit's position (the "
+     "headline targets, `--probe-targets`). Aligned factors give one high entry per row and low "
+     "leakage elsewhere; a mixed "
      "factor is high across its row; a dropped digit is a low column. Compare with the untrained "
      "panel: only the gap above it counts."),
     ("intervention.png", "Share of the decoded change that lands in each colour channel when "
