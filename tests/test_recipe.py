@@ -91,3 +91,31 @@ def test_the_example_script_names_the_failing_run(tmp_path):
     assert "train of factored (seed 0) failed; see" in done.stderr
     log = Path(done.stderr.split("see ")[1].split()[0].rstrip(";"))
     assert "--steps" in log.read_text()
+
+
+def test_alignment_curve_probes_every_checkpoint_beside_the_floor(tmp_path):
+    run = tmp_path / "run"
+    result = run_cli("train", *tiny_args(steps=4), "--quiet", "--out", run)
+    assert result.exit_code == 0, result.output
+    figure = tmp_path / "curve.png"
+    done = subprocess.run(
+        [sys.executable, ROOT / "examples" / "alignment_curve.py", run, "--out", figure,
+         "--sequences", "16"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with open(figure.with_suffix(".csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["step"], r["floor"]) for r in rows] == [
+        ("0", "True"), ("2", "False"), ("4", "False")
+    ]  # fmt: skip
+    for row in rows:
+        r2 = json.loads(row["r2"])
+        assert len(r2) == 2 and len(r2[0]) == 2  # [factor, digit]
+        assert float(row["max_leakage"]) <= 1.0
+    assert figure.stat().st_size > 0
+    missing = subprocess.run(
+        [sys.executable, ROOT / "examples" / "alignment_curve.py", tmp_path, "--out", figure],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "not a run directory" in missing.stderr
