@@ -78,15 +78,16 @@ def curve(run_dir: Path, sequences: int, partitions: int, seed: int) -> list[dic
     seconds = training_seconds(run_dir)
     kind = "entangled" if config.entangled else "factored"
     torch.manual_seed(seed)
-    rows = [{"run": str(run_dir), "model": kind, "step": 0, "minutes": 0.0, "floor": True,
-             **probe_model(build_model(config).eval(), config, data, partitions, seed)}]  # fmt: skip
+    base = {"run": str(run_dir), "model": kind}
+    floor = probe_model(build_model(config).eval(), config, data, partitions, seed)
+    rows = [{**base, "step": 0, "minutes": 0.0, "floor": True, **floor}]
     for path in checkpoints:
         step = int(path.stem.split("_")[1])
         logged = min(seconds, key=lambda s: abs(s - step)) if seconds else None
         minutes = round(seconds[logged] / 60, 2) if logged is not None else float("nan")
         dvip = load(run_dir, checkpoint=path).eval()
-        rows.append({"run": str(run_dir), "model": kind, "step": step, "minutes": minutes,
-                     "floor": False, **probe_model(dvip, config, data, partitions, seed)})  # fmt: skip
+        trained = probe_model(dvip, config, data, partitions, seed)
+        rows.append({**base, "step": step, "minutes": minutes, "floor": False, **trained})
         print(f"{run_dir} step {step}: position R² {rows[-1]['r2']}, "
               f"min matched {rows[-1]['min_matched']:.2f}, "
               f"max leakage {rows[-1]['max_leakage']:.2f}", flush=True)  # fmt: skip
