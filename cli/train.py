@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from pyro_dvip.checkpoint import CheckpointError
-from pyro_dvip.config import DEVICES, ELBOS, PRESETS, make_config
+from pyro_dvip.config import DEVICES, ELBOS, LR_SCHEDULES, PRESETS, make_config
 from pyro_dvip.train import RunError, TrainingInterrupted, import_transition
 from pyro_dvip.train import train as run_training
 
@@ -153,6 +153,11 @@ POSITIVE = click.IntRange(min=1)
     "--elbo",
     type=click.Choice(ELBOS),
     help="trace: Trace_ELBO; meanfield: TraceMeanField_ELBO (analytic KL).  [default: trace]",
+)
+@click.option(
+    "--lr-schedule",
+    type=click.Choice(LR_SCHEDULES),
+    help="constant, or cosine: from --lr at the first step to 0 at --steps.  [default: constant]",
 )
 @click.option(
     "--kl-anneal",

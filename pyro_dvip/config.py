@@ -14,6 +14,7 @@ from pathlib import Path
 from .networks import SUPPORTED_IMAGE_SIZES
 
 ELBOS = ("trace", "meanfield")
+LR_SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -47,6 +48,7 @@ class TrainConfig:
     batch_size: int = 100
     seq_len: int = 5
     lr: float = 3e-4
+    lr_schedule: str = "constant"  # "constant", or "cosine": from lr at step 1 to 0 at ``steps``
     elbo: str = "trace"  # "trace" (Trace_ELBO) or "meanfield" (TraceMeanField_ELBO)
     kl_anneal: int = 0  # steps of linear KL annealing from 0 to 1; 0 = off
     seed: int = 0
@@ -93,6 +95,10 @@ class TrainConfig:
         if self.channels != 1 and self.channels < self.num_digits:
             raise ValueError(
                 f"channels: must be 1 or >= num_digits ({self.num_digits}), got {self.channels}"
+            )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule: must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
             )
         if self.elbo not in ELBOS:
             raise ValueError(f"elbo: must be one of {', '.join(ELBOS)}, got {self.elbo!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import importlib
 import logging
+import math
 import os
 import shutil
 import signal
@@ -150,6 +151,15 @@ def _make_video_data(config: TrainConfig, device: torch.device, stream_seed: int
 def kl_scale_at(step: int, anneal_steps: int) -> float:
     """Linear KL annealing from 1/anneal_steps at step 1 to 1 at ``anneal_steps``."""
     return 1.0 if anneal_steps <= 0 else min(1.0, step / anneal_steps)
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """The learning rate of ``step`` (1-based): constant, or a cosine from ``lr`` at step 1 to 0
+    at ``config.steps`` (a pure function of the step, so a resumed run continues the curve;
+    resuming with more ``--steps`` stretches what is left of it)."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    return config.lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / config.steps))
 
 
 def resume_config(saved: TrainConfig, requested: TrainConfig, explicit: set[str]) -> TrainConfig:
@@ -440,6 +450,8 @@ def _train(config, run_dir, found, context, device_name, progress) -> TrainResul
                             f"checkpoint: {last_checkpoint or 'none'}"
                         )
                 else:
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr_at(step, config)
                     optimizer.step()
                     objective_sum += loss.detach()
                     interval_steps += 1

@@ -71,6 +71,27 @@ def test_resume_continues_the_same_run_step_for_step(tmp_path):
     assert json.loads((parts / "config.json").read_text())["steps"] == 6
 
 
+def test_cosine_schedule_falls_from_lr_to_zero_and_resumes_on_its_curve(tmp_path):
+    from pyro_dvip.checkpoint import load_checkpoint
+    from pyro_dvip.train import lr_at
+
+    config = make_config(**TINY, steps=5, lr=1e-3, lr_schedule="cosine")
+    assert [round(lr_at(s, config) / 1e-3, 4) for s in (1, 2, 3, 4, 5)] == [
+        1.0, 0.9045, 0.6545, 0.3455, 0.0955
+    ]  # fmt: skip
+    assert lr_at(3, make_config(**TINY, steps=5, lr=1e-3)) == 1e-3  # constant by default
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    args = [*tiny_args(steps=5, lr=1e-3), "--lr-schedule", "cosine", "--quiet"]
+    assert run_cli("train", *args, "--out", whole).exit_code == 0
+    assert run_cli("train", *args, "--out", parts).exit_code == 0
+    state = load_checkpoint(list_checkpoints(whole)[-1])
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(lr_at(5, config))
+    # Interrupted after step 4 (its checkpoint kept), then resumed: the same step 5.
+    (list_checkpoints(parts)[-1]).unlink()
+    assert run_cli("train", "--out", parts, "--resume", "--quiet").exit_code == 0
+    assert read_metrics(parts)[-1]["elbo"] == read_metrics(whole)[-1]["elbo"]
+
+
 def test_resume_refuses_a_conflicting_option(tmp_path):
     out = tmp_path / "run"
     assert run_cli("train", *tiny_args(steps=2), "--out", out, "--quiet").exit_code == 0
@@ -129,6 +150,7 @@ def test_presets_resolve_and_explicit_options_override():
         (["--transition", "torch.nn:Linear"], "is not a pyro_dvip.Transition subclass"),
         (["--num-digits", "3", "--channels", "2"], "Invalid value for '--channels'"),
         (["--resume"], "--resume needs --out"),
+        (["--lr-schedule", "step"], "Invalid value for '--lr-schedule'"),
     ],
 )
 def test_bad_options_get_a_one_line_error_naming_the_option(args, message):
