@@ -57,7 +57,14 @@ def test_a_dropped_object_has_low_r2_even_from_the_whole_latent():
     whole = probe.whole()
     assert whole[0] > 0.95 and abs(whole[1]) < 0.05
     summary = alignment_summary(probe.matrix(contiguous_groups(8, 4)))
-    assert summary["min_matched"] < 0.05
+    assert summary["min_matched"] < 0.05 and summary["min_gap"] < 0.05
+
+
+def test_the_smallest_gap_shows_a_dropped_digit_that_the_mean_gap_hides():
+    # The recipe's seed 2 (docs/results.md): digit 0 encoded by no factor.
+    summary = alignment_summary(np.array([[-0.01, 0.17], [-0.00, 0.79]]))
+    assert summary["mean_gap"] == pytest.approx(0.305)
+    assert summary["min_gap"] == pytest.approx(-0.18)
 
 
 def test_probes_are_scored_on_sequences_they_were_not_fitted_on():

@@ -132,6 +132,8 @@ def alignment_summary(r2: np.ndarray) -> dict:
         "min_matched": float(matched.min()),
         "max_leakage": float(r2[off_match].max()) if off_match.any() else float("nan"),
         "mean_gap": float(np.mean(matched - leakage)),
+        # The mean can look fine while one digit is dropped; the smallest gap cannot.
+        "min_gap": float(np.min(matched - leakage)),
         "disentanglement": disentanglement,
         "completeness": completeness,
     }

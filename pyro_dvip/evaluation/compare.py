@@ -37,6 +37,7 @@ COLUMNS = [
     ("min matched R²", lambda m: m["alignment"].get("min_matched")),
     ("max leakage", lambda m: m["alignment"].get("max_leakage")),
     ("mean gap", lambda m: m["alignment"].get("mean_gap")),
+    ("min gap", lambda m: m["alignment"].get("min_gap")),
     ("intervention share", lambda m: m["intervention"].get("min_matched_share")),
 ]
 FIGURES = {"correlation.png": "correlation", "probe_r2.png": "alignment",
@@ -129,7 +130,7 @@ def compare(run_dirs: list[str | Path], out: str | Path) -> dict:
         "Mean ± sd over runs that differ only in the seed. MI: KSG k=3 in bits on posterior "
         "samples (see each run's report for the pair count and the grouping of one-factor "
         "models). ELBO and IW bound: nats per frame, Gaussian normalising constant included. "
-        "Alignment: held-out ridge probes (min matched R², max leakage, mean gap matched − "
+        "Alignment: held-out ridge probes (min matched R², max leakage, mean and min gap matched − "
         "leakage) and the intervention test (smallest share of a matched factor's change in its "
         "digit's channel). n/a: not applicable, the run is on real video, which has no "
         "ground truth (object positions, a colour channel per object) for the alignment "

@@ -59,6 +59,7 @@ def summary_rows(m: dict) -> dict[str, str]:
             "matched R² per matched factor": _list(a["matched"]),
             "leakage per matched factor": _list(a["leakage"]),
             "mean gap matched − leakage": _f(a["mean_gap"]),
+            "smallest gap (a dropped or mixed digit shows here)": _f(a["min_gap"]),
             "disentanglement / completeness (DCI-style)": f"{_f(a['disentanglement'])} / "
             f"{_f(a['completeness'])}",
         })  # fmt: skip
