@@ -1,6 +1,7 @@
 """Multi-process training with gloo on CPU: DDP around Pyro's ELBO."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,9 +29,27 @@ def dvip_cli(*args, timeout=240):
     )  # fmt: skip
 
 
+# On this 2-core VM about one 2-process gloo launch in five aborts before its first step (rank 1:
+# "terminate called without an active exception"; docs/scaling.md). Such a launch is retried
+# once; any other failure, an abort after a checkpoint, or a second abort still fails the test.
+STARTUP_ABORT = "terminate called without an active exception"
+
+
+def launch(out, *args):
+    """`dvip train ARGS --out OUT` through torchrun, retried once after a start-up abort."""
+    before = list_checkpoints(out) if out.exists() else []
+    result = dvip_cli(*args, "--out", out)
+    after = list_checkpoints(out) if out.exists() else []
+    if result.returncode != 0 and STARTUP_ABORT in result.stderr and after == before:
+        if not before:  # a fresh run: start again from an empty directory
+            shutil.rmtree(out, ignore_errors=True)
+        result = dvip_cli(*args, "--out", out)
+    return result
+
+
 def test_nproc_2_trains_resumes_and_keeps_per_rank_states(tmp_path):
     out = tmp_path / "ddp"
-    first = dvip_cli(*tiny_args(steps=4, batch_size=4), "--nproc", 2, "--out", out)
+    first = launch(out, *tiny_args(steps=4, batch_size=4), "--nproc", 2)
     assert first.returncode == 0, first.stderr
     assert "torch.distributed.run" in first.stderr and "--nproc-per-node=2" in first.stderr
     assert first.stdout.count("run directory:") == 1  # only rank 0 reports
@@ -39,7 +58,7 @@ def test_nproc_2_trains_resumes_and_keeps_per_rank_states(tmp_path):
     assert len(state["rng"]) == 2 and len(state["data"]) == 2  # each rank's own stream
     assert not torch.equal(state["data"][0]["generator"], state["data"][1]["generator"])
 
-    resumed = dvip_cli("--nproc", 2, "--out", out, "--resume", "--steps", 6)
+    resumed = launch(out, "--nproc", 2, "--resume", "--steps", 6)
     assert resumed.returncode == 0, resumed.stderr
     assert load_checkpoint(list_checkpoints(out)[-1])["step"] == 6
     assert load(out).num_factors == 2
