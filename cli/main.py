@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 import click
+
+from pyro_dvip import distributed
 
 from .check_elbo import check_elbo
 from .data import data
@@ -31,4 +34,20 @@ cli.add_command(data)
 
 
 def main() -> None:
-    cli()
+    if not distributed.is_worker():
+        cli()
+        return
+    # A torchrun worker leaves without interpreter shutdown (see distributed.exit_worker).
+    try:
+        cli()
+        status = 0
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            status = e.code or 0
+        else:
+            click.echo(e.code, err=True)
+            status = 1
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    distributed.exit_worker(status)

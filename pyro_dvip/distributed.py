@@ -10,7 +10,9 @@ Pyro's plates.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -53,6 +55,32 @@ def setup(device_name: str) -> tuple[Context, str]:
 def teardown(context: Context) -> None:
     if context.active and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def is_worker() -> bool:
+    """True in a process that torchrun started as one of several ranks."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def exit_worker(status: int) -> None:
+    """End a torchrun worker process now, without Python's interpreter shutdown.
+
+    DistributedDataParallel keeps its gloo process group alive after
+    ``destroy_process_group`` (torch 2.14: its two worker threads still run), so a worker
+    thread can drop the last reference to a finished collective's tensors while the
+    interpreter is shutting down. Taking the GIL then ends that thread inside C++, and the
+    process aborts with "terminate called without an active exception" (a core dump's
+    backtrace: ``ProcessGroupGloo::runLoop`` -> ``~AsyncAllreduceWork`` -> ``decref_pyobject``
+    -> ``take_gil`` -> ``pthread_exit``). Call this after :func:`teardown`: it flushes the
+    logs and streams, then exits with ``status``, skipping the shutdown that races.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 def barrier(context: Context) -> None:

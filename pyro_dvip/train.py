@@ -336,7 +336,9 @@ def train(
     checkpoint and raise :class:`TrainingInterrupted`; a step whose loss or gradients are not
     finite is skipped, and ``max_nonfinite_steps`` of them in a row stop the run. Under
     ``torchrun`` each process trains on its share of the global batch with its own data seed
-    (see :mod:`pyro_dvip.distributed`); rank 0 logs and writes checkpoints.
+    (see :mod:`pyro_dvip.distributed`); rank 0 logs and writes checkpoints. A script that
+    calls this under torchrun should end each process with
+    :func:`pyro_dvip.distributed.exit_worker` (the ``dvip`` command does).
     """
     run_dir = Path(run_dir)
     context, device_name = distributed.setup(config.device)
