@@ -20,9 +20,9 @@ from pyro_dvip.train import train as run_training
 CONFIG_OPTIONS = [
     "factors", "factor_dim", "entangled", "transition", "transition_layers", "image_size",
     "channels", "width", "obs_var", "num_digits", "digit_speed", "mnist_root", "test_sequences",
-    "steps", "batch_size", "seq_len", "lr", "elbo", "kl_anneal", "seed", "device", "log_every",
-    "checkpoint_every", "keep_checkpoints", "max_nonfinite_steps", "data", "fps", "stride",
-    "resize", "split", "test_fraction", "cache_dir",
+    "steps", "batch_size", "seq_len", "lr", "elbo", "kl_anneal", "free_bits", "seed", "device",
+    "log_every", "checkpoint_every", "keep_checkpoints", "max_nonfinite_steps", "data", "fps",
+    "stride", "resize", "split", "test_fraction", "cache_dir",
 ]  # fmt: skip
 
 
@@ -165,6 +165,14 @@ POSITIVE = click.IntRange(min=1)
     metavar="STEPS",
     help="Linear KL annealing over this many steps (scales the latent sites in model and "
     "guide); 0 = off.  [default: 0]",
+)
+@click.option(
+    "--free-bits",
+    type=click.FloatRange(min=0),
+    metavar="NATS",
+    help="Free bits: a factor's KL below NATS per frame (batch mean) is not penalised, so no "
+    "factor is pushed to carry nothing. The loss is then no longer the ELBO; the logged ELBO "
+    "still is. 0 = off, the paper's objective.  [default: 0]",
 )
 @click.option(
     "--seed", type=int, help="Seed of the model, the optimiser and the data stream.  [default: 0]"

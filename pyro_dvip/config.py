@@ -51,6 +51,7 @@ class TrainConfig:
     lr_schedule: str = "constant"  # "constant", or "cosine": from lr at step 1 to 0 at ``steps``
     elbo: str = "trace"  # "trace" (Trace_ELBO) or "meanfield" (TraceMeanField_ELBO)
     kl_anneal: int = 0  # steps of linear KL annealing from 0 to 1; 0 = off
+    free_bits: float = 0.0  # nats per factor per frame below which a factor's KL is not penalised
     seed: int = 0
     device: str = "auto"
     # Logging
@@ -88,6 +89,8 @@ class TrainConfig:
             raise ValueError(f"transition_layers: must be >= 0, got {self.transition_layers}")
         if self.kl_anneal < 0:
             raise ValueError(f"kl_anneal: must be >= 0, got {self.kl_anneal}")
+        if not self.free_bits >= 0:
+            raise ValueError(f"free_bits: must be >= 0, got {self.free_bits}")
         if self.digit_speed < 0:
             raise ValueError(f"digit_speed: must be >= 0, got {self.digit_speed}")
         if not 1 <= self.num_digits <= 3:

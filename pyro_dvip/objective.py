@@ -35,7 +35,15 @@ def latent_sites(trace) -> list[str]:
 
 
 def trace_terms(model_trace, guide_trace, analytic_kl: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reconstruction sum_t log p(x_t | z_t) and KL sum_t KL(q_t || p_t), each (B,), unscaled.
+    """Reconstruction sum_t log p(x_t | z_t) and KL sum_t KL(q_t || p_t), each (B,), unscaled
+    (:func:`factor_terms` with the KL summed over factors)."""
+    recon, kl = factor_terms(model_trace, guide_trace, analytic_kl)
+    return recon, kl.sum(-1)
+
+
+def factor_terms(model_trace, guide_trace, analytic_kl: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reconstruction sum_t log p(x_t | z_t) (B,) and each factor's KL sum_t KL(q_t || p_t)
+    (B, K), unscaled.
 
     With ``analytic_kl`` the KL of each step is the closed form at the sampled z_{t-1} (what
     ``TraceMeanField_ELBO`` uses) where torch.distributions registers one; otherwise the
@@ -44,7 +52,7 @@ def trace_terms(model_trace, guide_trace, analytic_kl: bool) -> tuple[torch.Tens
     """
     x = model_trace.nodes["x"]
     recon = x["fn"].log_prob(x["value"]).sum(-1)  # (B, T) -> (B,)
-    kl = torch.zeros_like(recon)
+    kl = 0.0
     for name in latent_sites(guide_trace):
         q, p = guide_trace.nodes[name]["fn"], model_trace.nodes[name]["fn"]
         z = guide_trace.nodes[name]["value"]
@@ -54,32 +62,52 @@ def trace_terms(model_trace, guide_trace, analytic_kl: bool) -> tuple[torch.Tens
             kl_t = None
         if kl_t is None:
             kl_t = q.log_prob(z) - p.log_prob(z)
-        kl = kl + kl_t.sum(-1)
+        kl = kl + kl_t
     return recon, kl
+
+
+def free_bits_penalty(kl: torch.Tensor, nats: float) -> torch.Tensor:
+    """What free bits add to -ELBO per video: sum_k relu(nats - mean_b KL_bk), for per-factor
+    KL (B, K) summed over a sequence and ``nats`` per factor per sequence.
+
+    -ELBO + this = -recon + sum_k max(nats, mean_b KL_bk) (Kingma et al. 2016, per factor):
+    a factor whose batch-mean KL is below ``nats`` contributes a constant, so the gradient that
+    would push it to carry nothing cancels.
+    """
+    return torch.relu(nats - kl.mean(0)).sum()
 
 
 class NegELBO(nn.Module):
     """The training loss: -ELBO per video, estimated by Pyro's ``Trace_ELBO`` (default) or
-    ``TraceMeanField_ELBO`` (analytic KL per step), for frames x (B, T, C, H, W)."""
+    ``TraceMeanField_ELBO`` (analytic KL per step), for frames x (B, T, C, H, W).
 
-    def __init__(self, dvip: DVIP, elbo: str = "trace"):
+    ``free_bits`` (nats per factor per frame, default 0 = the paper's objective) adds
+    :func:`free_bits_penalty`, read from the very traces Pyro's estimator ran, times the KL
+    annealing scale."""
+
+    def __init__(self, dvip: DVIP, elbo: str = "trace", free_bits: float = 0.0):
         super().__init__()
         self.dvip = dvip
         self.elbo_name = elbo
         self.elbo = make_elbo(elbo)
+        self.free_bits = free_bits
 
     def forward(self, x: torch.Tensor, kl_scale: float = 1.0, with_terms: bool = False):
         """-ELBO per video; with ``with_terms`` also the per-video reconstruction and KL (B,)
         of the very sample the loss used, read from traces recorded inside Pyro's own run.
         (Both go through ``forward`` so that DistributedDataParallel syncs either.)"""
-        if not with_terms:
+        if not (with_terms or self.free_bits):
             loss = self.elbo.differentiable_loss(self.dvip.model, self.dvip.guide, x, kl_scale)
             return loss / x.shape[0]
         model = poutine.trace(self.dvip.model)
         guide = poutine.trace(self.dvip.guide)
         loss = self.elbo.differentiable_loss(model, guide, x, kl_scale) / x.shape[0]
-        recon, kl = trace_terms(model.trace, guide.trace, analytic_kl=self.elbo_name == "meanfield")
-        return loss, recon.detach(), kl.detach()
+        recon, kl = factor_terms(model.trace, guide.trace, self.elbo_name == "meanfield")
+        if self.free_bits:
+            loss = loss + kl_scale * free_bits_penalty(kl, self.free_bits * x.shape[1])
+        if not with_terms:
+            return loss
+        return loss, recon.detach(), kl.sum(-1).detach()
 
     def forward_with_terms(
         self, x: torch.Tensor, kl_scale: float = 1.0

@@ -361,7 +361,7 @@ def _train(config, run_dir, found, context, device_name, progress) -> TrainResul
     pyro.set_rng_seed(config.seed)  # the same initial weights on every rank
     device = resolve_device(device_name)
     dvip = build_model(config).to(device)
-    objective = NegELBO(dvip, config.elbo)
+    objective = NegELBO(dvip, config.elbo, config.free_bits)
     optimizer = torch.optim.Adam(dvip.parameters(), lr=config.lr)
     stream_seed = config.seed + RANK_SEED_STRIDE * context.rank
     stream, test_frames = make_data(config, device, stream_seed)
