@@ -1,12 +1,14 @@
 import math
 
+import pyro
 import pytest
 import torch
 
 from pyro_dvip import DVIP
-from pyro_dvip.evaluation.bound import held_out_bound
+from pyro_dvip.evaluation.bound import _traces, held_out_bound
 from pyro_dvip.evaluation.posterior import filter_sequences
 from pyro_dvip.evaluation.prediction import frame_scores, prediction_scores, ssim
+from pyro_dvip.objective import factor_terms
 
 
 def tiny_model():
@@ -24,6 +26,19 @@ def test_bound_reports_per_frame_and_per_sequence_with_the_normalising_constant(
     assert bound["elbo_per_frame_se"] > 0
     # The importance-weighted bound is at least the ELBO in expectation.
     assert bound["iw_bound_per_frame"] > bound["elbo_per_frame"] - 3 * bound["elbo_per_frame_se"]
+
+
+def test_bound_splits_the_kl_by_factor_per_frame():
+    dvip, frames = tiny_model(), torch.rand(5, 3, 3, 16, 16)
+    pyro.set_rng_seed(3)
+    bound = held_out_bound(dvip, frames, particles=2, iw_samples=1)
+    pyro.set_rng_seed(3)  # the same two particles, by hand
+    with torch.no_grad():
+        kl = sum(factor_terms(*_traces(dvip, frames), analytic_kl=True)[1] for _ in range(2))
+    expected = (kl.sum(0) / (2 * 5 * 3)).tolist()  # particles x sequences x frames
+    assert len(bound["kl_per_factor_per_frame"]) == 2
+    assert bound["kl_per_factor_per_frame"] == pytest.approx(expected, rel=1e-5)
+    assert min(expected) > 0  # an untrained encoder's posterior is not its prior
 
 
 def test_filtering_with_means_gives_samples_equal_to_means():

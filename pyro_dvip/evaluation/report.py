@@ -45,6 +45,10 @@ def summary_rows(m: dict) -> dict[str, str]:
         "mean abs corr, same / cross blocks": f"{_f(c['same_abs_corr'])} / "
         f"{_f(c['cross_abs_corr'])}",
     }
+    if "kl_per_factor_per_frame" in b:  # absent from metrics written before it existed
+        rows["KL per factor per frame, nats (≈0: a collapsed factor)"] = _list(
+            b["kl_per_factor_per_frame"]
+        )
     if applicable(a):
         rows.update({
             f"probe R² on {a['targets']} [factor, digit]": _matrix(a["r2"]),
