@@ -161,6 +161,8 @@ def evaluate(run_dir: Path, out: Path | None, samples: int, seed: int, **options
         f"{t['mutual_info']['cross']:.2f}   untrained {u['mutual_info']['same']:.2f} / "
         f"{u['mutual_info']['cross']:.2f}"
     )
+    kl = ", ".join(f"{v:.2f}" for v in t["bound"]["kl_per_factor_per_frame"])
+    click.echo(f"  KL per factor per frame (nats; ~0 = a collapsed factor): {kl}")
     if applicable(t["alignment"]):
         click.echo(
             f"  {t['alignment']['targets']} probe min matched R² / max leakage: "

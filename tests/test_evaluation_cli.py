@@ -44,6 +44,12 @@ def test_evaluate_writes_every_file_with_valid_images(evaluated):
     assert results["factored-s0"].exit_code == 0, results["factored-s0"].output
     out = runs["factored-s0"] / "eval"
     assert f"report: {out / 'report.md'}" in results["factored-s0"].output
+    kl = json.loads((out / "metrics.json").read_text())["trained"]["bound"]
+    shown = ", ".join(f"{v:.2f}" for v in kl["kl_per_factor_per_frame"])
+    assert f"KL per factor per frame (nats; ~0 = a collapsed factor): {shown}" in (
+        results["factored-s0"].output
+    )
+    assert "KL per factor per frame, nats" in (out / "report.md").read_text()
     for name in [
         "metrics.json", "report.md", "summary.csv", "probe_r2.csv", "mutual_info.csv",
         "intervention.csv", "prediction.csv", "correlation.png", "mutual_info.png",
