@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import click
 import pytest
@@ -180,3 +181,23 @@ def test_evaluate_a_chosen_checkpoint(runs, tmp_path):
     assert metrics["checkpoint"] == str(first)
     missing = run_cli("evaluate", runs["factored-s0"], "--checkpoint", tmp_path / "none.pt")
     assert missing.exit_code == 2 and "Invalid value for '--checkpoint'" in missing.output
+
+
+def test_compare_keeps_groups_whose_short_labels_coincide():
+    from pyro_dvip.evaluation.compare import group_runs
+
+    config = json.loads(make_config(**TINY).to_json())
+    old = {k: v for k, v in config.items() if k != "free_bits"}  # a run from before the field
+    evaluations = {
+        Path("a-s0"): {"config": {**config, "seed": 0}},
+        Path("a-s1"): {"config": {**old, "seed": 1}},
+        Path("b-s0"): {"config": {**config, "lr": 0.001}},  # lr is not in the short label
+        Path("c-s0"): {"config": {**config, "free_bits": 2.0}},
+    }
+    groups = group_runs(evaluations)
+    assert sorted(map(sorted, groups.values())) == [
+        [Path("a-s0"), Path("a-s1")], [Path("b-s0")], [Path("c-s0")]
+    ]  # fmt: skip
+    labels = {tuple(dirs): label for label, dirs in groups.items()}
+    assert labels[(Path("b-s0"),)].endswith("free_bits 0.0, lr 0.001")
+    assert labels[(Path("c-s0"),)].endswith("free_bits 2.0, lr 0.0003")

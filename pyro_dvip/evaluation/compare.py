@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import TrainConfig
 from .alignment import applicable
 
 # Fields that do not change what a run is: runs differing only in these are replicates.
@@ -78,19 +79,37 @@ def load_metrics(run_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def _settings(config: dict) -> dict:
+    """A run's configuration with today's defaults filled in for fields added since it ran
+    (so a run from before ``free_bits`` existed groups with one that left it at 0)."""
+    defaults = json.loads(TrainConfig().to_json())
+    return {k: v for k, v in {**defaults, **config}.items() if k not in REPLICATE_FIELDS}
+
+
 def group_runs(evaluations: dict[Path, dict]) -> dict[str, list[Path]]:
-    """Run directories grouped by configuration, ignoring ``REPLICATE_FIELDS``."""
+    """Run directories grouped by configuration, ignoring ``REPLICATE_FIELDS``. Groups whose
+    short labels coincide are told apart by the settings in which they differ."""
     groups: dict[tuple, list[Path]] = {}
+    settings: dict[tuple, dict] = {}
     for run_dir, metrics in evaluations.items():
-        key = tuple(
-            sorted(
-                (k, json.dumps(v))
-                for k, v in metrics["config"].items()
-                if k not in REPLICATE_FIELDS
-            )
-        )
+        config = _settings(metrics["config"])
+        key = tuple(sorted((k, json.dumps(v)) for k, v in config.items()))
         groups.setdefault(key, []).append(run_dir)
-    return {group_label(evaluations[dirs[0]]["config"]): dirs for dirs in groups.values()}
+        settings[key] = config
+    by_label: dict[str, list[tuple]] = {}
+    for key, dirs in groups.items():
+        by_label.setdefault(group_label(evaluations[dirs[0]]["config"]), []).append(key)
+    labelled = {}
+    for label, keys in by_label.items():
+        for key in keys:
+            differing = sorted(
+                name
+                for name, value in settings[key].items()
+                if any(settings[other].get(name) != value for other in keys if other != key)
+            )
+            extra = ", ".join(f"{name} {json.dumps(settings[key][name])}" for name in differing)
+            labelled[f"{label}, {extra}" if extra else label] = groups[key]
+    return labelled
 
 
 def compare(run_dirs: list[str | Path], out: str | Path) -> dict:
