@@ -12,14 +12,15 @@ from pathlib import Path
 import click
 
 from pyro_dvip.checkpoint import CheckpointError
-from pyro_dvip.config import DEVICES, ELBOS, LR_SCHEDULES, PRESETS, make_config
+from pyro_dvip.config import ARENAS, DEVICES, ELBOS, LR_SCHEDULES, PRESETS, make_config
 from pyro_dvip.train import RunError, TrainingInterrupted, import_transition
 from pyro_dvip.train import train as run_training
 
 # CLI option -> TrainConfig field, for the options that map one to one.
 CONFIG_OPTIONS = [
     "factors", "factor_dim", "entangled", "transition", "transition_layers", "image_size",
-    "channels", "width", "obs_var", "num_digits", "digit_speed", "mnist_root", "test_sequences",
+    "channels", "width", "obs_var", "num_digits", "digit_speed", "arena", "mnist_root",
+    "test_sequences",
     "steps", "batch_size", "seq_len", "lr", "elbo", "kl_anneal", "free_bits", "seed", "device",
     "log_every", "checkpoint_every", "keep_checkpoints", "max_nonfinite_steps", "data", "fps",
     "stride", "resize", "split", "test_fraction", "cache_dir",
@@ -93,6 +94,13 @@ POSITIVE = click.IntRange(min=1)
     "--digit-speed",
     type=click.FloatRange(min=0),
     help="Digit speed, pixels per frame at 64x64.  [default: 3.6]",
+)
+@click.option(
+    "--arena",
+    type=click.Choice(ARENAS),
+    help="Moving MNIST walls: the paper's box (each axis of a digit bounces on its own) or a "
+    "circle (a bounce turns the whole velocity, so only a digit moves independently).  "
+    "[default: box]",
 )
 @click.option(
     "--mnist-root",

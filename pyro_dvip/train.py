@@ -110,6 +110,7 @@ def make_data(
         num_digits=config.num_digits,
         seq_len=config.seq_len,
         speed=config.digit_speed,
+        arena=config.arena,
     )
     try:
         digits, labels = load_digits("train", config.mnist_root)

@@ -140,3 +140,22 @@ def test_a_probe_on_position_alone_scores_what_velocity_noise_would_hide():
     velocity = Probe(features, targets[..., 2:], seed=0).matrix(groups)[0, 0]
     assert position > 0.95 and velocity < 0.05
     assert both == pytest.approx((position + velocity) / 2, abs=1e-6)  # the mean over targets
+
+
+def test_an_axis_split_looks_mixed_by_position_and_shows_by_coordinate():
+    from pyro_dvip.evaluation.alignment import coordinate_r2
+
+    rng = np.random.default_rng(0)
+    truth = digits_truth(rng)  # (N, T, O=2, 4): x, y, vx, vy per digit
+    x_of_both = encode([truth[:, :, 0, :1], truth[:, :, 1, :1]], rng)  # factor 0: every x
+    y_of_both = encode([truth[:, :, 0, 1:2], truth[:, :, 1, 1:2]], rng)  # factor 1: every y
+    features = np.concatenate([x_of_both, y_of_both], -1)
+    groups = contiguous_groups(4, 2)
+    position = Probe(features, truth[..., :2], seed=0).matrix(groups)
+    assert np.all((position > 0.4) & (position < 0.6))  # mixed by position: ~0.5 everywhere
+    assert alignment_summary(position)["min_gap"] < 0.1
+    r2, whole = coordinate_r2(features, truth, groups, seed=0)
+    assert r2.shape == (2, 2, 4) and whole.shape == (2, 4)
+    assert np.all(r2[0, :, 0] > 0.95) and np.all(r2[0, :, 1] < 0.05)  # factor 0: x of both
+    assert np.all(r2[1, :, 1] > 0.95) and np.all(r2[1, :, 0] < 0.05)  # factor 1: y of both
+    assert np.all(whole[:, :2] > 0.95) and np.all(whole[:, 2:] < 0.05)  # velocities not held

@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import click
+import numpy as np
 import pytest
 from conftest import TINY, run_cli
 from PIL import Image
@@ -91,6 +92,12 @@ def test_metrics_hold_every_measurement_for_the_model_and_its_floor(evaluated):
         for part in ("velocity", "position+velocity"):  # the same probes on other targets
             assert len(a["by_target"][part]["r2"]) == 2
             assert len(a["by_target"][part]["whole_r2"]) == 2
+        coordinates = a["by_coordinate"]  # factor x digit x (x, y, vx, vy)
+        assert coordinates["coordinates"] == ["x", "y", "vx", "vy"]
+        assert np.array(coordinates["r2"]).shape == (2, 2, 4)
+        assert np.array(coordinates["whole_r2"]).shape == (2, 4)
+        position = np.array(coordinates["r2"])[..., :2].mean(-1)  # the same probes, split
+        assert position == pytest.approx(np.array(a["r2"]), abs=1e-6)
         assert len(m["intervention"]["fractions"]) == 2
         assert sum(m["intervention"]["fractions"][0]) == pytest.approx(1.0)
         assert len(m["prediction"]["model"]["psnr"]) == 2  # context 1 of 3 frames
@@ -99,6 +106,7 @@ def test_metrics_hold_every_measurement_for_the_model_and_its_floor(evaluated):
     assert "| probe R² on position [factor, digit] |" in report
     assert "| probe R² on velocity [factor, digit]; whole latent |" in report
     assert "| probe R² on position+velocity [factor, digit]; whole latent |" in report
+    assert "| factor 1: R² on (x, y) per digit | digit 0 (" in report
     assert "![correlation.png](correlation.png)" in report
 
 
@@ -201,3 +209,20 @@ def test_compare_keeps_groups_whose_short_labels_coincide():
     labels = {tuple(dirs): label for label, dirs in groups.items()}
     assert labels[(Path("b-s0"),)].endswith("free_bits 0.0, lr 0.001")
     assert labels[(Path("c-s0"),)].endswith("free_bits 2.0, lr 0.0003")
+
+
+def test_compare_labels_name_a_circle_arena_and_old_runs_group_as_the_box():
+    from pyro_dvip.evaluation.compare import group_label, group_runs
+
+    config = json.loads(make_config(**TINY).to_json())
+    old = {k: v for k, v in config.items() if k != "arena"}  # a run from before the field
+    circle = {**config, "arena": "circle"}
+    assert "circle arena" in group_label(circle) and "arena" not in group_label(config)
+    groups = group_runs({
+        Path("box-s0"): {"config": {**config, "seed": 0}},
+        Path("box-s1"): {"config": {**old, "seed": 1}},
+        Path("circle-s0"): {"config": circle},
+    })  # fmt: skip
+    assert sorted(map(sorted, groups.values())) == [
+        [Path("box-s0"), Path("box-s1")], [Path("circle-s0")]
+    ]  # fmt: skip

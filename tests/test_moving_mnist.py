@@ -106,6 +106,46 @@ def test_bounces_negate_velocity_and_conserve_scaled_speed(train_digits, image_s
     assert ((at_wall == 0) | (at_wall == limit)).all()
 
 
+def test_circle_arena_keeps_digits_in_its_disc_and_turns_the_whole_velocity(train_digits):
+    image_size, speed = 32, 7.0  # 7 px/frame at 32x32 = 14 at 64x64
+    generator = MovingMNIST(*train_digits, image_size=image_size, seq_len=40, speed=14.0,
+                            arena="circle", seed=3)  # fmt: skip
+    batch = generator.sample(32)
+    radius = (image_size - box_size(image_size)) / 2
+    offset = batch.positions - radius  # from the disc's centre, (B, T, N, 2)
+    assert float(offset.norm(dim=-1).max()) <= radius + 1e-4
+    assert float(offset[:, 0].norm(dim=-1).max()) < radius  # starts inside
+    torch.testing.assert_close(batch.velocities.norm(dim=-1), torch.full((32, 40, 2), speed))
+    masks = box_masks(batch.positions, image_size)  # every box lies inside the frame
+    assert masks.flatten(-2).sum(-1).eq(box_size(image_size) ** 2).all()
+
+    moved = batch.positions[:, :-1] + batch.velocities[:, :-1]
+    hit_wall = (moved - radius).norm(dim=-1) > radius  # (B, T-1, N)
+    before, after = batch.velocities[:, :-1], batch.velocities[:, 1:]
+    assert hit_wall.sum() > 100
+    torch.testing.assert_close(after[~hit_wall], before[~hit_wall])
+    torch.testing.assert_close(batch.positions[:, 1:][~hit_wall], moved[~hit_wall])
+    normal = (batch.positions[:, 1:] - radius)[hit_wall] / radius  # unit normal at the wall
+    torch.testing.assert_close(normal.norm(dim=-1), torch.ones(int(hit_wall.sum())))
+    # a reflection: the tangential part is kept, the normal part negated
+    dot_before = (before[hit_wall] * normal).sum(-1)
+    dot_after = (after[hit_wall] * normal).sum(-1)
+    torch.testing.assert_close(dot_after, -dot_before, atol=1e-4, rtol=1e-4)
+    assert (dot_after < 0).all()  # heading back inside
+    # unlike the box, a bounce changes both components: x and y are not independent
+    changed = (after[hit_wall] - before[hit_wall]).abs() > 1e-3
+    assert changed.all(-1).float().mean() > 0.9
+
+
+def test_circle_arena_uses_the_same_draws_as_the_box(train_digits):
+    box = MovingMNIST(*train_digits, image_size=32, seq_len=3, speed=0.0, seed=5).sample(16)
+    circle = MovingMNIST(*train_digits, image_size=32, seq_len=3, speed=0.0, arena="circle",
+                         seed=5).sample(16)  # fmt: skip
+    assert torch.equal(box.labels, circle.labels)
+    torch.testing.assert_close(box.velocities, circle.velocities)
+    assert not torch.equal(box.positions, circle.positions)
+
+
 def test_same_seed_gives_identical_batches_and_different_seed_differs(train_digits):
     first = MovingMNIST(*train_digits, seed=7).sample(4)
     again = MovingMNIST(*train_digits, seed=7).sample(4)
@@ -184,6 +224,7 @@ def test_missing_full_mnist_raises_file_not_found_naming_the_directory(tmp_path)
         ({"image_size": 15}, "image_size"),
         ({"seq_len": 0}, "seq_len"),
         ({"speed": -1.0}, "speed"),
+        ({"arena": "square"}, "arena"),
     ],
 )
 def test_invalid_settings_raise_value_error_naming_the_parameter(train_digits, kwargs, parameter):

@@ -46,6 +46,26 @@ def test_digit_speed_reaches_the_run_config_and_the_data(tmp_path):
     assert float(speed.max()) == pytest.approx(9.0 * 16 / 64, rel=1e-5)
 
 
+def test_arena_reaches_the_run_config_the_training_data_and_the_held_out_data(tmp_path):
+    result = run_cli("train", *tiny_args(steps=1), "--arena", "circle", "--quiet", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "config.json").read_text())["arena"] == "circle"
+    from pyro_dvip.evaluation.posterior import held_out_sequences
+    from pyro_dvip.train import make_data
+
+    config = make_config(**TINY, arena="circle")
+    stream, _ = make_data(config, "cpu")
+    radius = (16 - round(28 * 16 / 64)) / 2
+    for positions in (stream.sample(64).positions, held_out_sequences(config, 64).positions):
+        distance = (positions - radius).norm(dim=-1)
+        assert float(distance.max()) <= radius + 1e-4
+        assert float(distance.max()) > 0.9 * radius  # the walls are reached
+    bad = run_cli("train", *tiny_args(steps=1), "--arena", "square", "--out", tmp_path / "bad")
+    assert bad.exit_code == 2 and "'--arena'" in bad.output and "square" in bad.output
+    with pytest.raises(ValueError, match="arena: must be one of box, circle"):
+        make_config(**TINY, arena="square")
+
+
 def test_the_example_script_trains_evaluates_and_compares_two_seeds(tmp_path):
     env = {
         **os.environ,

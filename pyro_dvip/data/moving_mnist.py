@@ -6,6 +6,13 @@ the position is clamped back into the frame and that velocity component negated.
 is drawn in colour channel ``n`` (red, green, blue), so each channel holds exactly one digit;
 with one channel all digits share it and overlaps combine with max.
 
+``arena="circle"`` (not the paper's) confines each digit's centre to the disc inscribed in the
+frame and reflects its velocity off the circle's normal. In the paper's box a bounce negates
+one velocity component, so each axis of each digit moves independently of everything else and
+a model may factor the scene by axis (all x in one factor, all y in the other) as validly as by
+digit; off a circle a bounce turns the whole velocity, so only a digit is independent of the
+rest (docs/results.md).
+
 Everything is done for the whole batch at once on the generator's device; the only Python
 loops run over time steps (for the bounces) and nowhere else.
 """
@@ -17,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from ..config import ARENAS
 
 MNIST_SIZE = 28
 REFERENCE_IMAGE_SIZE = 64  # image size at which `speed` and the 28-pixel digit box are given
@@ -63,6 +72,12 @@ class MovingMNIST:
     ``position += velocity``; a component that leaves ``[0, image_size - box]`` is clamped
     back and its velocity negated (clamp-and-negate, as in the authors' code).
 
+    With ``arena="circle"`` the box's top-left corner (equivalently its centre) stays in the
+    disc of radius ``(image_size - box) / 2`` around the middle of that range: the start is
+    uniform over the disc, and a step that leaves it is clamped back onto the circle and the
+    velocity reflected about the circle's normal there (``v - 2 (v·n) n``: speed kept, heading
+    turned). It uses the same random draws as the box, so only the motion differs.
+
     The digit box is ``round(28 * image_size / 64)`` pixels (digits are resized once, with
     antialiasing); ``speed`` is in pixels per frame at 64×64 and scales with
     ``image_size / 64``, so a sequence looks the same at every resolution.
@@ -80,6 +95,7 @@ class MovingMNIST:
         num_digits: digits per sequence, 1 to 3.
         seq_len: frames per sequence (≥ 1).
         speed: pixels per frame at 64×64 (≥ 0).
+        arena: ``"box"`` (the paper's walls) or ``"circle"`` (a round wall).
         device: where the digits live and batches are generated.
         seed: seed of the generator's random stream.
     """
@@ -94,6 +110,7 @@ class MovingMNIST:
         num_digits: int = 2,
         seq_len: int = 5,
         speed: float = 3.6,
+        arena: str = "box",
         device: torch.device | str = "cpu",
         seed: int = 0,
     ) -> None:
@@ -129,12 +146,15 @@ class MovingMNIST:
             raise ValueError(f"seq_len must be at least 1, got {seq_len}")
         if not speed >= 0:
             raise ValueError(f"speed must be non-negative, got {speed}")
+        if arena not in ARENAS:
+            raise ValueError(f"arena must be one of {', '.join(ARENAS)}, got {arena!r}")
 
         self.image_size = image_size
         self.channels = channels
         self.num_digits = num_digits
         self.seq_len = seq_len
         self.digit_size = digit_size
+        self.arena = arena
         self.speed = speed * image_size / REFERENCE_IMAGE_SIZE  # pixels per frame at this size
         self.device = torch.device(device)
 
@@ -171,23 +191,47 @@ class MovingMNIST:
         real = {"dtype": torch.float32, **rand}
 
         which = torch.randint(len(self._digits), (B, N), **rand)  # (B, N) digit indices
-        position = torch.rand(B, N, 2, **real) * limit  # (B, N, 2)
+        uniform = torch.rand(B, N, 2, **real)  # (B, N, 2): the start position
         heading = torch.rand(B, N, **real) * (2 * math.pi)  # (B, N)
-        velocity = self.speed * torch.stack([heading.cos(), heading.sin()], dim=-1)  # (B, N, 2)
+        velocity = self.speed * _unit(heading)  # (B, N, 2)
+        step = self._box_step if self.arena == "box" else self._circle_step
+        position = uniform * limit if self.arena == "box" else self._in_disc(uniform, limit)
 
         positions = torch.empty(B, T, N, 2, dtype=torch.float32, device=self.device)
         velocities = torch.empty_like(positions)
         positions[:, 0], velocities[:, 0] = position, velocity
         for t in range(1, T):
-            position = position + velocity
-            hit_wall = (position < 0) | (position > limit)
-            position = position.clamp(0.0, limit)
-            velocity = torch.where(hit_wall, -velocity, velocity)
+            position, velocity = step(position + velocity, velocity, limit)
             positions[:, t], velocities[:, t] = position, velocity
 
         frames = self._render(positions, which)
         return MovingMNISTBatch(
             frames=frames, positions=positions, velocities=velocities, labels=self._labels[which]
+        )
+
+    @staticmethod
+    def _box_step(position, velocity, limit: float):
+        """Clamp a moved ``position`` into ``[0, limit]`` and negate the components that hit."""
+        hit_wall = (position < 0) | (position > limit)
+        return position.clamp(0.0, limit), torch.where(hit_wall, -velocity, velocity)
+
+    @staticmethod
+    def _in_disc(uniform: torch.Tensor, limit: float) -> torch.Tensor:
+        """Uniform points of the disc of diameter ``limit`` centred in ``[0, limit]^2``."""
+        radius = limit / 2 * uniform[..., :1].sqrt()
+        return limit / 2 + radius * _unit(uniform[..., 1] * (2 * math.pi))
+
+    @staticmethod
+    def _circle_step(position, velocity, limit: float):
+        """Clamp a moved ``position`` onto the circle and reflect the velocity off its normal."""
+        offset = position - limit / 2
+        distance = offset.norm(dim=-1, keepdim=True)
+        hit_wall = distance > limit / 2
+        normal = offset / distance.clamp_min(1e-12)
+        reflected = velocity - 2 * (velocity * normal).sum(-1, keepdim=True) * normal
+        return (
+            torch.where(hit_wall, limit / 2 + normal * (limit / 2), position),
+            torch.where(hit_wall, reflected, velocity),
         )
 
     def _render(self, positions: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
@@ -208,6 +252,11 @@ class MovingMNIST:
         return canvas.view(B, T, self.channels, H, W)
 
 
+def _unit(angle: torch.Tensor) -> torch.Tensor:
+    """Unit vectors (..., 2) as (x, y) at ``angle`` radians."""
+    return torch.stack([angle.cos(), angle.sin()], dim=-1)
+
+
 def make_test_set(
     digits: torch.Tensor,
     labels: torch.Tensor,
@@ -221,7 +270,7 @@ def make_test_set(
 
     The result depends only on the arguments (not on any training stream); pass held-out
     digits, e.g. ``load_digits("test")``. ``moving_mnist_kwargs`` go to ``MovingMNIST``
-    (``image_size``, ``channels``, ``num_digits``, ``seq_len``, ``speed``); move the result
+    (``image_size``, ``channels``, ``num_digits``, ``seq_len``, ``speed``, ``arena``); move the result
     with ``.to(device)``.
     """
     if num_sequences < 1:

@@ -56,6 +56,7 @@ def group_label(config: dict) -> str:
         f"video {config['data']} at {config['fps']:g} fps"
         if config.get("data")
         else f"speed {config['digit_speed']}"
+        + (f", {config['arena']} arena" if config.get("arena", "box") != "box" else "")
     )
     return (
         f"{model}, {config['image_size']}px, obs var {config['obs_var']}, {data}, "

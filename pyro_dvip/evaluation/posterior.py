@@ -78,6 +78,7 @@ def held_out_sequences(
         num_digits=config.num_digits,
         seq_len=seq_len or config.seq_len,
         speed=config.digit_speed,
+        arena=config.arena,
     )
 
 

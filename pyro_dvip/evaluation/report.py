@@ -29,6 +29,19 @@ def _with_interval(value, interval) -> str:
     return f"{_f(value)} [{_f(interval[0])}, {_f(interval[1])}]" if interval else _f(value)
 
 
+def _coordinate_rows(a: dict) -> dict[str, str]:
+    """Each factor's position probe split into x and y per digit (absent from older metrics):
+    a factor holding the x of every digit is an axis split, not an object."""
+    if "by_coordinate" not in a:
+        return {}
+    return {
+        f"factor {k}: R² on (x, y) per digit": "; ".join(
+            f"digit {o} ({_f(digit[0])}, {_f(digit[1])})" for o, digit in enumerate(factor)
+        )
+        for k, factor in enumerate(a["by_coordinate"]["r2"])
+    }
+
+
 def summary_rows(m: dict) -> dict[str, str]:
     """The headline numbers of one model's metrics, formatted: label -> value."""
     b, mi, a, iv = m["bound"], m["mutual_info"], m["alignment"], m["intervention"]
@@ -60,6 +73,7 @@ def summary_rows(m: dict) -> dict[str, str]:
                 for name, part in a["by_target"].items()
                 if name != a["targets"]
             },
+            **_coordinate_rows(a),
             "matched R² per matched factor": _list(a["matched"]),
             "leakage per matched factor": _list(a["leakage"]),
             "mean gap matched − leakage": _f(a["mean_gap"]),

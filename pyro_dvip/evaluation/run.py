@@ -23,6 +23,8 @@ from ..model import DVIP
 from ..train import RunError, build_model, load
 from . import figures
 from .alignment import (
+    COORDINATES,
+    coordinate_r2,
     Probe,
     alignment_summary,
     applicable,
@@ -118,6 +120,12 @@ def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) 
             "r2": part_probe.matrix(probe_groups).tolist(),
             "whole_r2": part_probe.whole().tolist(),
         }
+    r2_coordinates, whole_coordinates = coordinate_r2(features, targets, probe_groups, options.seed)
+    by_coordinate = {
+        "coordinates": list(COORDINATES),
+        "r2": r2_coordinates.tolist(),
+        "whole_r2": whole_coordinates.tolist(),
+    }
     metrics["alignment"] = {
         "protocol": probe_protocol,
         "targets": options.probe_targets,
@@ -126,6 +134,7 @@ def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) 
         "whole_r2": probe.whole().tolist(),
         **alignment_summary(r2),
         "by_target": by_target,
+        "by_coordinate": by_coordinate,
     }
     arrays["r2"] = r2
 
