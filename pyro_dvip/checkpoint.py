@@ -138,6 +138,8 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
     """Load with ``weights_only=True``; raise :class:`CheckpointError` naming the file."""
     path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

@@ -106,6 +106,9 @@ def test_truncated_newest_checkpoint_is_detected_and_skipped(tmp_path, caplog):
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         load_checkpoint(newest)
+    missing = newest.with_name("step_00000099.pt")
+    with pytest.raises(CheckpointError, match=r"step_00000099.pt: no such checkpoint file$"):
+        load(out, checkpoint=missing)
     path, state = latest_checkpoint(out)
     assert state["step"] == 2 and "skipping" in caplog.text
     result = CliRunner().invoke(cli, ["train", "--out", str(out), "--resume", "--quiet"])
