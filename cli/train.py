@@ -30,7 +30,7 @@ CONFIG_OPTIONS = [
 def option_error(message: str) -> click.BadParameter:
     """Turn the library's ``'field: problem'`` into a Click error naming the option."""
     field, sep, problem = message.partition(": ")
-    if sep and field in CONFIG_OPTIONS + ["preset"]:
+    if sep and field in CONFIG_OPTIONS + ["preset", "until"]:
         return click.BadParameter(problem, param_hint=f"'--{field.replace('_', '-')}'")
     return click.BadParameter(message)
 
@@ -214,6 +214,14 @@ POSITIVE = click.IntRange(min=1)
 @click.option(
     "--resume", is_flag=True, help="Continue the run in --out from its newest valid checkpoint."
 )
+@click.option(
+    "--until",
+    type=POSITIVE,
+    metavar="STEP",
+    help="Stop after this step (with a checkpoint) instead of --steps; the learning-rate and "
+    "KL schedules still span --steps, and --resume continues exactly. For comparing runs "
+    "part-way, e.g. to keep the seed with the best test ELBO (docs/results.md).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option(
     "--nproc",
@@ -225,7 +233,7 @@ POSITIVE = click.IntRange(min=1)
     "(docs/scaling.md).",
 )
 @click.pass_context
-def train(ctx: click.Context, preset, out, resume, quiet, nproc, **options) -> None:
+def train(ctx: click.Context, preset, out, resume, until, quiet, nproc, **options) -> None:
     """Train a DVIP model on colour Moving MNIST (built in, offline) or on your video.
 
     \b
@@ -234,6 +242,7 @@ def train(ctx: click.Context, preset, out, resume, quiet, nproc, **options) -> N
       dvip train --factors 8                  # paper defaults, 8 factors
       dvip train --preset paper-mnist-entangled --out runs/entangled
       dvip train --out runs/demo --resume --steps 3000
+      dvip train --preset cpu-objects --until 4000 --out runs/a   # stop part-way
       dvip train --data ~/videos --preset paper-video --out runs/street
 
     Writes config.json, metrics.csv, TensorBoard events and checkpoints into the run directory.
@@ -257,9 +266,13 @@ def train(ctx: click.Context, preset, out, resume, quiet, nproc, **options) -> N
                 f"--batch-size {config.batch_size} does not split over {nproc} processes",
                 param_hint="'--nproc'",
             )
-        ctx.exit(launch_torchrun(ctx, nproc, preset, out, resume, quiet, explicit, options))
+        ctx.exit(
+            launch_torchrun(ctx, nproc, preset, out, resume, until, quiet, explicit, options)
+        )
     try:
-        result = run_training(config, out, resume=resume, explicit=explicit, progress=not quiet)
+        result = run_training(
+            config, out, resume=resume, explicit=explicit, progress=not quiet, until=until
+        )
     except TrainingInterrupted as e:
         click.echo(f"Interrupted: {e}", err=True)
         ctx.exit(e.exit_code)
@@ -278,11 +291,16 @@ def train(ctx: click.Context, preset, out, resume, quiet, nproc, **options) -> N
         click.echo(f"  step {last['step']}: train ELBO per frame {last['elbo']:.1f}")
     if test is not None:
         click.echo(f"  step {test['step']}: test ELBO per frame {test['test_elbo']:.1f}")
+    if result.step < result.total_steps:
+        click.echo(
+            f"  stopped at step {result.step} of {result.total_steps} (--until); continue with "
+            f"--out {result.run_dir} --resume"
+        )
     for name in ("config.json", "metrics.csv", "checkpoints/", "tensorboard/"):
         click.echo(f"  {result.run_dir / name}")
 
 
-def launch_torchrun(ctx, nproc, preset, out, resume, quiet, explicit, options) -> int:
+def launch_torchrun(ctx, nproc, preset, out, resume, until, quiet, explicit, options) -> int:
     """Run this same command in ``nproc`` processes under torchrun; returns its exit status."""
     args = ["--out", str(out)]
     if preset is not None:
@@ -295,6 +313,7 @@ def launch_torchrun(ctx, nproc, preset, out, resume, quiet, explicit, options) -
         else:
             args += [flag, str(value)]
     args += ["--resume"] * resume + ["--quiet"] * quiet
+    args += ["--until", str(until)] if until is not None else []
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
         f"--nproc-per-node={nproc}", "-m", "dvip_cli", "train", *args,

@@ -185,6 +185,7 @@ class TrainResult:
     metrics: list[dict]  # the rows written to metrics.csv by this call
     resumed_from: Path | None  # the checkpoint a resumed run started from
     model: DVIP  # the trained model, in train mode
+    total_steps: int = 0  # the run's configured steps (``step`` is smaller after ``until``)
 
 
 class TrainingInterrupted(RunError):
@@ -329,8 +330,14 @@ def train(
     resume: bool = False,
     explicit: set[str] | None = None,
     progress: bool = True,
+    until: int | None = None,
 ) -> TrainResult:
     """Train a DVIP model; ``resume`` continues the newest valid checkpoint in ``run_dir``.
+
+    ``until`` stops after that step (with a checkpoint) instead of ``config.steps``, leaving
+    the run resumable: the learning-rate and KL schedules still span ``config.steps``, so a
+    run stopped and resumed trains exactly as one that never stopped. A run already at or past
+    ``until`` trains no further.
 
     ``explicit`` names the options the user gave on resume (they must not conflict with the
     saved configuration, except those in ``RESUMABLE_CHANGES``). SIGINT/SIGTERM save a
@@ -345,6 +352,10 @@ def train(
     context, device_name = distributed.setup(config.device)
     try:
         config, found = _open_run(config, run_dir, resume, explicit or set())
+        if until is not None and not 1 <= until <= config.steps:  # the saved steps on resume
+            raise ValueError(
+                f"until: must be a step from 1 to steps ({config.steps}), got {until}"
+            )
         distributed.barrier(
             context
         )  # every rank has checked the run directory before rank 0 writes
@@ -353,12 +364,13 @@ def train(
                 f"--batch-size: {config.batch_size} does not split over "
                 f"{context.world_size} processes"
             )
-        return _train(config, run_dir, found, context, device_name, progress)
+        last_step = config.steps if until is None else until
+        return _train(config, run_dir, found, context, device_name, progress, last_step)
     finally:
         distributed.teardown(context)
 
 
-def _train(config, run_dir, found, context, device_name, progress) -> TrainResult:
+def _train(config, run_dir, found, context, device_name, progress, last_step) -> TrainResult:
     pyro.set_rng_seed(config.seed)  # the same initial weights on every rank
     device = resolve_device(device_name)
     dvip = build_model(config).to(device)
@@ -412,7 +424,7 @@ def _train(config, run_dir, found, context, device_name, progress) -> TrainResul
             rng=rng_states if context.active else rng_states[0],
         )  # fmt: skip
 
-    metrics = _MetricsLog(run_dir, start_step, config.steps, progress) if context.is_main else None
+    metrics = _MetricsLog(run_dir, start_step, last_step, progress) if context.is_main else None
     frames_per_step = config.batch_size * config.seq_len
     dvip.train()
     buffers = list(dvip.buffers())
@@ -425,11 +437,11 @@ def _train(config, run_dir, found, context, device_name, progress) -> TrainResul
         # Without argument validation a NaN reaches the loss (and the step is skipped)
         # instead of raising inside a distribution; it also saves a host sync per site.
         with _deferred_stop_signals() as stop, pyro.validation_enabled(False):
-            for step in range(start_step + 1, config.steps + 1):
+            for step in range(start_step + 1, last_step + 1):
                 x = stream.sample(local_batch).frames  # (B, T, C, H, W), on device
                 saved_buffers = [b.clone() for b in buffers]  # BatchNorm statistics, small
                 kl_scale = kl_scale_at(step, config.kl_anneal)
-                log_now = step % config.log_every == 0 or step == config.steps
+                log_now = step % config.log_every == 0 or step == last_step
                 if log_now:
                     loss, recon, kl = step_loss(x, kl_scale, with_terms=True)
                 else:
@@ -462,7 +474,7 @@ def _train(config, run_dir, found, context, device_name, progress) -> TrainResul
                 if metrics is not None and metrics.bar is not None:
                     metrics.bar.update(1)
 
-                checkpoint_now = step % config.checkpoint_every == 0 or step == config.steps
+                checkpoint_now = step % config.checkpoint_every == 0 or step == last_step
                 if log_now or checkpoint_now:
                     paused_at = time.perf_counter()  # logging and checkpoints are not training time
                     row = {"step": step, "kl_scale": kl_scale, "skipped_steps": loop["skipped"]}
@@ -503,7 +515,9 @@ def _train(config, run_dir, found, context, device_name, progress) -> TrainResul
         if metrics is not None:
             metrics.close()
     rows = metrics.rows if metrics is not None else []
-    return TrainResult(run_dir, config.steps, rows, found[0] if found else None, dvip)
+    return TrainResult(
+        run_dir, max(start_step, last_step), rows, found[0] if found else None, dvip, config.steps
+    )
 
 
 def load(run_dir: str | Path, checkpoint: str | Path | None = None, device: str = "cpu") -> DVIP:

@@ -71,6 +71,30 @@ def test_resume_continues_the_same_run_step_for_step(tmp_path):
     assert json.loads((parts / "config.json").read_text())["steps"] == 6
 
 
+def test_until_stops_part_way_on_the_whole_runs_schedule_and_resume_finishes_it(tmp_path):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    args = [*tiny_args(steps=6, lr=1e-3), "--lr-schedule", "cosine", "--kl-anneal", 4, "--quiet"]
+    assert run_cli("train", *args, "--out", whole).exit_code == 0
+    result = run_cli("train", *args, "--until", 3, "--out", parts)
+    assert result.exit_code == 0, result.output
+    assert f"stopped at step 3 of 6 (--until); continue with --out {parts} --resume" in result.output
+    assert json.loads((parts / "config.json").read_text())["steps"] == 6  # the schedule's length
+    assert list_checkpoints(parts)[-1].name == "step_00000003.pt"
+    rows = read_metrics(parts)
+    assert [int(r["step"]) for r in rows] == [1, 2, 3] and rows[-1]["test_elbo"]
+    again = run_cli("train", "--out", parts, "--resume", "--until", 2, "--quiet")
+    assert again.exit_code == 0 and len(read_metrics(parts)) == 3  # already past: no step
+    done = run_cli("train", "--out", parts, "--resume", "--quiet")
+    assert done.exit_code == 0 and "--until" not in done.output
+    rows_whole, rows_parts = read_metrics(whole), read_metrics(parts)
+    assert [int(r["step"]) for r in rows_parts] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(rows_whole, rows_parts):  # the same steps, losses and schedules
+        assert (a["step"], a["elbo"], a["kl_scale"]) == (b["step"], b["elbo"], b["kl_scale"])
+    bad = run_cli("train", *args, "--until", 7, "--out", tmp_path / "bad")
+    assert bad.exit_code == 2 and "'--until'" in bad.output and "from 1 to steps (6)" in bad.output
+    assert not (tmp_path / "bad").exists()
+
+
 def test_cosine_schedule_falls_from_lr_to_zero_and_resumes_on_its_curve(tmp_path):
     from pyro_dvip.checkpoint import load_checkpoint
     from pyro_dvip.train import lr_at
