@@ -20,7 +20,7 @@ SCRIPT = ROOT / "examples" / "factored_vs_entangled.sh"
 # The recipe as docs/results.md measured it; change both together.
 RECIPE = dict(
     factors=2, factor_dim=10, entangled=False, image_size=32, width=16, channels=3,
-    num_digits=2, digit_speed=14.0, obs_var=0.2, kl_anneal=2000, batch_size=32, seq_len=8,
+    num_digits=2, digit_speed=14.0, arena="circle", obs_var=0.2, kl_anneal=2000, batch_size=32, seq_len=8,
     lr=1e-3, lr_schedule="cosine", steps=12_000, transition_layers=3, elbo="trace",
 )  # fmt: skip
 
@@ -31,6 +31,7 @@ def test_the_recipe_preset_resolves_to_the_measured_values():
     entangled = make_config("cpu-objects", entangled=True)
     assert (entangled.model_factors, entangled.model_factor_dim) == (1, 20)  # same total size
     assert entangled.digit_speed == RECIPE["digit_speed"] and entangled.obs_var == RECIPE["obs_var"]
+    assert entangled.arena == "circle"
 
 
 def test_digit_speed_reaches_the_run_config_and_the_data(tmp_path):
@@ -66,11 +67,12 @@ def test_arena_reaches_the_run_config_the_training_data_and_the_held_out_data(tm
         make_config(**TINY, arena="square")
 
 
-def test_the_example_script_trains_evaluates_and_compares_two_seeds(tmp_path):
+def test_the_example_script_keeps_the_candidate_with_the_best_test_elbo(tmp_path):
     env = {
         **os.environ,
         "OUT": str(tmp_path / "recipe"),
-        "SEEDS": "0 1",
+        "SEEDS": "0,1 2",  # seeds 0 and 1 compete; seed 2 alone
+        "SELECT_AT": "1",
         "TRAIN_ARGS": " ".join(tiny_args(steps=2, checkpoint_every=1)),
         "EVAL_ARGS": "--samples 40 --particles 2 --iw-samples 2 --bootstrap 5 --partitions 3 "
         "--select-pairs 20 --intervention-pairs 8 --rollouts 2 --examples 2",
@@ -79,24 +81,45 @@ def test_the_example_script_trains_evaluates_and_compares_two_seeds(tmp_path):
     done = subprocess.run(["bash", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "recipe"
-    for name in ("factored-s0", "entangled-s0", "factored-s1", "entangled-s1"):
-        config = json.loads((out / name / "config.json").read_text())
+
+    def test_elbo(run, step):
+        rows = list(csv.DictReader(open(out / run / "metrics.csv")))
+        return [float(r["test_elbo"]) for r in rows if int(r["step"]) == step][-1]
+
+    chosen = {}
+    for model in ("factored", "entangled"):
+        elbos = {seed: test_elbo(f"{model}-s{seed}", 1) for seed in (0, 1)}
+        chosen[model] = max(elbos, key=elbos.get)
+        for seed in (0, 1):  # the kept candidate trained to the end, the other stopped at 1
+            last = list(csv.DictReader(open(out / f"{model}-s{seed}" / "metrics.csv")))[-1]
+            assert int(last["step"]) == (2 if seed == chosen[model] else 1)
+            evaluated = (out / f"{model}-s{seed}" / "eval" / "metrics.json").exists()
+            assert evaluated == (seed == chosen[model])
+        config = json.loads((out / f"{model}-s2" / "config.json").read_text())
         assert config["preset"] == "cpu-objects" and config["steps"] == 2
         assert config["digit_speed"] == RECIPE["digit_speed"]
-        assert config["entangled"] == name.startswith("entangled")
-        assert (out / name / "eval" / "metrics.json").exists()
+        assert config["arena"] == RECIPE["arena"]
+        assert config["entangled"] == (model == "entangled")
+    selection = (out / "selection.txt").read_text().splitlines()
+    assert len(selection) == 1 and selection[0].startswith("seeds 0,1, test ELBO per frame at step 1")
+    assert f"-> seed {chosen['factored']}; entangled s0 " in selection[0]
+    assert selection[0].endswith(f"-> seed {chosen['entangled']}")
     assert len((out / "timing.txt").read_text().splitlines()) == 2
     with open(out / "compare" / "compare.csv") as f:
         rows = list(csv.DictReader(f))
     trained = [r for r in rows if "2 runs" in str(r)]
-    assert len(trained) == 2  # one row per model, each the mean over the two seeds
+    assert len(trained) == 2  # one row per model: the kept candidate of 0,1 and seed 2
 
-    # Rerunning resumes: a finished run is not trained again.
-    again = subprocess.run(["bash", SCRIPT], env={**env, "SEEDS": "0"}, capture_output=True,
+    # Rerunning resumes: a finished run is not trained again, a stopped one stays stopped.
+    again = subprocess.run(["bash", SCRIPT], env={**env, "SEEDS": "0,1"}, capture_output=True,
                            text=True, timeout=600)  # fmt: skip
     assert again.returncode == 0, again.stderr
-    steps = [r["step"] for r in csv.DictReader(open(out / "factored-s0" / "metrics.csv"))]
-    assert steps == sorted(set(steps), key=int)  # no step logged twice
+    for seed in (0, 1):
+        steps = [r["step"] for r in csv.DictReader(open(out / f"factored-s{seed}" / "metrics.csv"))]
+        assert steps == sorted(set(steps), key=int)  # no step logged twice
+    assert len((out / "selection.txt").read_text().splitlines()) == 2  # the same choice again
+    lines = (out / "selection.txt").read_text().splitlines()
+    assert lines[0] == lines[1]
 
 
 def test_the_example_script_names_the_failing_run(tmp_path):
