@@ -219,8 +219,8 @@ POSITIVE = click.IntRange(min=1)
     type=POSITIVE,
     metavar="STEP",
     help="Stop after this step (with a checkpoint) instead of --steps; the learning-rate and "
-    "KL schedules still span --steps, and --resume continues exactly. For comparing runs "
-    "part-way, e.g. to keep the seed with the best test ELBO (docs/results.md).",
+    "KL schedules still span --steps, and --resume continues exactly (e.g. to look at runs "
+    "part-way before spending the rest of their steps).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option(

@@ -67,12 +67,11 @@ def test_arena_reaches_the_run_config_the_training_data_and_the_held_out_data(tm
         make_config(**TINY, arena="square")
 
 
-def test_the_example_script_keeps_the_candidate_with_the_best_test_elbo(tmp_path):
+def test_the_example_script_trains_evaluates_and_compares_two_seeds(tmp_path):
     env = {
         **os.environ,
         "OUT": str(tmp_path / "recipe"),
-        "SEEDS": "0,1 2",  # seeds 0 and 1 compete; seed 2 alone
-        "SELECT_AT": "1",
+        "SEEDS": "0 1",
         "TRAIN_ARGS": " ".join(tiny_args(steps=2, checkpoint_every=1)),
         "EVAL_ARGS": "--samples 40 --particles 2 --iw-samples 2 --bootstrap 5 --partitions 3 "
         "--select-pairs 20 --intervention-pairs 8 --rollouts 2 --examples 2",
@@ -81,45 +80,25 @@ def test_the_example_script_keeps_the_candidate_with_the_best_test_elbo(tmp_path
     done = subprocess.run(["bash", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "recipe"
-
-    def test_elbo(run, step):
-        rows = list(csv.DictReader(open(out / run / "metrics.csv")))
-        return [float(r["test_elbo"]) for r in rows if int(r["step"]) == step][-1]
-
-    chosen = {}
-    for model in ("factored", "entangled"):
-        elbos = {seed: test_elbo(f"{model}-s{seed}", 1) for seed in (0, 1)}
-        chosen[model] = max(elbos, key=elbos.get)
-        for seed in (0, 1):  # the kept candidate trained to the end, the other stopped at 1
-            last = list(csv.DictReader(open(out / f"{model}-s{seed}" / "metrics.csv")))[-1]
-            assert int(last["step"]) == (2 if seed == chosen[model] else 1)
-            evaluated = (out / f"{model}-s{seed}" / "eval" / "metrics.json").exists()
-            assert evaluated == (seed == chosen[model])
-        config = json.loads((out / f"{model}-s2" / "config.json").read_text())
+    for name in ("factored-s0", "entangled-s0", "factored-s1", "entangled-s1"):
+        config = json.loads((out / name / "config.json").read_text())
         assert config["preset"] == "cpu-objects" and config["steps"] == 2
         assert config["digit_speed"] == RECIPE["digit_speed"]
         assert config["arena"] == RECIPE["arena"]
-        assert config["entangled"] == (model == "entangled")
-    selection = (out / "selection.txt").read_text().splitlines()
-    assert len(selection) == 1 and selection[0].startswith("seeds 0,1, test ELBO per frame at step 1")
-    assert f"-> seed {chosen['factored']}; entangled s0 " in selection[0]
-    assert selection[0].endswith(f"-> seed {chosen['entangled']}")
+        assert config["entangled"] == name.startswith("entangled")
+        assert (out / name / "eval" / "metrics.json").exists()
     assert len((out / "timing.txt").read_text().splitlines()) == 2
     with open(out / "compare" / "compare.csv") as f:
         rows = list(csv.DictReader(f))
     trained = [r for r in rows if "2 runs" in str(r)]
-    assert len(trained) == 2  # one row per model: the kept candidate of 0,1 and seed 2
+    assert len(trained) == 2  # one row per model, each the mean over the two seeds
 
-    # Rerunning resumes: a finished run is not trained again, a stopped one stays stopped.
-    again = subprocess.run(["bash", SCRIPT], env={**env, "SEEDS": "0,1"}, capture_output=True,
+    # Rerunning resumes: a finished run is not trained again.
+    again = subprocess.run(["bash", SCRIPT], env={**env, "SEEDS": "0"}, capture_output=True,
                            text=True, timeout=600)  # fmt: skip
     assert again.returncode == 0, again.stderr
-    for seed in (0, 1):
-        steps = [r["step"] for r in csv.DictReader(open(out / f"factored-s{seed}" / "metrics.csv"))]
-        assert steps == sorted(set(steps), key=int)  # no step logged twice
-    assert len((out / "selection.txt").read_text().splitlines()) == 2  # the same choice again
-    lines = (out / "selection.txt").read_text().splitlines()
-    assert lines[0] == lines[1]
+    steps = [r["step"] for r in csv.DictReader(open(out / "factored-s0" / "metrics.csv"))]
+    assert steps == sorted(set(steps), key=int)  # no step logged twice
 
 
 def test_the_example_script_names_the_failing_run(tmp_path):
