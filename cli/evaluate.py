@@ -125,6 +125,13 @@ def _option_error(message: str) -> click.BadParameter:
     show_default=True,
     help="What the headline probes decode from each factor (every set is also reported).",
 )
+@click.option(
+    "--held-out-seed",
+    type=int,
+    help="Moving MNIST: measure on the test sequences of a run with this seed instead of this "
+    "run's own, so runs of different seeds are measured on the same sequences (their ELBOs "
+    "are then comparable).  [default: the run's seed]",
+)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option(
     "--checkpoint",
@@ -160,6 +167,12 @@ def evaluate(run_dir: Path, out: Path | None, samples: int, seed: int, **options
         f"  MI same / cross (bits): {t['mutual_info']['same']:.2f} / "
         f"{t['mutual_info']['cross']:.2f}   untrained {u['mutual_info']['same']:.2f} / "
         f"{u['mutual_info']['cross']:.2f}"
+    )
+    b = t["bound"]
+    held_out = metrics["held_out"]
+    on = f" (test sequences of seed {held_out['seed']})" if "seed" in held_out else ""
+    click.echo(
+        f"  test ELBO per frame: {b['elbo_per_frame']:.2f} ± {b['elbo_per_frame_se']:.2f}{on}"
     )
     kl = ", ".join(f"{v:.2f}" for v in t["bound"]["kl_per_factor_per_frame"])
     click.echo(f"  KL per factor per frame (nats; ~0 = a collapsed factor): {kl}")

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+import torch
 import pytest
 from conftest import TINY, run_cli
 from PIL import Image
@@ -226,3 +227,27 @@ def test_compare_labels_name_a_circle_arena_and_old_runs_group_as_the_box():
     assert sorted(map(sorted, groups.values())) == [
         [Path("box-s0"), Path("box-s1")], [Path("circle-s0")]
     ]  # fmt: skip
+
+
+def test_held_out_seed_measures_runs_of_different_seeds_on_the_same_sequences(runs, tmp_path):
+    from pyro_dvip.evaluation.posterior import held_out_sequences
+
+    config0 = make_config(**TINY, seed=0)
+    config1 = make_config(**TINY, seed=1)
+    theirs = held_out_sequences(config1, 8)
+    assert torch.equal(held_out_sequences(config0, 8, run_seed=1).frames, theirs.frames)
+    assert not torch.equal(held_out_sequences(config0, 8).frames, theirs.frames)
+
+    result = run_cli("evaluate", runs["factored-s0"], *FAST, "--held-out-seed", 1,
+                     "--out", tmp_path)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "test ELBO per frame: " in result.output
+    assert "(test sequences of seed 1)" in result.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["held_out"]["seed"] == 1 and metrics["options"]["held_out_seed"] == 1
+    assert "seed 1" in metrics["held_out"]["source"]
+    default = run_cli("evaluate", runs["factored-s0"], *FAST, "--out", tmp_path / "own")
+    assert "(test sequences of seed 0)" in default.output
+    elbo = {json.loads((d / "metrics.json").read_text())["trained"]["bound"]["elbo_per_frame"]
+            for d in (tmp_path, tmp_path / "own")}  # fmt: skip
+    assert len(elbo) == 2  # other sequences, another ELBO

@@ -141,3 +141,9 @@ def test_video_run_whose_videos_are_gone_is_a_one_line_error(runs, tmp_path):
     result = run_cli("evaluate", moved, *FAST)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "cannot read the run's video test split" in result.output
+
+
+def test_held_out_seed_is_refused_for_a_video_run(runs, tmp_path):
+    result = run_cli("evaluate", runs["video"], *FAST, "--held-out-seed", 1, "--out", tmp_path)
+    assert result.exit_code == 2 and "'--held-out-seed'" in result.output
+    assert "applies to Moving MNIST runs only" in result.output

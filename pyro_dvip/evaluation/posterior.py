@@ -63,16 +63,21 @@ def filter_sequences(
 
 
 def held_out_sequences(
-    config: TrainConfig, num_sequences: int, seq_len: int | None = None
+    config: TrainConfig,
+    num_sequences: int,
+    seq_len: int | None = None,
+    run_seed: int | None = None,
 ) -> MovingMNISTBatch:
     """Held-out Moving MNIST sequences with ground truth, from the test digits and the run's
-    test seed (the digits never seen in training), on CPU."""
+    test seed (the digits never seen in training), on CPU. ``run_seed`` draws instead the
+    sequences that a run with that seed would be tested on: runs of different seeds then see
+    the same sequences."""
     test_digits, test_labels = load_digits("test", config.mnist_root)
     return make_test_set(
         test_digits,
         test_labels,
         num_sequences,
-        seed=config.seed + TEST_SEED_OFFSET,
+        seed=(config.seed if run_seed is None else run_seed) + TEST_SEED_OFFSET,
         image_size=config.image_size,
         channels=config.channels,
         num_digits=config.num_digits,

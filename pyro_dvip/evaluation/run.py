@@ -79,6 +79,7 @@ class EvalOptions:
     prediction_sequences: int = 256  # sequences the prediction is scored on
     examples: int = 4  # sequences shown in the image grids and GIFs
     probe_targets: str = "position"  # what the headline probes decode; see PROBE_TARGETS
+    held_out_seed: int | None = None  # Moving MNIST: test on the sequences of a run with this seed
     batch_size: int = 256
     device: str = "cpu"
 
@@ -331,9 +332,16 @@ def _held_out(run_dir: Path, config: TrainConfig, opts: EvalOptions):
     measure with: ``samples`` capped, with a note, when a video test split holds fewer pairs."""
     num_sequences = max(4, math.ceil(opts.samples / (config.seq_len - 1)))
     if config.data is None:
+        seed = config.seed if opts.held_out_seed is None else opts.held_out_seed
         held_out = {"data": "moving mnist", "source": "Moving MNIST from the test digits, the "
-                    "run's test seed", "notes": []}  # fmt: skip
-        return held_out_sequences(config, num_sequences), held_out, opts
+                    f"test sequences of a run with seed {seed}", "seed": seed,
+                    "notes": []}  # fmt: skip
+        return held_out_sequences(config, num_sequences, run_seed=seed), held_out, opts
+    if opts.held_out_seed is not None:
+        raise ValueError(
+            "held_out_seed: applies to Moving MNIST runs only; a video run is tested on its "
+            "own test split"
+        )
     try:
         data = held_out_video(config, num_sequences)
     except ValueError as e:  # the videos moved or became unreadable since training
