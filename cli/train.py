@@ -266,9 +266,7 @@ def train(ctx: click.Context, preset, out, resume, until, quiet, nproc, **option
                 f"--batch-size {config.batch_size} does not split over {nproc} processes",
                 param_hint="'--nproc'",
             )
-        ctx.exit(
-            launch_torchrun(ctx, nproc, preset, out, resume, until, quiet, explicit, options)
-        )
+        ctx.exit(launch_torchrun(ctx, nproc, preset, out, resume, until, quiet, explicit, options))
     try:
         result = run_training(
             config, out, resume=resume, explicit=explicit, progress=not quiet, until=until

@@ -353,9 +353,7 @@ def train(
     try:
         config, found = _open_run(config, run_dir, resume, explicit or set())
         if until is not None and not 1 <= until <= config.steps:  # the saved steps on resume
-            raise ValueError(
-                f"until: must be a step from 1 to steps ({config.steps}), got {until}"
-            )
+            raise ValueError(f"until: must be a step from 1 to steps ({config.steps}), got {until}")
         distributed.barrier(
             context
         )  # every rank has checked the run directory before rank 0 writes

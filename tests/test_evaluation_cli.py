@@ -3,8 +3,8 @@ from pathlib import Path
 
 import click
 import numpy as np
-import torch
 import pytest
+import torch
 from conftest import TINY, run_cli
 from PIL import Image
 

@@ -20,8 +20,8 @@ SCRIPT = ROOT / "examples" / "factored_vs_entangled.sh"
 # The recipe as docs/results.md measured it; change both together.
 RECIPE = dict(
     factors=2, factor_dim=10, entangled=False, image_size=32, width=16, channels=3,
-    num_digits=2, digit_speed=14.0, arena="circle", obs_var=0.2, kl_anneal=2000, batch_size=32, seq_len=8,
-    lr=1e-3, lr_schedule="cosine", steps=12_000, transition_layers=3, elbo="trace",
+    num_digits=2, digit_speed=14.0, arena="circle", obs_var=0.2, kl_anneal=2000, batch_size=32,
+    seq_len=8, lr=1e-3, lr_schedule="cosine", steps=12_000, transition_layers=3, elbo="trace",
 )  # fmt: skip
 
 
@@ -48,7 +48,9 @@ def test_digit_speed_reaches_the_run_config_and_the_data(tmp_path):
 
 
 def test_arena_reaches_the_run_config_the_training_data_and_the_held_out_data(tmp_path):
-    result = run_cli("train", *tiny_args(steps=1), "--arena", "circle", "--quiet", "--out", tmp_path)
+    result = run_cli(
+        "train", *tiny_args(steps=1), "--arena", "circle", "--quiet", "--out", tmp_path
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "config.json").read_text())["arena"] == "circle"
     from pyro_dvip.evaluation.posterior import held_out_sequences

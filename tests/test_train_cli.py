@@ -77,7 +77,9 @@ def test_until_stops_part_way_on_the_whole_runs_schedule_and_resume_finishes_it(
     assert run_cli("train", *args, "--out", whole).exit_code == 0
     result = run_cli("train", *args, "--until", 3, "--out", parts)
     assert result.exit_code == 0, result.output
-    assert f"stopped at step 3 of 6 (--until); continue with --out {parts} --resume" in result.output
+    assert (
+        f"stopped at step 3 of 6 (--until); continue with --out {parts} --resume" in result.output
+    )
     assert json.loads((parts / "config.json").read_text())["steps"] == 6  # the schedule's length
     assert list_checkpoints(parts)[-1].name == "step_00000003.pt"
     rows = read_metrics(parts)

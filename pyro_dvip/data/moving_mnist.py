@@ -270,8 +270,8 @@ def make_test_set(
 
     The result depends only on the arguments (not on any training stream); pass held-out
     digits, e.g. ``load_digits("test")``. ``moving_mnist_kwargs`` go to ``MovingMNIST``
-    (``image_size``, ``channels``, ``num_digits``, ``seq_len``, ``speed``, ``arena``); move the result
-    with ``.to(device)``.
+    (``image_size``, ``channels``, ``num_digits``, ``seq_len``, ``speed``, ``arena``); move
+    the result with ``.to(device)``.
     """
     if num_sequences < 1:
         raise ValueError(f"num_sequences must be at least 1, got {num_sequences}")

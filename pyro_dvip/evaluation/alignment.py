@@ -40,7 +40,6 @@ from sklearn.metrics import r2_score
 
 from .mutual_info import random_partition
 
-
 COORDINATES = ("x", "y", "vx", "vy")  # the last axis of ground_truth_targets
 
 
@@ -109,9 +108,9 @@ def coordinate_r2(
     a digit does; by position it scores about 0.5 on every digit, by coordinate ~1 on every x
     and ~0 on every y.
     """
-    N, T, O, C = targets.shape
-    probe = Probe(features, targets.reshape(N, T, O * C, 1), seed=seed)
-    return probe.matrix(groups).reshape(len(groups), O, C), probe.whole().reshape(O, C)
+    N, T, objects, C = targets.shape
+    probe = Probe(features, targets.reshape(N, T, objects * C, 1), seed=seed)
+    return probe.matrix(groups).reshape(len(groups), objects, C), probe.whole().reshape(objects, C)
 
 
 def _entropy(p: np.ndarray, base: int) -> np.ndarray:

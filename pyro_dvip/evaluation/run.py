@@ -24,11 +24,11 @@ from ..train import RunError, build_model, load
 from . import figures
 from .alignment import (
     COORDINATES,
-    coordinate_r2,
     Probe,
     alignment_summary,
     applicable,
     best_probe_partition,
+    coordinate_r2,
     ground_truth_targets,
     intervention,
     intervention_summary,
