@@ -176,6 +176,11 @@ def evaluate(run_dir: Path, out: Path | None, samples: int, seed: int, **options
     )
     kl = ", ".join(f"{v:.2f}" for v in t["bound"]["kl_per_factor_per_frame"])
     click.echo(f"  KL per factor per frame (nats; ~0 = a collapsed factor): {kl}")
+    saving = ", ".join(f"{v:.2f}" for v in b["prediction_saving"])
+    floor = ", ".join(f"{v:.2f}" for v in u["bound"]["prediction_saving"])
+    click.echo(
+        f"  prediction saving per factor, 1 - KL(t>=2)/KL(t=1): {saving}   untrained {floor}"
+    )
     if applicable(t["alignment"]):
         click.echo(
             f"  {t['alignment']['targets']} probe min matched R² / max leakage: "

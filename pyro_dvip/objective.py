@@ -41,9 +41,11 @@ def trace_terms(model_trace, guide_trace, analytic_kl: bool) -> tuple[torch.Tens
     return recon, kl.sum(-1)
 
 
-def factor_terms(model_trace, guide_trace, analytic_kl: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def factor_terms(
+    model_trace, guide_trace, analytic_kl: bool, per_step: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Reconstruction sum_t log p(x_t | z_t) (B,) and each factor's KL sum_t KL(q_t || p_t)
-    (B, K), unscaled.
+    (B, K), unscaled; with ``per_step`` the KL is kept by step, (B, T, K), in site order.
 
     With ``analytic_kl`` the KL of each step is the closed form at the sampled z_{t-1} (what
     ``TraceMeanField_ELBO`` uses) where torch.distributions registers one; otherwise the
@@ -52,7 +54,7 @@ def factor_terms(model_trace, guide_trace, analytic_kl: bool) -> tuple[torch.Ten
     """
     x = model_trace.nodes["x"]
     recon = x["fn"].log_prob(x["value"]).sum(-1)  # (B, T) -> (B,)
-    kl = 0.0
+    kls = []
     for name in latent_sites(guide_trace):
         q, p = guide_trace.nodes[name]["fn"], model_trace.nodes[name]["fn"]
         z = guide_trace.nodes[name]["value"]
@@ -62,8 +64,9 @@ def factor_terms(model_trace, guide_trace, analytic_kl: bool) -> tuple[torch.Ten
             kl_t = None
         if kl_t is None:
             kl_t = q.log_prob(z) - p.log_prob(z)
-        kl = kl + kl_t
-    return recon, kl
+        kls.append(kl_t)
+    kl = torch.stack(kls, 1)  # (B, T, K)
+    return recon, kl if per_step else kl.sum(1)
 
 
 def free_bits_penalty(kl: torch.Tensor, nats: float) -> torch.Tensor:

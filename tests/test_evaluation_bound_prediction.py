@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pyro_dvip import DVIP
-from pyro_dvip.evaluation.bound import _traces, held_out_bound
+from pyro_dvip.evaluation.bound import _traces, held_out_bound, prediction_saving
 from pyro_dvip.evaluation.posterior import filter_sequences
 from pyro_dvip.evaluation.prediction import frame_scores, prediction_scores, ssim
 from pyro_dvip.objective import factor_terms
@@ -39,6 +39,27 @@ def test_bound_splits_the_kl_by_factor_per_frame():
     assert len(bound["kl_per_factor_per_frame"]) == 2
     assert bound["kl_per_factor_per_frame"] == pytest.approx(expected, rel=1e-5)
     assert min(expected) > 0  # an untrained encoder's posterior is not its prior
+    pyro.set_rng_seed(3)
+    with torch.no_grad():
+        steps = sum(
+            factor_terms(*_traces(dvip, frames), analytic_kl=True, per_step=True)[1]
+            for _ in range(2)
+        )  # (B, T, K)
+    assert steps.shape == (5, 3, 2)
+    assert steps.sum(1) == pytest.approx(kl, rel=1e-6)
+    by_step = bound["kl_per_step_per_factor"]
+    assert torch.tensor(by_step) == pytest.approx(steps.sum(0) / (2 * 5), rel=1e-5)
+    first, later = torch.tensor(by_step)[0], torch.tensor(by_step)[1:].mean(0)
+    assert bound["prediction_saving"] == pytest.approx((1 - later / first).tolist(), rel=1e-5)
+
+
+def test_prediction_saving_reads_the_kl_by_step():
+    # factor 0: KL 8 then 2, 2 -> 75% saved; factor 1: nothing predicted; factor 2: collapsed
+    step_kl = torch.tensor([[8.0, 4.0, 0.0], [2.0, 4.0, 0.0], [2.0, 4.0, 0.0]])
+    saving = prediction_saving(step_kl)
+    assert saving[:2].tolist() == pytest.approx([0.75, 0.0])
+    assert saving[2].isnan()
+    assert prediction_saving(step_kl[:1]).isnan().all()  # one frame: nothing to predict
 
 
 def test_filtering_with_means_gives_samples_equal_to_means():

@@ -52,7 +52,17 @@ def test_evaluate_writes_every_file_with_valid_images(evaluated):
     assert f"KL per factor per frame (nats; ~0 = a collapsed factor): {shown}" in (
         results["factored-s0"].output
     )
-    assert "KL per factor per frame, nats" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "KL per factor per frame, nats" in report
+    metrics = json.loads((out / "metrics.json").read_text())
+    saving = [f"{v:.2f}" for v in kl["prediction_saving"]]
+    floor = [f"{v:.2f}" for v in metrics["untrained"]["bound"]["prediction_saving"]]
+    assert len(saving) == 2 and len(kl["kl_per_step_per_factor"]) == SEQ_LEN
+    assert (
+        f"prediction saving per factor, 1 - KL(t>=2)/KL(t=1): {', '.join(saving)}   "
+        f"untrained {', '.join(floor)}"
+    ) in results["factored-s0"].output
+    assert f"1 − KL(t≥2)/KL(t=1) (≈0: nothing predicted) | [{', '.join(saving)}]" in report
     for name in [
         "metrics.json", "report.md", "summary.csv", "probe_r2.csv", "mutual_info.csv",
         "intervention.csv", "prediction.csv", "correlation.png", "mutual_info.png",

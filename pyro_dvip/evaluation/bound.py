@@ -17,6 +17,14 @@ Per-frame values divide the per-sequence value by the sequence length T.
 sequences and particles): a factor near 0 carries nothing (a collapsed factor, as when a digit
 is dropped). It needs no ground truth, so it applies to real video too; it does not show
 mixing (a factored run whose factors each held half of both digits had 4.14 and 4.90).
+
+``kl_per_step_per_factor`` (T lists of K) is the same KL by time step, and
+``prediction_saving`` (one per factor) is ``1 - mean_{t>=2} KL_t / KL_1``: the share of a
+factor's per-frame cost that its own past removes. At t = 1 the prior is N(0, I), so KL_1 is
+what a factor pays with nothing predicted; at t >= 2 it pays only what its transition failed
+to predict. Near 0 means the transition predicts nothing (the model is a per-frame VAE and
+nothing rewards independent factors); near 1 means the factor's future is almost free. It
+needs no ground truth. A factor with KL_1 near 0 (collapsed) gets NaN.
 """
 
 from __future__ import annotations
@@ -54,15 +62,15 @@ def held_out_bound(
     dvip.eval()
     N, T = frames.shape[:2]
     elbo = torch.zeros(particles, N)  # per particle, per sequence
-    factor_kl = 0.0  # (K,) summed over particles and sequences
+    step_kl = 0.0  # (T, K) summed over particles and sequences
     iw = torch.zeros(N)
     for start in range(0, N, batch_size):
         x = frames[start : start + batch_size]
         end = start + len(x)
         for p in range(particles):
-            recon, kl = factor_terms(*_traces(dvip, x), analytic_kl=True)  # (B,), (B, K)
-            elbo[p, start:end] = (recon - kl.sum(-1)).cpu()
-            factor_kl = factor_kl + kl.sum(0).cpu()
+            recon, kl = factor_terms(*_traces(dvip, x), analytic_kl=True, per_step=True)
+            elbo[p, start:end] = (recon - kl.sum((1, 2))).cpu()  # kl: (B, T, K)
+            step_kl = step_kl + kl.sum(0).cpu()
         log_w = torch.stack(
             [
                 torch.sub(*trace_terms(*_traces(dvip, x), analytic_kl=False))
@@ -88,5 +96,17 @@ def held_out_bound(
         "elbo_per_frame_se": se_seq / T,
         "iw_bound_per_sequence": iw.mean().item(),
         "iw_bound_per_frame": iw.mean().item() / T,
-        "kl_per_factor_per_frame": (factor_kl / (particles * N * T)).tolist(),
+        "kl_per_factor_per_frame": (step_kl.sum(0) / (particles * N * T)).tolist(),
+        "kl_per_step_per_factor": (step_kl / (particles * N)).tolist(),
+        "prediction_saving": prediction_saving(step_kl / (particles * N)).tolist(),
     }
+
+
+def prediction_saving(step_kl: torch.Tensor, collapsed: float = 1e-3) -> torch.Tensor:
+    """``1 - mean_{t>=2} KL_t / KL_1`` per factor from KL by step (T, K); NaN where KL_1 <
+    ``collapsed`` nats or T < 2 (see the module docstring)."""
+    if step_kl.shape[0] < 2:
+        return torch.full(step_kl.shape[1:], float("nan"))
+    first, later = step_kl[0], step_kl[1:].mean(0)
+    saving = 1 - later / first.clamp_min(collapsed)
+    return torch.where(first < collapsed, torch.full_like(saving, float("nan")), saving)

@@ -62,6 +62,13 @@ def summary_rows(m: dict) -> dict[str, str]:
         rows["KL per factor per frame, nats (≈0: a collapsed factor)"] = _list(
             b["kl_per_factor_per_frame"]
         )
+    if "kl_per_step_per_factor" in b:
+        rows["KL per step summed over factors, nats (t = 1..T)"] = ", ".join(
+            _f(sum(step), 1) for step in b["kl_per_step_per_factor"]
+        )
+        rows["prediction saving per factor, 1 − KL(t≥2)/KL(t=1) (≈0: nothing predicted)"] = (
+            _list(b["prediction_saving"])
+        )
     if applicable(a):
         rows.update({
             f"probe R² on {a['targets']} [factor, digit]": _matrix(a["r2"]),
