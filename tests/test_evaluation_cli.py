@@ -162,8 +162,28 @@ def test_compare_groups_seeds_and_shows_the_paper_row(evaluated, tmp_path):
     assert "entangled 1×6, 16px, obs var 0.25, speed 3.6, 2 steps (1 run)" in table
     assert "| paper: moving MNIST, two factors (2×20) | 4.61 | 0.75 | -2902 |" in table
     factored = next(line for line in table.splitlines() if "(2 runs)" in line)
-    assert factored.count(" ± ") == 9  # every column as mean ± sd
+    assert factored.count(" ± ") == 10  # every column as mean ± sd
     assert (tmp_path / "compare.csv").exists()
+    # seeds 0 and 1 were each measured on their own test sequences: the table says so
+    assert "**The runs were measured on different held-out sets**" in table
+    s0, s1 = runs["factored-s0"], runs["factored-s1"]
+    assert f"- Moving MNIST test sequences of seed 1: `{s1}`" in table
+    assert f"- Moving MNIST test sequences of seed 0: `{s0}`, `{runs['entangled']}`" in table
+
+
+def test_compare_names_a_common_held_out_set():
+    from pyro_dvip.evaluation.compare import _held_out_lines, held_out_sets
+
+    config = json.loads(make_config(**TINY).to_json())
+    common = {"config": config, "held_out": {"seed": 4, "notes": []}}
+    older = {"config": config}  # evaluated before the held-out set was recorded
+    assert _held_out_lines({Path("a"): common, Path("b"): common}) == [
+        "All runs were measured on the same held-out set: Moving MNIST test sequences of seed 4.",
+        "",
+    ]
+    sets = held_out_sets({Path("a"): common, Path("b"): older})
+    assert list(sets.values()) == [[Path("a")], [Path("b")]]
+    assert "unrecorded" in list(sets)[1]
 
 
 def test_command_line_defaults_are_the_library_defaults():

@@ -5,6 +5,11 @@ form one group, reported as mean ± sd over its runs (one run proves little: VAE
 vary with the seed). The paper's published Moving MNIST rows are a reference line; they used
 64x64 frames, sequences of 5 and 1,000 MI pairs, so only like-for-like runs compare directly.
 Video runs have no ground truth: their alignment columns read "n/a".
+
+ELBOs are comparable only on the same sequences: each Moving MNIST run is evaluated on the
+test sequences of its own seed unless ``dvip evaluate --held-out-seed`` chose others, and
+seeds' test sets alone move the ELBO by about a nat per frame. ``compare.md`` says which set
+each run was measured on, and warns when they differ (:func:`held_out_sets`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ COLUMNS = [
     ("cross MI (bits)", lambda m: m["mutual_info"]["cross"]),
     ("ELBO / frame", lambda m: m["bound"]["elbo_per_frame"]),
     ("IW bound / frame", lambda m: m["bound"]["iw_bound_per_frame"]),
+    # absent (n/a) from metrics written before it existed; NaN entries are collapsed factors
+    ("prediction saving", lambda m: _nanmean(m["bound"].get("prediction_saving"))),
     # None (shown "n/a") for a video run: no ground truth to probe or intervene against
     ("min matched R²", lambda m: m["alignment"].get("min_matched")),
     ("max leakage", lambda m: m["alignment"].get("max_leakage")),
@@ -62,6 +69,39 @@ def group_label(config: dict) -> str:
         f"{model}, {config['image_size']}px, obs var {config['obs_var']}, {data}, "
         f"{config['steps']} steps"
     )
+
+
+def _nanmean(values: list | None) -> float | None:
+    finite = [v for v in values or [] if v == v]
+    return float(np.mean(finite)) if finite else None
+
+
+def held_out_sets(evaluations: dict[Path, dict]) -> dict[str, list[Path]]:
+    """Which held-out sequences each run was measured on: description -> run directories."""
+    sets: dict[str, list[Path]] = {}
+    for run_dir, metrics in evaluations.items():
+        held_out = metrics.get("held_out", {})
+        if "seed" in held_out:
+            name = f"Moving MNIST test sequences of seed {held_out['seed']}"
+        else:
+            name = held_out.get("source", "unrecorded (evaluated before the set was recorded)")
+        sets.setdefault(name, []).append(run_dir)
+    return sets
+
+
+def _held_out_lines(evaluations: dict[Path, dict]) -> list[str]:
+    sets = held_out_sets(evaluations)
+    if len(sets) == 1:
+        return [f"All runs were measured on the same held-out set: {next(iter(sets))}.", ""]
+    lines = [
+        "**The runs were measured on different held-out sets**, so their ELBO and IW bound "
+        "differ by the sequences as well as by the models (about 1 nat per frame between two "
+        "seeds' test sets, docs/results.md). For a common set, evaluate every Moving MNIST run "
+        "with `dvip evaluate RUN --held-out-seed N` and compare again.",
+        "",
+    ]
+    lines += [f"- {name}: " + ", ".join(f"`{r}`" for r in dirs) for name, dirs in sets.items()]
+    return lines + [""]
 
 
 def _cell(values: list) -> str:
@@ -154,8 +194,11 @@ def compare(run_dirs: list[str | Path], out: str | Path) -> dict:
         "leakage) and the intervention test (smallest share of a matched factor's change in its "
         "digit's channel). n/a: not applicable, the run is on real video, which has no "
         "ground truth (object positions, a colour channel per object) for the alignment "
-        "columns. The paper's rows are Moving MNIST, 64×64, sequences of 5, 1,000 MI pairs.",
+        "columns. Prediction saving: 1 − KL(t≥2)/KL(t=1), the share of a frame's KL that the "
+        "factors' own transitions remove, averaged over factors (≈0: nothing predicted). "
+        "The paper's rows are Moving MNIST, 64×64, sequences of 5, 1,000 MI pairs.",
         "",
+        *_held_out_lines(evaluations),
         "| model | " + " | ".join(c for c, _ in COLUMNS) + " |",
         "|---" * (len(COLUMNS) + 1) + "|",
     ]
