@@ -8,7 +8,9 @@ intervention or generations), so it can follow a run every 2,000 steps.
 
 Writes the figure and, beside it, a CSV with one row per checkpoint (and one per run for its
 untrained floor, step 0): the probe matrix R²[factor, digit], the whole-latent R², the smallest
-matched R², the largest leakage and the mean gap. A one-factor (entangled) run is probed on its
+matched R², the largest leakage, the mean gap, and the prediction saving per factor
+(1 − KL(t≥2)/KL(t=1), from ``held_out_bound`` on the first 128 of the sequences, 4 posterior
+samples, as in `dvip evaluate`): whether the transitions have started to predict. A one-factor (entangled) run is probed on its
 most favourable of 20 random splits into groups of the config's factor size, as in
 `dvip evaluate`. Training time is the `seconds` column of the run's metrics.csv at the
 checkpoint's step (the step logged closest to it).
@@ -31,11 +33,13 @@ from pyro_dvip.evaluation.alignment import (
     best_probe_partition,
     ground_truth_targets,
 )
+from pyro_dvip.evaluation.bound import held_out_bound
 from pyro_dvip.evaluation.mutual_info import contiguous_groups
 from pyro_dvip.evaluation.posterior import filter_sequences, held_out_sequences
 from pyro_dvip.train import build_model, load
 
 POSITION = slice(0, 2)  # the headline probe of `dvip evaluate`: each digit's (x, y)
+BOUND_SEQUENCES, PARTICLES = 128, 4  # the `dvip evaluate` defaults for the bound
 
 
 def probe_model(dvip, config: TrainConfig, data, partitions: int, seed: int) -> dict:
@@ -49,12 +53,18 @@ def probe_model(dvip, config: TrainConfig, data, partitions: int, seed: int) -> 
     else:
         _, r2, _ = best_probe_partition(probe, dvip.z_dim, config.factor_dim, partitions, seed)
     summary = alignment_summary(r2)
+    torch.manual_seed(seed)
+    bound = held_out_bound(dvip, data.frames[:BOUND_SEQUENCES], particles=PARTICLES, iw_samples=1)
+    saving = [round(v, 4) for v in bound["prediction_saving"]]
+    finite = [v for v in saving if v == v]
     return {
         "r2": np.round(r2, 4).tolist(),
         "whole_r2": np.round(probe.whole(), 4).tolist(),
         "min_matched": summary["min_matched"],
         "max_leakage": summary["max_leakage"],
         "mean_gap": summary["mean_gap"],
+        "prediction_saving": saving,
+        "mean_prediction_saving": float(np.mean(finite)) if finite else float("nan"),
     }
 
 
@@ -100,7 +110,8 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, (ax, lower) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True,
+                                    gridspec_kw={"height_ratios": [2, 1]})  # fmt: skip
     floors = [r for r in rows if r["floor"]]
     top = max(max(r["min_matched"], r["max_leakage"]) for r in floors)
     ax.axhspan(min(0.0, min(r["max_leakage"] for r in floors)), top, color="0.85",
@@ -114,7 +125,15 @@ def plot(rows: list[dict], path: Path) -> None:
                 label=f"{label}: smallest matched R²")  # fmt: skip
         ax.plot(x, [r["max_leakage"] for r in trained], "--x", color=colour,
                 label=f"{label}: largest leakage")  # fmt: skip
-    ax.set_xlabel("training time (minutes; steps where no time was logged)")
+        lower.plot(x, [r["mean_prediction_saving"] for r in trained], "-o", color=colour,
+                   label=label)  # fmt: skip
+    lower.axhline(0, color="0.5", lw=0.8)
+    floor_text = ", ".join(f"{r['mean_prediction_saving']:.2f}" for r in floors)
+    lower.set_title(f"untrained floor: {floor_text} (below the axis)", fontsize=8)
+    lower.set_ylabel("prediction saving\n1 − KL(t≥2)/KL(t=1)")
+    lower.set_ylim(min(-0.05, lower.get_ylim()[0]), 1.0)
+    lower.grid(alpha=0.3)
+    lower.set_xlabel("training time (minutes; steps where no time was logged)")
     ax.set_ylabel("held-out position-probe R²")
     ax.set_ylim(-0.05, 1.0)
     ax.legend(fontsize=7, loc="lower right")

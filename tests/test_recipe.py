@@ -137,6 +137,9 @@ def test_alignment_curve_probes_every_checkpoint_beside_the_floor(tmp_path):
         r2 = json.loads(row["r2"])
         assert len(r2) == 2 and len(r2[0]) == 2  # [factor, digit]
         assert float(row["max_leakage"]) <= 1.0
+        saving = json.loads(row["prediction_saving"])
+        assert len(saving) == 2 and all(v <= 1.0 for v in saving)
+        assert float(row["mean_prediction_saving"]) == pytest.approx(sum(saving) / 2, abs=1e-3)
     assert figure.stat().st_size > 0
     missing = subprocess.run(
         [sys.executable, ROOT / "examples" / "alignment_curve.py", tmp_path, "--out", figure],
