@@ -10,10 +10,10 @@ Writes the figure and, beside it, a CSV with one row per checkpoint (and one per
 untrained floor, step 0): the probe matrix R²[factor, digit], the whole-latent R², the smallest
 matched R², the largest leakage, the mean gap, and the prediction saving per factor
 (1 − KL(t≥2)/KL(t=1), from ``held_out_bound`` on the first 128 of the sequences, 4 posterior
-samples, as in `dvip evaluate`): whether the transitions have started to predict. A one-factor (entangled) run is probed on its
-most favourable of 20 random splits into groups of the config's factor size, as in
-`dvip evaluate`. Training time is the `seconds` column of the run's metrics.csv at the
-checkpoint's step (the step logged closest to it).
+samples, as in `dvip evaluate`): whether the transitions have started to predict. A
+one-factor (entangled) run is probed on its most favourable of 20 random splits into groups
+of the config's factor size, as in `dvip evaluate`. Training time is the `seconds` column of
+the run's metrics.csv at the checkpoint's step (the step logged closest to it).
 """
 
 from __future__ import annotations

@@ -66,8 +66,8 @@ def summary_rows(m: dict) -> dict[str, str]:
         rows["KL per step summed over factors, nats (t = 1..T)"] = ", ".join(
             _f(sum(step), 1) for step in b["kl_per_step_per_factor"]
         )
-        rows["prediction saving per factor, 1 − KL(t≥2)/KL(t=1) (≈0: nothing predicted)"] = (
-            _list(b["prediction_saving"])
+        rows["prediction saving per factor, 1 − KL(t≥2)/KL(t=1) (≈0: nothing predicted)"] = _list(
+            b["prediction_saving"]
         )
     if applicable(a):
         rows.update({
