@@ -6,7 +6,7 @@ import torch
 
 from pyro_dvip import DVIP
 from pyro_dvip.evaluation.bound import _traces, held_out_bound, prediction_saving
-from pyro_dvip.evaluation.posterior import filter_sequences
+from pyro_dvip.evaluation.posterior import active_units, filter_sequences
 from pyro_dvip.evaluation.prediction import frame_scores, prediction_scores, ssim
 from pyro_dvip.objective import factor_terms
 
@@ -68,6 +68,20 @@ def test_filtering_with_means_gives_samples_equal_to_means():
     assert torch.equal(posterior.samples, posterior.means)
     sampled = filter_sequences(tiny_model(), torch.rand(2, 4, 3, 16, 16))
     assert not torch.equal(sampled.samples, sampled.means)
+
+
+def test_active_units_counts_units_whose_posterior_mean_varies():
+    g = torch.Generator().manual_seed(0)
+    means = torch.zeros(50, 4, 2, 3)  # (N, T, K, d)
+    means[..., 0, 0] = torch.randn(50, 4, generator=g)  # variance ~1: active
+    means[..., 0, 1] = 0.05 * torch.randn(50, 4, generator=g)  # variance ~0.0025: not
+    means[..., 1, 2] = 0.5 * torch.randn(50, 4, generator=g) + 3.0  # an offset does not count
+    units = active_units(means)
+    assert units["per_factor"] == [1, 1]
+    variance = torch.tensor(units["unit_variance"])
+    assert variance.shape == (2, 3)
+    assert variance[1, 2] == pytest.approx(means[..., 1, 2].var(unbiased=False).item())
+    assert active_units(means, threshold=1e-4)["per_factor"] == [2, 1]
 
 
 def test_ssim_is_one_for_identical_images_and_low_for_unrelated_ones():

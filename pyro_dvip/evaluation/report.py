@@ -69,6 +69,11 @@ def summary_rows(m: dict) -> dict[str, str]:
         rows["prediction saving per factor, 1 − KL(t≥2)/KL(t=1) (≈0: nothing predicted)"] = _list(
             b["prediction_saving"]
         )
+    if "active_units" in m:  # absent from metrics written before it existed
+        units = m["active_units"]
+        rows[f"active units per factor (Var of posterior mean > {units['threshold']:g})"] = (
+            ", ".join(str(n) for n in units["per_factor"])
+        )
     if applicable(a):
         rows.update({
             f"probe R² on {a['targets']} [factor, digit]": _matrix(a["r2"]),
