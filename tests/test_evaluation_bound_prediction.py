@@ -1,12 +1,13 @@
 import math
 
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 
 from pyro_dvip import DVIP
-from pyro_dvip.evaluation.bound import _traces, held_out_bound, prediction_saving
-from pyro_dvip.evaluation.posterior import active_units, filter_sequences
+from pyro_dvip.evaluation.bound import _traces, held_out_bound, prediction_saving, unit_kl
+from pyro_dvip.evaluation.posterior import filter_sequences
 from pyro_dvip.evaluation.prediction import frame_scores, prediction_scores, ssim
 from pyro_dvip.objective import factor_terms
 
@@ -70,18 +71,30 @@ def test_filtering_with_means_gives_samples_equal_to_means():
     assert not torch.equal(sampled.samples, sampled.means)
 
 
-def test_active_units_counts_units_whose_posterior_mean_varies():
-    g = torch.Generator().manual_seed(0)
-    means = torch.zeros(50, 4, 2, 3)  # (N, T, K, d)
-    means[..., 0, 0] = torch.randn(50, 4, generator=g)  # variance ~1: active
-    means[..., 0, 1] = 0.05 * torch.randn(50, 4, generator=g)  # variance ~0.0025: not
-    means[..., 1, 2] = 0.5 * torch.randn(50, 4, generator=g) + 3.0  # an offset does not count
-    units = active_units(means)
-    assert units["per_factor"] == [1, 1]
-    variance = torch.tensor(units["unit_variance"])
-    assert variance.shape == (2, 3)
-    assert variance[1, 2] == pytest.approx(means[..., 1, 2].var(unbiased=False).item())
-    assert active_units(means, threshold=1e-4)["per_factor"] == [2, 1]
+def test_active_units_count_the_units_that_cost_kl():
+    dvip, frames = tiny_model(), torch.rand(5, 3, 3, 16, 16)
+    pyro.set_rng_seed(3)
+    bound = held_out_bound(dvip, frames, particles=2, iw_samples=1)
+    per_unit = torch.tensor(bound["kl_per_unit_per_frame"])  # (K, d)
+    assert per_unit.shape == (2, 3)
+    assert per_unit.sum(-1).tolist() == pytest.approx(bound["kl_per_factor_per_frame"], rel=1e-4)
+    assert bound["active_units"] == (per_unit > bound["active_nats"]).sum(-1).tolist()
+    # a unit whose posterior is its prior at every step costs nothing and is not counted
+    with torch.no_grad():
+        traces = _traces(dvip, frames)
+        kl = unit_kl(*traces)
+    assert kl.shape == (5, 2, 3) and (kl >= 0).all()
+
+
+def test_active_units_are_absent_for_a_prior_without_a_per_unit_kl():
+    class Trace:
+        def __init__(self, fn):
+            self.nodes = {"z_1": {"type": "sample", "is_observed": False, "fn": fn, "value": None}}
+
+    q = dist.Normal(torch.zeros(4, 2, 3), 1.0)
+    p = dist.StudentT(3.0, torch.zeros(4, 2, 3), 1.0)  # no registered KL(Normal || StudentT)
+    assert unit_kl(Trace(p), Trace(q)) is None
+    assert unit_kl(Trace(dist.Normal(0.5, torch.ones(4, 2, 3))), Trace(q)).shape == (4, 2, 3)
 
 
 def test_ssim_is_one_for_identical_images_and_low_for_unrelated_ones():

@@ -63,9 +63,10 @@ def test_evaluate_writes_every_file_with_valid_images(evaluated):
         f"untrained {', '.join(floor)}"
     ) in results["factored-s0"].output
     assert f"1 − KL(t≥2)/KL(t=1) (≈0: nothing predicted) | [{', '.join(saving)}]" in report
-    active = metrics["trained"]["active_units"]["per_factor"]
+    active = kl["active_units"]
     assert len(active) == 2 and all(0 <= n <= 3 for n in active)  # 2 factors of 3 units
-    assert f"| active units per factor (Var of posterior mean > 0.01) | {active[0]}, " in report
+    row = f"| active units per factor (KL > 0.05 nats per frame) | {active[0]}, {active[1]} |"
+    assert row in report
     for name in [
         "metrics.json", "report.md", "summary.csv", "probe_r2.csv", "mutual_info.csv",
         "intervention.csv", "prediction.csv", "correlation.png", "mutual_info.png",

@@ -25,6 +25,13 @@ what a factor pays with nothing predicted; at t >= 2 it pays only what its trans
 to predict. Near 0 means the transition predicts nothing (the model is a per-frame VAE and
 nothing rewards independent factors); near 1 means the factor's future is almost free. It
 needs no ground truth. A factor with KL_1 near 0 (collapsed) gets NaN.
+
+``kl_per_unit_per_frame`` (K lists of d) is the analytic KL of each latent unit, nats per
+frame, and ``active_units`` counts per factor the units above ``ACTIVE_NATS``: a unit that
+costs no KL tells the decoder nothing about the frames. (Burda et al.'s test, the variance of
+the posterior mean across inputs, miscounts in this model: on an unused unit the filter's mean
+follows the prior's, which follows the sampled z_{t-1}, so it varies with no information.)
+Both are absent (None) for a user prior whose KL torch.distributions cannot compute per unit.
 """
 
 from __future__ import annotations
@@ -33,9 +40,34 @@ import math
 
 import torch
 from pyro import poutine
+from torch.distributions import kl_divergence
 
 from ..model import DVIP
-from ..objective import factor_terms, trace_terms
+from ..objective import factor_terms, latent_sites, trace_terms
+
+ACTIVE_NATS = 0.05  # a unit costing less KL than this per frame carries (almost) nothing
+
+
+def _base(d):
+    while hasattr(d, "base_dist"):  # Independent / masked wrappers around the Normal
+        d = d.base_dist
+    return d
+
+
+def unit_kl(model_trace, guide_trace) -> torch.Tensor | None:
+    """Analytic KL of every latent unit summed over steps, (B, K, d); None where
+    torch.distributions has no per-unit KL for the prior (a user prior)."""
+    total = 0.0
+    for name in latent_sites(guide_trace):
+        q, p = _base(guide_trace.nodes[name]["fn"]), _base(model_trace.nodes[name]["fn"])
+        try:
+            kl = kl_divergence(q, p)
+        except NotImplementedError:
+            return None
+        if kl.dim() != 3:  # not one value per unit: a prior with its own event structure
+            return None
+        total = total + kl
+    return total
 
 
 def _traces(dvip: DVIP, x: torch.Tensor):
@@ -63,12 +95,16 @@ def held_out_bound(
     N, T = frames.shape[:2]
     elbo = torch.zeros(particles, N)  # per particle, per sequence
     step_kl = 0.0  # (T, K) summed over particles and sequences
+    units: torch.Tensor | None = torch.zeros(())  # (K, d) summed likewise; None: unavailable
     iw = torch.zeros(N)
     for start in range(0, N, batch_size):
         x = frames[start : start + batch_size]
         end = start + len(x)
         for p in range(particles):
-            recon, kl = factor_terms(*_traces(dvip, x), analytic_kl=True, per_step=True)
+            traces = _traces(dvip, x)
+            recon, kl = factor_terms(*traces, analytic_kl=True, per_step=True)
+            per_unit = unit_kl(*traces) if units is not None else None
+            units = None if per_unit is None else units + per_unit.sum(0).cpu()
             elbo[p, start:end] = (recon - kl.sum((1, 2))).cpu()  # kl: (B, T, K)
             step_kl = step_kl + kl.sum(0).cpu()
         log_w = torch.stack(
@@ -99,6 +135,17 @@ def held_out_bound(
         "kl_per_factor_per_frame": (step_kl.sum(0) / (particles * N * T)).tolist(),
         "kl_per_step_per_factor": (step_kl / (particles * N)).tolist(),
         "prediction_saving": prediction_saving(step_kl / (particles * N)).tolist(),
+        **_active(None if units is None else units / (particles * N * T)),
+    }
+
+
+def _active(per_unit: torch.Tensor | None) -> dict:
+    if per_unit is None:
+        return {"kl_per_unit_per_frame": None, "active_units": None}
+    return {
+        "kl_per_unit_per_frame": per_unit.tolist(),
+        "active_units": (per_unit > ACTIVE_NATS).sum(-1).tolist(),
+        "active_nats": ACTIVE_NATS,
     }
 
 

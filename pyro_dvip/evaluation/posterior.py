@@ -114,23 +114,3 @@ def held_out_video(config: TrainConfig, num_sequences: int) -> VideoSequences:
 def consecutive_pairs(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(z_t, z_{t+1}) pairs from latents (N, T, D): two (N (T - 1), D) tensors."""
     return z[:, :-1].flatten(0, 1), z[:, 1:].flatten(0, 1)
-
-
-ACTIVE_THRESHOLD = 0.01  # Burda et al. (2016): a unit is active if Var_x E_q[z_u] exceeds it
-
-
-def active_units(means: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> dict:
-    """Which latent units carry information, from posterior means (N, T, K, d).
-
-    A unit is active when its posterior mean varies across frames, Var_{n,t} E[z_u | x] >
-    ``threshold`` (Burda et al. 2016); an inactive unit's posterior is the same for every frame,
-    so it tells the decoder nothing. Returns the count per factor and every unit's variance,
-    factor by factor. A factor with 0 active units has collapsed; a factor with two or three
-    on Moving MNIST holds positions but no velocity.
-    """
-    variance = means.flatten(0, 1).var(0, unbiased=False)  # (K, d)
-    return {
-        "threshold": threshold,
-        "per_factor": (variance > threshold).sum(-1).tolist(),
-        "unit_variance": variance.tolist(),
-    }

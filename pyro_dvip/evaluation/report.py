@@ -69,10 +69,9 @@ def summary_rows(m: dict) -> dict[str, str]:
         rows["prediction saving per factor, 1 − KL(t≥2)/KL(t=1) (≈0: nothing predicted)"] = _list(
             b["prediction_saving"]
         )
-    if "active_units" in m:  # absent from metrics written before it existed
-        units = m["active_units"]
-        rows[f"active units per factor (Var of posterior mean > {units['threshold']:g})"] = (
-            ", ".join(str(n) for n in units["per_factor"])
+    if b.get("active_units") is not None:  # absent from older metrics and for user priors
+        rows[f"active units per factor (KL > {b['active_nats']:g} nats per frame)"] = ", ".join(
+            str(n) for n in b["active_units"]
         )
     if applicable(a):
         rows.update({

@@ -45,13 +45,7 @@ from .generations import (
     save_grid,
 )
 from .mutual_info import best_partition, contiguous_groups, factor_mi
-from .posterior import (
-    active_units,
-    consecutive_pairs,
-    filter_sequences,
-    held_out_sequences,
-    held_out_video,
-)
+from .posterior import consecutive_pairs, filter_sequences, held_out_sequences, held_out_video
 from .prediction import prediction_scores
 from .report import write_report
 
@@ -170,7 +164,6 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
     arrays: dict = {}
 
     posterior = filter_sequences(dvip, frames, options.batch_size)
-    metrics["active_units"] = active_units(posterior.means.cpu())
     z_t, z_next = (p.cpu().numpy() for p in consecutive_pairs(posterior.flat("samples")))
     if len(z_t) < options.samples:
         raise ValueError(f"samples: only {len(z_t)} pairs available, asked for {options.samples}")
