@@ -110,7 +110,7 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax, lower) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True,
+    fig, (ax, lower) = plt.subplots(2, 1, figsize=(9.5, 6.5), sharex=True,
                                     gridspec_kw={"height_ratios": [2, 1]})  # fmt: skip
     floors = [r for r in rows if r["floor"]]
     top = max(max(r["min_matched"], r["max_leakage"]) for r in floors)
@@ -136,7 +136,7 @@ def plot(rows: list[dict], path: Path) -> None:
     lower.set_xlabel("training time (minutes; steps where no time was logged)")
     ax.set_ylabel("held-out position-probe R²")
     ax.set_ylim(-0.05, 1.0)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the curves
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
