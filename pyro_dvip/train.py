@@ -368,20 +368,111 @@ def train(
         distributed.teardown(context)
 
 
+class _Interval:
+    """The objective summed over the steps since the last log row, kept on the device (no host
+    sync a step), and the training time those steps took (pauses for logging excluded)."""
+
+    def __init__(self, device: torch.device, objective_sum: float = 0.0, steps: int = 0):
+        self.objective_sum = torch.tensor(float(objective_sum), device=device)
+        self.steps = int(steps)
+        self.start = time.perf_counter()
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.objective_sum += loss.detach()
+        self.steps += 1
+
+    def state(self) -> dict:
+        """For the checkpoint: a resumed run's first log row averages the same steps."""
+        return {"objective_sum": self.objective_sum.item(), "interval_steps": self.steps}
+
+    def take(self) -> tuple[float, int, float]:
+        """(objective sum, steps, seconds) since the last take; a new interval starts."""
+        totals = (self.objective_sum.item(), self.steps, time.perf_counter() - self.start)
+        self.objective_sum.zero_()
+        self.steps = 0
+        self.start = time.perf_counter()
+        return totals
+
+    @contextmanager
+    def paused(self):
+        """Logging, test ELBO and checkpoints inside are not training time."""
+        paused_at = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.start += time.perf_counter() - max(paused_at, self.start)
+
+
+def _guarded_step(
+    step_loss, optimizer, dvip: DVIP, x: torch.Tensor, kl_scale: float, lr: float,
+    with_terms: bool, context: distributed.Context, device: torch.device,
+) -> tuple[torch.Tensor | None, tuple | None]:  # fmt: skip
+    """One SVI step, or none at all if the loss or a gradient is not finite on any rank: the
+    parameters, Adam's moments and BatchNorm's running statistics are then left as they were.
+    Returns (loss, (recon, kl) or None); the loss is None for a skipped step."""
+    buffers = list(dvip.buffers())
+    saved_buffers = [b.clone() for b in buffers]  # BatchNorm statistics, small
+    terms = None
+    if with_terms:
+        loss, *terms = step_loss(x, kl_scale, with_terms=True)
+    else:
+        loss = step_loss(x, kl_scale)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.get_total_norm(
+        p.grad for p in dvip.parameters() if p.grad is not None
+    )
+    finite = bool(torch.isfinite(loss.detach() + grad_norm))  # one host sync a step
+    if distributed.any_rank(not finite, context, device):
+        for buffer, saved in zip(buffers, saved_buffers):
+            buffer.copy_(saved)  # a bad batch must not poison the running stats
+        return None, terms
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.step()
+    return loss, terms
+
+
+def _log_row(interval: _Interval, recon, kl, config: TrainConfig, metrics) -> dict:
+    """The training columns of a log row: per-frame bound of this step, mean objective and
+    speed since the last row, and the training seconds so far."""
+    objective_sum, steps, elapsed = interval.take()
+    T = config.seq_len
+    row = dict(
+        elbo=(recon - kl).mean().item() / T,
+        recon=recon.mean().item() / T,
+        kl=kl.mean().item() / T,
+        objective_avg=-objective_sum / (max(steps, 1) * T),
+        frames_per_s=round(steps * config.batch_size * T / elapsed, 1),
+    )
+    if metrics is not None:
+        metrics.seconds += elapsed
+        row["seconds"] = round(metrics.seconds, 3)
+    return row
+
+
+def _restore(state: dict, dvip: DVIP, optimizer, stream, context) -> dict:
+    """Load a checkpoint into the model, optimizer, data stream and RNGs; the loop's counters."""
+    dvip.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    stream.load_state_dict(_for_rank(state["data"], context, "data stream"))
+    set_rng_state(_for_rank(state["rng"], context, "random state"))
+    return state.get("loop", {})
+
+
 def _train(config, run_dir, found, context, device_name, progress, last_step) -> TrainResult:
     pyro.set_rng_seed(config.seed)  # the same initial weights on every rank
     device = resolve_device(device_name)
     dvip = build_model(config).to(device)
-    objective = NegELBO(dvip, config.elbo, config.free_bits)
     optimizer = torch.optim.Adam(dvip.parameters(), lr=config.lr)
     stream_seed = config.seed + RANK_SEED_STRIDE * context.rank
     stream, test_frames = make_data(config, device, stream_seed)
     if context.rank > 0:
         torch.manual_seed(stream_seed)  # each rank its own posterior noise
-    step_loss = objective
+    step_loss = NegELBO(dvip, config.elbo, config.free_bits)
     if context.active:
         step_loss = torch.nn.parallel.DistributedDataParallel(
-            objective,
+            step_loss,
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=config.seq_len == 1,  # T = 1 never calls the transition
         )
@@ -394,15 +485,12 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
     loop = {"objective_sum": 0.0, "interval_steps": 0, "skipped": 0, "bad_in_row": 0}
     if found is not None:
         path, state = found
-        dvip.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        stream.load_state_dict(_for_rank(state["data"], context, "data stream"))
-        set_rng_state(_for_rank(state["rng"], context, "random state"))
-        loop.update(state.get("loop", {}))
+        loop.update(_restore(state, dvip, optimizer, stream, context))
         start_step = state["step"]
         log.info("resuming from %s (step %d)", path, start_step)
     if context.is_main:
         atomic_write_text(run_dir / "config.json", config.to_json())
+    interval = _Interval(device, loop.pop("objective_sum"), loop.pop("interval_steps"))
 
     def checkpoint(step: int) -> Path | None:
         """Every rank's RNG and stream state go into rank 0's checkpoint."""
@@ -410,26 +498,15 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
         data_states = distributed.gather(stream.state_dict(), context)
         if not context.is_main:
             return None
-        loop_state = {
-            **loop,
-            "objective_sum": objective_sum.item(),
-            "interval_steps": interval_steps,
-        }
         return save_checkpoint(
             run_dir, step, dvip, optimizer,
             data_states if context.active else data_states[0],
-            config.keep_checkpoints, loop=loop_state,
+            config.keep_checkpoints, loop={**loop, **interval.state()},
             rng=rng_states if context.active else rng_states[0],
         )  # fmt: skip
 
     metrics = _MetricsLog(run_dir, start_step, last_step, progress) if context.is_main else None
-    frames_per_step = config.batch_size * config.seq_len
     dvip.train()
-    buffers = list(dvip.buffers())
-    # Summed on the device: no host sync for logging between log steps.
-    objective_sum = torch.tensor(float(loop["objective_sum"]), device=device)
-    interval_steps = int(loop["interval_steps"])
-    interval_start = time.perf_counter()
     last_checkpoint = found[0] if found else None
     try:
         # Without argument validation a NaN reaches the loss (and the step is skipped)
@@ -437,22 +514,13 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
         with _deferred_stop_signals() as stop, pyro.validation_enabled(False):
             for step in range(start_step + 1, last_step + 1):
                 x = stream.sample(local_batch).frames  # (B, T, C, H, W), on device
-                saved_buffers = [b.clone() for b in buffers]  # BatchNorm statistics, small
                 kl_scale = kl_scale_at(step, config.kl_anneal)
                 log_now = step % config.log_every == 0 or step == last_step
-                if log_now:
-                    loss, recon, kl = step_loss(x, kl_scale, with_terms=True)
-                else:
-                    loss = step_loss(x, kl_scale)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.get_total_norm(
-                    p.grad for p in dvip.parameters() if p.grad is not None
-                )
-                finite = bool(torch.isfinite(loss.detach() + grad_norm))  # one host sync a step
-                if distributed.any_rank(not finite, context, device):
-                    for buffer, saved in zip(buffers, saved_buffers):
-                        buffer.copy_(saved)  # a bad batch must not poison the running stats
+                loss, terms = _guarded_step(
+                    step_loss, optimizer, dvip, x, kl_scale, lr_at(step, config), log_now,
+                    context, device,
+                )  # fmt: skip
+                if loss is None:
                     loop["skipped"] += 1
                     loop["bad_in_row"] += 1
                     log.warning("step %d: non-finite loss or gradients, step skipped", step)
@@ -463,44 +531,23 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
                             f"checkpoint: {last_checkpoint or 'none'}"
                         )
                 else:
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr_at(step, config)
-                    optimizer.step()
-                    objective_sum += loss.detach()
-                    interval_steps += 1
+                    interval.add(loss)
                     loop["bad_in_row"] = 0
                 if metrics is not None and metrics.bar is not None:
                     metrics.bar.update(1)
 
                 checkpoint_now = step % config.checkpoint_every == 0 or step == last_step
                 if log_now or checkpoint_now:
-                    paused_at = time.perf_counter()  # logging and checkpoints are not training time
-                    row = {"step": step, "kl_scale": kl_scale, "skipped_steps": loop["skipped"]}
-                    if log_now:
-                        elapsed = paused_at - interval_start
-                        row.update(
-                            elbo=(recon - kl).mean().item() / config.seq_len,
-                            recon=recon.mean().item() / config.seq_len,
-                            kl=kl.mean().item() / config.seq_len,
-                            objective_avg=-objective_sum.item()
-                            / (max(interval_steps, 1) * config.seq_len),
-                            frames_per_s=round(interval_steps * frames_per_step / elapsed, 1),
-                        )
+                    with interval.paused():
+                        row = {"step": step, "kl_scale": kl_scale, "skipped_steps": loop["skipped"]}
+                        if log_now:
+                            row.update(_log_row(interval, *terms, config, metrics))
+                        if checkpoint_now:
+                            if context.is_main:
+                                row["test_elbo"] = test_elbo(dvip, test_frames, config.batch_size)
+                            last_checkpoint = checkpoint(step)
                         if metrics is not None:
-                            metrics.seconds += elapsed
-                            row["seconds"] = round(metrics.seconds, 3)
-                        objective_sum.zero_()
-                        interval_steps = 0
-                    if checkpoint_now:
-                        if context.is_main:
-                            row["test_elbo"] = test_elbo(dvip, test_frames, config.batch_size)
-                        last_checkpoint = checkpoint(step)
-                    if metrics is not None:
-                        metrics.write(row)
-                    if log_now:
-                        interval_start = time.perf_counter()
-                    else:
-                        interval_start += time.perf_counter() - paused_at
+                            metrics.write(row)
                 if distributed.any_rank(stop.signum is not None, context, device):
                     signum = stop.signum or signal.SIGTERM
                     last_checkpoint = checkpoint(step)
