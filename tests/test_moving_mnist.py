@@ -156,6 +156,17 @@ def test_same_seed_gives_identical_batches_and_different_seed_differs(train_digi
     assert not torch.equal(first.frames, other.frames)
 
 
+def test_trajectories_are_samples_motion_and_advance_the_stream_alike(train_digits):
+    drawn = MovingMNIST(*train_digits, arena="circle", seed=3)
+    moved = MovingMNIST(*train_digits, arena="circle", seed=3)
+    for batch_size in (4, 6):
+        batch = drawn.sample(batch_size)
+        positions, velocities = moved.trajectories(batch_size)
+        assert positions.shape == (batch_size, 5, 2, 2)
+        assert torch.equal(positions, batch.positions)
+        assert torch.equal(velocities, batch.velocities)
+
+
 def test_state_dict_resumes_the_exact_stream(train_digits):
     generator = MovingMNIST(*train_digits, seed=9)
     generator.sample(3)

@@ -183,6 +183,21 @@ class MovingMNIST:
 
     def sample(self, batch_size: int) -> MovingMNISTBatch:
         """Generate ``batch_size`` new sequences (advances the random stream)."""
+        which, positions, velocities = self._draw(batch_size)
+        frames = self._render(positions, which)
+        return MovingMNISTBatch(
+            frames=frames, positions=positions, velocities=velocities, labels=self._labels[which]
+        )
+
+    def trajectories(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The motion of ``batch_size`` new sequences without drawing them: positions and
+        velocities ``(B, T, N, 2)`` as in ``sample`` (the same random draws, so the stream
+        advances exactly as ``sample`` would)."""
+        _, positions, velocities = self._draw(batch_size)
+        return positions, velocities
+
+    def _draw(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Digit indices (B, N), positions and velocities (B, T, N, 2)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         B, T, N = batch_size, self.seq_len, self.num_digits
@@ -203,11 +218,7 @@ class MovingMNIST:
         for t in range(1, T):
             position, velocity = step(position + velocity, velocity, limit)
             positions[:, t], velocities[:, t] = position, velocity
-
-        frames = self._render(positions, which)
-        return MovingMNISTBatch(
-            frames=frames, positions=positions, velocities=velocities, labels=self._labels[which]
-        )
+        return which, positions, velocities
 
     @staticmethod
     def _box_step(position, velocity, limit: float):
