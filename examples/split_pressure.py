@@ -80,13 +80,20 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.sequences < 2:
+        parser.error(f"--sequences must be at least 2, got {args.sequences}")
+    if args.seq_len < 2:
+        parser.error(f"--seq-len must be at least 2 (a next step to predict), got {args.seq_len}")
     print("arena   NLL of dx: own / (x, y)   NLL of dy: own / (x, y)   object split saves"
           "   shuffled control")  # fmt: skip
     for arena in ARENAS:
-        r = split_pressure(
-            arena, image_size=args.image_size, speed=args.speed, seq_len=args.seq_len,
-            sequences=args.sequences, seed=args.seed,
-        )  # fmt: skip
+        try:
+            r = split_pressure(
+                arena, image_size=args.image_size, speed=args.speed, seq_len=args.seq_len,
+                sequences=args.sequences, seed=args.seed,
+            )  # fmt: skip
+        except ValueError as e:  # the generator names the bad setting
+            parser.error(str(e))
         print(
             f"{arena:7s} {r['nll_x_own']:8.3f} / {r['nll_x_both']:.3f}     "
             f"{r['nll_y_own']:8.3f} / {r['nll_y_both']:.3f}     "
