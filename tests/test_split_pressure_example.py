@@ -1,4 +1,6 @@
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,3 +36,20 @@ def test_gaussian_nll_uses_each_cells_own_variance(example):
     cell = np.array([0, 0, 1, 1])  # variances 2 and 0 (floored at 1e-6)
     expected = 0.5 * (0.5 * np.log(2 * np.pi * np.e * 2.0) + 0.5 * np.log(2 * np.pi * np.e * 1e-6))
     assert example.gaussian_nll(target, cell) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seq-len", "1"], "--seq-len must be at least 2"),
+        (["--sequences", "0"], "--sequences must be at least 2"),
+        (["--speed", "-1"], "speed must be non-negative"),
+    ],
+)
+def test_bad_options_get_a_one_line_error_naming_them(args, message):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "split_pressure.py"), *args],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
