@@ -126,6 +126,14 @@ def _option_error(message: str) -> click.BadParameter:
     help="What the headline probes decode from each factor (every set is also reported).",
 )
 @click.option(
+    "--probe",
+    type=click.Choice(["ridge", "mlp"]),
+    default="ridge",
+    show_default=True,
+    help="What every probe fits: ridge (linear) or an MLP, which also reads a digit coded "
+    "non-linearly; judge either only against its own untrained floor (an MLP's is higher).",
+)
+@click.option(
     "--held-out-seed",
     type=int,
     help="Moving MNIST: measure on the test sequences of a run with this seed instead of this "
@@ -183,7 +191,8 @@ def evaluate(run_dir: Path, out: Path | None, samples: int, seed: int, **options
     )
     if applicable(t["alignment"]):
         click.echo(
-            f"  {t['alignment']['targets']} probe min matched R² / max leakage: "
+            f"  {t['alignment']['targets']} {t['alignment'].get('probe', 'ridge')} probe min "
+            "matched R² / max leakage: "
             f"{t['alignment']['min_matched']:.2f} / "
             f"{t['alignment']['max_leakage']:.2f}   untrained "
             f"{u['alignment']['min_matched']:.2f} / {u['alignment']['max_leakage']:.2f}"
@@ -216,6 +225,6 @@ def compare(run_dirs: tuple[Path, ...], out: Path) -> None:
 
     try:
         run_comparison(list(run_dirs), out)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"comparison: {out / 'compare.md'}")

@@ -159,3 +159,23 @@ def test_an_axis_split_looks_mixed_by_position_and_shows_by_coordinate():
     assert np.all(r2[0, :, 0] > 0.95) and np.all(r2[0, :, 1] < 0.05)  # factor 0: x of both
     assert np.all(r2[1, :, 1] > 0.95) and np.all(r2[1, :, 0] < 0.05)  # factor 1: y of both
     assert np.all(whole[:, :2] > 0.95) and np.all(whole[:, 2:] < 0.05)  # velocities not held
+
+
+def test_an_mlp_probe_reads_a_non_linear_code_that_a_ridge_probe_calls_dropped():
+    rng = np.random.default_rng(0)
+    u = rng.uniform(-1, 1, (N, T, 2))  # u[..., o]: the code of digit o
+    truth = np.stack([u**2, np.cos(3 * u)], -1)  # (N, T, O, 2): even functions of the code
+    z = u + 0.01 * rng.standard_normal(u.shape)
+    groups = contiguous_groups(2, 1)  # factor k holds u_k, the code of digit k
+    ridge = Probe(z, truth).matrix(groups)
+    mlp = Probe(z, truth, model="mlp").matrix(groups)
+    assert ridge.max() < 0.1  # even functions: no linear trace of either digit
+    assert mlp[0, 0] > 0.8 and mlp[1, 1] > 0.8
+    assert mlp[0, 1] < 0.1 and mlp[1, 0] < 0.1
+    assert alignment_summary(mlp)["assignment"] == [[0, 0], [1, 1]]
+
+
+def test_an_unknown_probe_model_is_named_in_the_error():
+    truth = digits_truth(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="probe: unknown 'forest'; choose from ridge, mlp"):
+        Probe(truth[:, :, 0], truth, model="forest")

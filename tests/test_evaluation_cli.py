@@ -142,13 +142,40 @@ def test_probe_targets_choose_what_the_headline_probe_decodes(runs, tmp_path):
         "--out", tmp_path,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "position+velocity probe min matched" in result.output
+    assert "position+velocity ridge probe min matched" in result.output
     a = json.loads((tmp_path / "metrics.json").read_text())["trained"]["alignment"]
     assert a["targets"] == "position+velocity"
     assert a["r2"] == a["by_target"]["position+velocity"]["r2"]
     assert a["r2"] != a["by_target"]["position"]["r2"]
     bad = run_cli("evaluate", runs["factored-s0"], "--probe-targets", "colour")
     assert bad.exit_code == 2 and "'--probe-targets'" in bad.output
+
+
+def test_an_mlp_probe_is_recorded_reported_and_not_compared_with_ridge(evaluated, tmp_path):
+    runs, _ = evaluated
+    result = run_cli("evaluate", runs["factored-s1"], *FAST, "--probe", "mlp", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "position mlp probe min matched" in result.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    ridge = json.loads((runs["factored-s1"] / "eval" / "metrics.json").read_text())
+    for model in ("trained", "untrained"):  # the floor is measured with the same probe
+        assert metrics[model]["alignment"]["probe"] == "mlp"
+        assert ridge[model]["alignment"]["probe"] == "ridge"
+        assert metrics[model]["alignment"]["r2"] != ridge[model]["alignment"]["r2"]
+    assert "probes: MLP 64-64 ReLU" in (tmp_path / "report.md").read_text()
+    bad = run_cli("evaluate", runs["factored-s0"], "--probe", "forest")
+    assert bad.exit_code == 2 and "'--probe'" in bad.output
+
+    (runs["factored-s1"] / "eval").rename(runs["factored-s1"] / "eval-ridge")
+    tmp_path.rename(runs["factored-s1"] / "eval")  # factored-s1 now holds the MLP evaluation
+    try:
+        mixed = run_cli("compare", runs["factored-s0"], runs["factored-s1"], "--out", tmp_path)
+        assert mixed.exit_code == 1
+        assert "runs were probed with different probes (ridge: " in mixed.output
+        assert "the same `dvip evaluate --probe`" in mixed.output and not tmp_path.exists()
+    finally:
+        (runs["factored-s1"] / "eval").rename(tmp_path)
+        (runs["factored-s1"] / "eval-ridge").rename(runs["factored-s1"] / "eval")
 
 
 def test_group_size_that_does_not_divide_z_dim_is_a_usage_error(runs, tmp_path):

@@ -16,11 +16,19 @@ encoded at all (a dropped object).
 leakage. A mixed factor: matched and leakage both high. An entangled model split into halves
 scores a high matched R^2 from any half, so its leakage, not its matched R^2, separates it
 from an aligned model. Judge alignment by the gap matched - leakage, against the untrained
-floor measured with this same probe. DCI-style scores (Eastwood & Williams 2018) use
-max(R^2, 0) as the importance of factor k for digit o: disentanglement is 1 minus the
-entropy (base O) of each factor's importances over digits, weighted by the factor's share of
-importance; completeness is 1 minus the entropy (base K) of each digit's importances over
-factors, averaged over digits. Both are 1 for a one-to-one map and 0 when everything is mixed.
+floor measured with this same probe.
+
+**Non-linear probes** (``model="mlp"``, ``dvip evaluate --probe mlp``). A linear probe cannot
+tell a dropped digit from one coded non-linearly (a factor that costs KL while every ridge
+probe reads ~0). The MLP probe (two hidden layers of 64, ReLU, L2 1e-3, early stopping on a
+tenth of the fit half) reads any smooth code; it also reads more from an untrained model's
+random features, so its floor is higher and only its own floor means anything.
+
+DCI-style scores (Eastwood & Williams 2018) use max(R^2, 0) as the importance of factor k
+for digit o: disentanglement is 1 minus the entropy (base O) of each factor's importances
+over digits, weighted by the factor's share of importance; completeness is 1 minus the
+entropy (base K) of each digit's importances over factors, averaged over digits. Both are 1
+for a one-to-one map and 0 when everything is mixed.
 
 **Intervention** (``intervention``). Swap factor k between two sequences, decode, and
 measure where the change in the image lands: ``fractions[k, c]`` is the share of the summed
@@ -37,10 +45,17 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
+from sklearn.neural_network import MLPRegressor
 
 from .mutual_info import random_partition
 
 COORDINATES = ("x", "y", "vx", "vy")  # the last axis of ground_truth_targets
+# What a probe fits, by name (``Probe(model=...)``, ``dvip evaluate --probe``); the text is
+# recorded with the measurements.
+PROBE_MODELS = {
+    "ridge": "ridge regression (alpha 1, standardised)",
+    "mlp": "MLP 64-64 ReLU (L2 1e-3, early stopping; standardised)",
+}
 
 
 def ground_truth_targets(positions: torch.Tensor, velocities: torch.Tensor) -> np.ndarray:
@@ -55,19 +70,26 @@ def _standardise(fit: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 class Probe:
-    """Held-out ridge probes on one fit/score split of sequences (see the module docstring).
+    """Held-out ridge or MLP probes on one fit/score split of sequences (see the module docstring).
 
     Args:
         features: latents (N, T, D), e.g. posterior means laid out factor by factor.
         targets: (N, T, O, F) ground truth per digit.
-        seed: picks which half of the sequences fits the probes.
+        seed: picks which half of the sequences fits the probes (and seeds the MLP).
         first_step: 0-based step from which samples are used (1: t >= 2).
+        model: ``"ridge"`` or ``"mlp"`` (``PROBE_MODELS``).
     """
 
-    def __init__(self, features, targets, seed: int = 0, alpha: float = 1.0, first_step: int = 1):
+    def __init__(
+        self, features, targets, seed: int = 0, alpha: float = 1.0, first_step: int = 1,
+        model: str = "ridge",
+    ):  # fmt: skip
         N = len(features)
         if N < 4:
             raise ValueError(f"probes: need at least 4 held-out sequences, got {N}")
+        if model not in PROBE_MODELS:
+            raise ValueError(f"probe: unknown {model!r}; choose from {', '.join(PROBE_MODELS)}")
+        self.model, self.seed = model, seed
         order = np.random.default_rng(seed).permutation(N)
         fit, score = order[: N // 2], order[N // 2 :]
 
@@ -84,8 +106,16 @@ class Probe:
         """Held-out R^2 of a probe from the latent ``units`` to digit ``obj``."""
         x_fit, x_score = _standardise(self.x_fit[:, units], self.x_score[:, units])
         cols = slice(obj * self.num_targets, (obj + 1) * self.num_targets)
-        model = Ridge(alpha=self.alpha).fit(x_fit, self.y_fit[:, cols])
-        return float(r2_score(self.y_score[:, cols], model.predict(x_score)))
+        if self.model == "ridge":
+            regressor = Ridge(alpha=self.alpha)
+        else:
+            regressor = MLPRegressor(
+                hidden_layer_sizes=(64, 64), alpha=1e-3, max_iter=500, early_stopping=True,
+                random_state=self.seed,
+            )  # fmt: skip
+        y_fit, y_score = self.y_fit[:, cols], self.y_score[:, cols]
+        regressor.fit(x_fit, y_fit[:, 0] if y_fit.shape[1] == 1 else y_fit)  # sklearn: 1-d y
+        return float(r2_score(y_score, regressor.predict(x_score).reshape(y_score.shape)))
 
     def matrix(self, groups: list[np.ndarray]) -> np.ndarray:
         """R^2[k, o] for unit groups (K,) and every digit: (K, O)."""
@@ -98,7 +128,11 @@ class Probe:
 
 
 def coordinate_r2(
-    features: np.ndarray, targets: np.ndarray, groups: list[np.ndarray], seed: int = 0
+    features: np.ndarray,
+    targets: np.ndarray,
+    groups: list[np.ndarray],
+    seed: int = 0,
+    model: str = "ridge",
 ) -> tuple[np.ndarray, np.ndarray]:
     """One probe per coordinate of every digit: R^2[k, o, c] of unit group k on coordinate c
     (``COORDINATES``) of digit o, shape (K, O, C), and from the whole latent, (O, C).
@@ -109,7 +143,7 @@ def coordinate_r2(
     and ~0 on every y.
     """
     N, T, objects, C = targets.shape
-    probe = Probe(features, targets.reshape(N, T, objects * C, 1), seed=seed)
+    probe = Probe(features, targets.reshape(N, T, objects * C, 1), seed=seed, model=model)
     return probe.matrix(groups).reshape(len(groups), objects, C), probe.whole().reshape(objects, C)
 
 

@@ -120,6 +120,24 @@ def load_metrics(run_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def probe_model(evaluations: dict[Path, dict]) -> str:
+    """The probe every run was measured with (``dvip evaluate --probe``; metrics written before
+    the option existed used ridge). Raises ValueError when the runs differ: their R² are on
+    different scales, with different floors."""
+    by_probe: dict[str, list[str]] = {}
+    for run_dir, metrics in evaluations.items():
+        alignment = metrics["trained"]["alignment"]
+        if applicable(alignment):
+            by_probe.setdefault(alignment.get("probe", "ridge"), []).append(str(run_dir))
+    if len(by_probe) > 1:
+        runs = "; ".join(f"{probe}: {', '.join(dirs)}" for probe, dirs in by_probe.items())
+        raise ValueError(
+            f"compare: runs were probed with different probes ({runs}); evaluate them all with "
+            "the same `dvip evaluate --probe`"
+        )
+    return next(iter(by_probe), "ridge")
+
+
 def _settings(config: dict) -> dict:
     """A run's configuration with today's defaults filled in for fields added since it ran
     (so a run from before ``free_bits`` existed groups with one that left it at 0)."""
@@ -158,6 +176,7 @@ def compare(run_dirs: list[str | Path], out: str | Path) -> dict:
     table as {row label: {column: cell}}."""
     run_dirs = [Path(r) for r in run_dirs]
     evaluations = {r: load_metrics(r) for r in run_dirs}
+    probe = probe_model(evaluations)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -190,10 +209,10 @@ def compare(run_dirs: list[str | Path], out: str | Path) -> dict:
         "Mean ± sd over runs that differ only in the seed. MI: KSG k=3 in bits on posterior "
         "samples (see each run's report for the pair count and the grouping of one-factor "
         "models). ELBO and IW bound: nats per frame, Gaussian normalising constant included. "
-        "Alignment: held-out ridge probes (min matched R², max leakage, mean and min gap matched − "
-        "leakage) and the intervention test (smallest share of a matched factor's change in its "
-        "digit's channel). n/a: not applicable, the run is on real video, which has no "
-        "ground truth (object positions, a colour channel per object) for the alignment "
+        f"Alignment: held-out {probe} probes (min matched R², max leakage, mean and min gap "
+        "matched − leakage) and the intervention test (smallest share of a matched factor's "
+        "change in its digit's channel). n/a: not applicable, the run is on real video, which "
+        "has no ground truth (object positions, a colour channel per object) for the alignment "
         "columns. Prediction saving: 1 − KL(t≥2)/KL(t=1), the share of a frame's KL that the "
         "factors' own transitions remove, averaged over factors (≈0: nothing predicted). "
         "The paper's rows are Moving MNIST, 64×64, sequences of 5, 1,000 MI pairs.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .alignment import NO_GROUND_TRUTH, applicable
+from .alignment import NO_GROUND_TRUTH, PROBE_MODELS, applicable
 
 
 def _f(value, digits: int = 2) -> str:
@@ -113,9 +113,9 @@ FIGURES = [
     ("mutual_info.png", "KSG mutual information I(z_t^i ; z_{t+1}^j) in bits (Table 2): the "
      "diagonal is same-factor, the rest cross-factor. Independent prediction = bright diagonal, "
      "dark elsewhere."),
-    ("probe_r2.png", "Held-out ridge-probe R² from each factor to each digit's position (the "
-     "headline targets, `--probe-targets`). Aligned factors give one high entry per row and low "
-     "leakage elsewhere; a mixed "
+    ("probe_r2.png", "Held-out probe R² (ridge, or MLP with `--probe mlp`) from each factor to "
+     "each digit's position (the headline targets, `--probe-targets`). Aligned factors give one "
+     "high entry per row and low leakage elsewhere; a mixed "
      "factor is high across its row; a dropped digit is a low column. Compare with the untrained "
      "panel: only the gap above it counts."),
     ("intervention.png", "Share of the decoded change that lands in each colour channel when "
@@ -143,7 +143,11 @@ def write_report(out: Path, metrics: dict) -> None:
     trained, untrained = metrics["trained"], metrics["untrained"]
     b, a, iv = trained["bound"], trained["alignment"], trained["intervention"]
     held_out = metrics.get("held_out", {"source": "test digits", "notes": []})
-    probes = f"probes: {a['protocol']}" if applicable(a) else f"probes: {a['note']}"
+    probes = (
+        f"probes: {PROBE_MODELS[a.get('probe', 'ridge')]}, {a['protocol']}"
+        if applicable(a)
+        else f"probes: {a['note']}"
+    )
     lines = [
         f"# Evaluation of `{metrics['run_dir']}`",
         "",

@@ -24,6 +24,7 @@ from ..train import RunError, build_model, load
 from . import figures
 from .alignment import (
     COORDINATES,
+    PROBE_MODELS,
     Probe,
     alignment_summary,
     applicable,
@@ -79,6 +80,7 @@ class EvalOptions:
     prediction_sequences: int = 256  # sequences the prediction is scored on
     examples: int = 4  # sequences shown in the image grids and GIFs
     probe_targets: str = "position"  # what the headline probes decode; see PROBE_TARGETS
+    probe: str = "ridge"  # what the probes fit: "ridge" or "mlp" (alignment.PROBE_MODELS)
     held_out_seed: int | None = None  # Moving MNIST: test on the sequences of a run with this seed
     batch_size: int = 256
     device: str = "cpu"
@@ -103,7 +105,10 @@ def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) 
     ``arrays``; returns the unit groups probed (the factors, or the most favourable split)."""
     features = posterior.flat("means").cpu().numpy()  # (N, T, D)
     targets = ground_truth_targets(data.positions, data.velocities)  # (N, T, O, 4)
-    probe = Probe(features, targets[..., PROBE_TARGETS[options.probe_targets]], seed=options.seed)
+    probe = Probe(
+        features, targets[..., PROBE_TARGETS[options.probe_targets]], seed=options.seed,
+        model=options.probe,
+    )  # fmt: skip
     if dvip.num_factors > 1:
         probe_groups, probe_protocol = groups, "factors"
         r2 = probe.matrix(groups)
@@ -116,12 +121,14 @@ def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) 
     # velocities much less (docs/results.md), so their average hides aligned positions.
     by_target = {}
     for name, part in PROBE_TARGETS.items():
-        part_probe = Probe(features, targets[..., part], seed=options.seed)
+        part_probe = Probe(features, targets[..., part], seed=options.seed, model=options.probe)
         by_target[name] = {
             "r2": part_probe.matrix(probe_groups).tolist(),
             "whole_r2": part_probe.whole().tolist(),
         }
-    r2_coordinates, whole_coordinates = coordinate_r2(features, targets, probe_groups, options.seed)
+    r2_coordinates, whole_coordinates = coordinate_r2(
+        features, targets, probe_groups, options.seed, options.probe
+    )
     by_coordinate = {
         "coordinates": list(COORDINATES),
         "r2": r2_coordinates.tolist(),
@@ -130,6 +137,7 @@ def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) 
     metrics["alignment"] = {
         "protocol": probe_protocol,
         "targets": options.probe_targets,
+        "probe": options.probe,
         "units": [g.tolist() for g in probe_groups],
         "r2": r2.tolist(),
         "whole_r2": probe.whole().tolist(),
@@ -405,6 +413,8 @@ def evaluate(
         raise ValueError(
             f"probe_targets: unknown {opts.probe_targets!r}; choose from {', '.join(PROBE_TARGETS)}"
         )
+    if opts.probe not in PROBE_MODELS:
+        raise ValueError(f"probe: unknown {opts.probe!r}; choose from {', '.join(PROBE_MODELS)}")
     config_path = run_dir / "config.json"
     if not config_path.exists():
         raise RunError(f"{run_dir}: not a run directory (no config.json)")
