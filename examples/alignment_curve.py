@@ -13,7 +13,8 @@ matched R², the largest leakage, the mean gap, and the prediction saving per fa
 samples, as in `dvip evaluate`): whether the transitions have started to predict. A
 one-factor (entangled) run is probed on its most favourable of 20 random splits into groups
 of the config's factor size, as in `dvip evaluate`. Training time is the `seconds` column of
-the run's metrics.csv at the checkpoint's step (the step logged closest to it).
+the run's metrics.csv at the checkpoint's step (the step logged closest to it). `--probe mlp`
+fits every probe, the floor's included, with the MLP of `dvip evaluate --probe mlp`.
 """
 
 from __future__ import annotations
@@ -42,12 +43,15 @@ POSITION = slice(0, 2)  # the headline probe of `dvip evaluate`: each digit's (x
 BOUND_SEQUENCES, PARTICLES = 128, 4  # the `dvip evaluate` defaults for the bound
 
 
-def probe_model(dvip, config: TrainConfig, data, partitions: int, seed: int) -> dict:
-    """Position-probe alignment of one model on held-out Moving MNIST ``data``."""
+def probe_model(
+    dvip, config: TrainConfig, data, partitions: int, seed: int, model: str = "ridge"
+) -> dict:
+    """Position-probe alignment of one model on held-out Moving MNIST ``data``; ``model`` is
+    what the probes fit (``dvip evaluate --probe``)."""
     torch.manual_seed(seed)
     features = filter_sequences(dvip, data.frames).flat("means").cpu().numpy()
     targets = ground_truth_targets(data.positions, data.velocities)[..., POSITION]
-    probe = Probe(features, targets, seed=seed)
+    probe = Probe(features, targets, seed=seed, model=model)
     if dvip.num_factors > 1:
         r2 = probe.matrix(contiguous_groups(dvip.z_dim, dvip.factor_dim))
     else:
@@ -58,6 +62,7 @@ def probe_model(dvip, config: TrainConfig, data, partitions: int, seed: int) -> 
     saving = [round(v, 4) for v in bound["prediction_saving"]]
     finite = [v for v in saving if v == v]
     return {
+        "probe": model,
         "r2": np.round(r2, 4).tolist(),
         "whole_r2": np.round(probe.whole(), 4).tolist(),
         "min_matched": summary["min_matched"],
@@ -77,7 +82,9 @@ def training_seconds(run_dir: Path) -> dict[int, float]:
         return {int(r["step"]): float(r["seconds"]) for r in csv.DictReader(f) if r["seconds"]}
 
 
-def curve(run_dir: Path, sequences: int, partitions: int, seed: int) -> list[dict]:
+def curve(
+    run_dir: Path, sequences: int, partitions: int, seed: int, model: str = "ridge"
+) -> list[dict]:
     config = TrainConfig.load(run_dir / "config.json")
     if config.data is not None:
         raise SystemExit(f"error: {run_dir} trained on video: no ground truth to probe")
@@ -89,14 +96,14 @@ def curve(run_dir: Path, sequences: int, partitions: int, seed: int) -> list[dic
     kind = "entangled" if config.entangled else "factored"
     torch.manual_seed(seed)
     base = {"run": str(run_dir), "model": kind}
-    floor = probe_model(build_model(config).eval(), config, data, partitions, seed)
+    floor = probe_model(build_model(config).eval(), config, data, partitions, seed, model)
     rows = [{**base, "step": 0, "minutes": 0.0, "floor": True, **floor}]
     for path in checkpoints:
         step = int(path.stem.split("_")[1])
         logged = min(seconds, key=lambda s: abs(s - step)) if seconds else None
         minutes = round(seconds[logged] / 60, 2) if logged is not None else float("nan")
         dvip = load(run_dir, checkpoint=path).eval()
-        trained = probe_model(dvip, config, data, partitions, seed)
+        trained = probe_model(dvip, config, data, partitions, seed, model)
         rows.append({**base, "step": step, "minutes": minutes, "floor": False, **trained})
         print(f"{run_dir} step {step}: position R² {rows[-1]['r2']}, "
               f"min matched {rows[-1]['min_matched']:.2f}, "
@@ -134,7 +141,8 @@ def plot(rows: list[dict], path: Path) -> None:
     lower.set_ylim(min(-0.05, lower.get_ylim()[0]), 1.0)
     lower.grid(alpha=0.3)
     lower.set_xlabel("training time (minutes; steps where no time was logged)")
-    ax.set_ylabel("held-out position-probe R²")
+    probes = ", ".join(dict.fromkeys(r.get("probe", "ridge") for r in rows))
+    ax.set_ylabel(f"held-out position-probe R² ({probes})")
     ax.set_ylim(-0.05, 1.0)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the curves
     ax.grid(alpha=0.3)
@@ -150,12 +158,16 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=400, help="held-out sequences")
     parser.add_argument("--partitions", type=int, default=20, help="splits for entangled runs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--probe", choices=["ridge", "mlp"], default="ridge",
+        help="what the probes fit, as `dvip evaluate --probe` (default ridge)",
+    )  # fmt: skip
     args = parser.parse_args()
     for run in args.runs:
         if not (run / "config.json").exists():
             parser.error(f"{run}: not a run directory (no config.json)")
     rows = [row for run in args.runs for row in curve(run, args.sequences, args.partitions,
-                                                       args.seed)]  # fmt: skip
+                                                       args.seed, args.probe)]  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out.with_suffix(".csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -141,6 +141,17 @@ def test_alignment_curve_probes_every_checkpoint_beside_the_floor(tmp_path):
         assert len(saving) == 2 and all(v <= 1.0 for v in saving)
         assert float(row["mean_prediction_saving"]) == pytest.approx(sum(saving) / 2, abs=1e-3)
     assert figure.stat().st_size > 0
+    assert {r["probe"] for r in rows} == {"ridge"}
+    mlp = subprocess.run(
+        [sys.executable, ROOT / "examples" / "alignment_curve.py", run, "--out", figure,
+         "--sequences", "16", "--probe", "mlp"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert mlp.returncode == 0, mlp.stderr
+    with open(figure.with_suffix(".csv")) as f:
+        mlp_rows = list(csv.DictReader(f))
+    assert [r["probe"] for r in mlp_rows] == ["mlp"] * 3
+    assert [r["r2"] for r in mlp_rows] != [r["r2"] for r in rows]
     missing = subprocess.run(
         [sys.executable, ROOT / "examples" / "alignment_curve.py", tmp_path, "--out", figure],
         capture_output=True, text=True, timeout=300,
