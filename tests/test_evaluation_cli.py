@@ -189,8 +189,8 @@ def test_compare_groups_seeds_and_shows_the_paper_row(evaluated, tmp_path):
     result = run_cli("compare", *runs.values(), "--out", tmp_path)
     assert result.exit_code == 0, result.output
     table = (tmp_path / "compare.md").read_text()
-    assert "| 2×3, 16px, obs var 0.25, speed 3.6, 2 steps (2 runs) |" in table
-    assert "entangled 1×6, 16px, obs var 0.25, speed 3.6, 2 steps (1 run)" in table
+    assert "| 2×3, 16px, obs var 0.25, speed 3.6, 3 frames, 2 steps (2 runs) |" in table
+    assert "entangled 1×6, 16px, obs var 0.25, speed 3.6, 3 frames, 2 steps (1 run)" in table
     assert "| paper: moving MNIST, two factors (2×20) | 4.61 | 0.75 | -2902 |" in table
     factored = next(line for line in table.splitlines() if "(2 runs)" in line)
     assert factored.count(" ± ") == 10  # every column as mean ± sd

@@ -67,7 +67,7 @@ def group_label(config: dict) -> str:
     )
     return (
         f"{model}, {config['image_size']}px, obs var {config['obs_var']}, {data}, "
-        f"{config['steps']} steps"
+        f"{config['seq_len']} frames, {config['steps']} steps"
     )
 
 
