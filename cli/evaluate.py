@@ -131,7 +131,7 @@ def _option_error(message: str) -> click.BadParameter:
     default="ridge",
     show_default=True,
     help="What every probe fits: ridge (linear) or an MLP, which also reads a digit coded "
-    "non-linearly; judge either only against its own untrained floor (an MLP's is higher).",
+    "non-linearly; judge either only against its own untrained floor.",
 )
 @click.option(
     "--held-out-seed",

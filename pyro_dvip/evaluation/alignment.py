@@ -21,8 +21,8 @@ floor measured with this same probe.
 **Non-linear probes** (``model="mlp"``, ``dvip evaluate --probe mlp``). A linear probe cannot
 tell a dropped digit from one coded non-linearly (a factor that costs KL while every ridge
 probe reads ~0). The MLP probe (two hidden layers of 64, ReLU, L2 1e-3, early stopping on a
-tenth of the fit half) reads any smooth code; it also reads more from an untrained model's
-random features, so its floor is higher and only its own floor means anything.
+tenth of the fit half) reads any smooth code; it can also read more than ridge from an
+untrained model's random features, so only its own floor means anything.
 
 DCI-style scores (Eastwood & Williams 2018) use max(R^2, 0) as the importance of factor k
 for digit o: disentanglement is 1 minus the entropy (base O) of each factor's importances

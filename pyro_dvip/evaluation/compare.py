@@ -120,7 +120,7 @@ def load_metrics(run_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def probe_model(evaluations: dict[Path, dict]) -> str:
+def common_probe(evaluations: dict[Path, dict]) -> str:
     """The probe every run was measured with (``dvip evaluate --probe``; metrics written before
     the option existed used ridge). Raises ValueError when the runs differ: their R² are on
     different scales, with different floors."""
@@ -176,7 +176,7 @@ def compare(run_dirs: list[str | Path], out: str | Path) -> dict:
     table as {row label: {column: cell}}."""
     run_dirs = [Path(r) for r in run_dirs]
     evaluations = {r: load_metrics(r) for r in run_dirs}
-    probe = probe_model(evaluations)
+    probe = common_probe(evaluations)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
