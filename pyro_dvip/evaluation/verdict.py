@@ -1,0 +1,72 @@
+"""One word for what a run's factors became, read off ``dvip evaluate``'s probes.
+
+The target of docs/results.md, applied to the position probes of the trained model:
+
+- ``dropped``: some digit is read from the whole latent with R^2 below ``HOLDS`` (0.3): no
+  factor encodes it, whatever the others do.
+- ``objects``: every digit's position is read from its matched factor with R^2 >= 0.8, and no
+  factor holds more than R^2 0.3 of a digit it is not matched to (leakage; so the gap between
+  matched and leakage is at least 0.5). 0.3 is below every entangled control measured
+  (largest leakage 0.44-0.77), the target's "clearly below the entangled model's".
+- ``axis split``: some digit's x is held (R^2 >= ``HOLDS_COORD``, 0.5) by one factor that does
+  not hold its y, and its y by another that does not hold its x: the factors cut that digit by
+  axis (the paper's box makes such a split as independent as a digit).
+- ``mixed``: anything else (a digit held by several factors, duplicated or spread).
+
+The thresholds are the documented target's, fixed before any run they judge. For a model
+without factors the verdict is that of its most favourable split into groups, and says so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MATCHED = 0.8  # a digit's matched R^2
+LEAKAGE = 0.3  # the most a factor may hold of a digit it is not matched to
+HOLDS = 0.3  # whole-latent R^2 below this: the digit is not encoded at all
+HOLDS_COORD = 0.5  # a factor "holds" a coordinate when its probe reads it this well
+
+
+def alignment_verdict(alignment: dict) -> dict:
+    """``{"verdict": word, "reason": one line}`` for ``metrics["trained"]["alignment"]``."""
+    if not alignment.get("applicable", True):
+        return {"verdict": "n/a", "reason": alignment.get("note", "no ground truth")}
+    r2 = np.asarray(alignment["r2"], dtype=float)  # (K, O) position probes
+    whole = np.asarray(alignment["whole_r2"], dtype=float)  # (O,)
+    split_note = "" if alignment.get("protocol", "factors") == "factors" else " (best split)"
+    dropped = [o for o, w in enumerate(whole) if not w >= HOLDS]
+    if dropped:
+        reasons = ", ".join(f"digit {o} (whole-latent R² {whole[o]:.2f})" for o in dropped)
+        return {"verdict": "dropped", "reason": f"not encoded: {reasons}{split_note}"}
+    if alignment["min_matched"] >= MATCHED and alignment["max_leakage"] < LEAKAGE:
+        return {
+            "verdict": "objects",
+            "reason": f"matched ≥ {alignment['min_matched']:.2f}, "
+            f"leakage ≤ {alignment['max_leakage']:.2f}{split_note}",
+        }
+    coords = alignment.get("by_coordinate")
+    if coords is not None and r2.shape[0] > 1:
+        names = list(coords["coordinates"])
+        by_coord = np.asarray(coords["r2"], dtype=float)  # (K, O, C)
+        x, y = names.index("x"), names.index("y")
+        splits = []
+        for o in range(by_coord.shape[1]):
+            holds_x = by_coord[:, o, x] >= HOLDS_COORD  # (K,)
+            holds_y = by_coord[:, o, y] >= HOLDS_COORD
+            only_x, only_y = np.flatnonzero(holds_x & ~holds_y), np.flatnonzero(holds_y & ~holds_x)
+            if len(only_x) and len(only_y):
+                fx, fy = int(only_x[0]), int(only_y[0])
+                splits.append(f"digit {o}: x in factor {fx}, y in factor {fy}")
+        if splits:
+            return {"verdict": "axis split", "reason": "; ".join(splits) + split_note}
+    shared = [
+        f"digit {o} in factors {', '.join(str(k) for k in np.flatnonzero(r2[:, o] >= HOLDS_COORD))}"
+        for o in range(r2.shape[1])
+        if (r2[:, o] >= HOLDS_COORD).sum() > 1
+    ]
+    reason = (
+        "; ".join(shared)
+        if shared
+        else (f"matched {alignment['min_matched']:.2f}, gap {alignment['min_gap']:.2f}")
+    )
+    return {"verdict": "mixed", "reason": reason + split_note}

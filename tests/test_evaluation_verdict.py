@@ -1,0 +1,65 @@
+"""The verdict word, on probe results whose verdict docs/experiments.md established by reading
+every probe by hand (circle seeds 1 and 5, box seed 2, the shared-generator additive try)."""
+
+import numpy as np
+
+from pyro_dvip.evaluation.alignment import COORDINATES, alignment_summary
+from pyro_dvip.evaluation.verdict import alignment_verdict
+
+
+def _alignment(r2, whole, xy=None, protocol="factors"):
+    """An alignment record as dvip evaluate writes it; ``xy`` (K, O, 2) the x, y probes."""
+    r2 = np.array(r2)
+    record = {"protocol": protocol, "r2": r2.tolist(), "whole_r2": whole, **alignment_summary(r2)}
+    if xy is not None:
+        coords = np.zeros(r2.shape + (len(COORDINATES),))
+        coords[..., :2] = xy
+        record["by_coordinate"] = {"coordinates": list(COORDINATES), "r2": coords.tolist()}
+    return record
+
+
+def test_aligned_seed_is_objects():
+    # Circle seed 1: f0 digit 1 (0.99, 0.98), f1 digit 0 (0.94, 0.87).
+    xy = [[[0.02, 0.05], [0.99, 0.98]], [[0.94, 0.87], [0.05, 0.06]]]
+    v = alignment_verdict(_alignment([[0.05, 0.98], [0.90, 0.08]], [0.90, 0.98], xy))
+    assert v["verdict"] == "objects"
+    assert v["reason"] == "matched ≥ 0.90, leakage ≤ 0.08"
+
+
+def test_clean_axis_split_names_the_split_digit():
+    # Circle seed 5: f0 the x of both digits (0.78, 0.93), f1 their y (0.55, 0.49).
+    xy = [[[0.78, 0.10], [0.93, 0.08]], [[0.05, 0.55], [0.04, 0.49]]]
+    v = alignment_verdict(_alignment([[0.52, 0.58], [0.36, 0.26]], [0.85, 0.85], xy))
+    assert v["verdict"] == "axis split"
+    # digit 1's y (0.49) is under the 0.5 a factor must hold: only digit 0 is named
+    assert v["reason"] == "digit 0: x in factor 0, y in factor 1"
+
+
+def test_dropped_digit_wins_over_everything_else():
+    # Box seed 2: digit 0 read by nothing (whole-latent R² -0.01).
+    v = alignment_verdict(_alignment([[-0.01, 0.17], [-0.00, 0.79]], [-0.01, 0.83]))
+    assert v["verdict"] == "dropped"
+    assert "digit 0 (whole-latent R² -0.01)" in v["reason"]
+
+
+def test_duplicated_digit_is_mixed():
+    # The shared-generator additive decoder at 12,000 steps (box seed 4): digit 1 in both
+    # factors, digit 0's x in both, its y in neither.
+    xy = [[[0.90, 0.10], [0.95, 0.93]], [[0.92, 0.20], [0.94, 0.94]]]
+    v = alignment_verdict(_alignment([[0.54, 0.94], [0.60, 0.94]], [0.90, 0.95], xy))
+    assert v["verdict"] == "mixed"
+    assert v["reason"] == "digit 0 in factors 0, 1; digit 1 in factors 0, 1"
+
+
+def test_entangled_control_is_not_objects_and_says_it_is_of_a_split():
+    # Circle entangled seed 5, best split: matched 0.91 / 0.82, but half 0 leaks 0.50 of digit 1
+    # (gap 0.41, so a gap rule alone would have called it objects).
+    protocol = "most favourable of 20 random partitions"
+    v = alignment_verdict(_alignment([[0.91, 0.50], [0.26, 0.82]], [0.93, 0.86], None, protocol))
+    assert v["verdict"] == "mixed"
+    assert v["reason"] == "digit 1 in factors 0, 1 (best split)"
+
+
+def test_video_has_no_verdict():
+    v = alignment_verdict({"applicable": False, "note": "not applicable: no ground truth"})
+    assert v == {"verdict": "n/a", "reason": "not applicable: no ground truth"}
