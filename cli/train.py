@@ -18,7 +18,8 @@ from pyro_dvip.train import train as run_training
 
 # CLI option -> TrainConfig field, for the options that map one to one.
 CONFIG_OPTIONS = [
-    "factors", "factor_dim", "entangled", "transition", "transition_layers", "image_size",
+    "factors", "factor_dim", "entangled", "transition", "transition_layers",
+    "encoder_linear_act", "image_size",
     "channels", "width", "obs_var", "num_digits", "digit_speed", "arena", "mnist_root",
     "test_sequences",
     "steps", "batch_size", "seq_len", "lr", "elbo", "kl_anneal", "free_bits", "seed", "device",
@@ -70,6 +71,12 @@ POSITIVE = click.IntRange(min=1)
     "--transition-layers",
     type=click.IntRange(min=0),
     help="Hidden 128x128 layers of the default transition MLP.  [default: 3, the paper's table]",
+)
+@click.option(
+    "--encoder-linear-act/--no-encoder-linear-act",
+    default=None,
+    help="A LeakyReLU after the encoder's final Linear: not in the authors' code, but in every "
+    "run before this option (docs/results.md).  [default: off; on in cpu-objects]",
 )
 @click.option(
     "--image-size", type=POSITIVE, help="Frame size: 16, 32, 64, 128 or 256.  [default: 64]"
@@ -310,6 +317,8 @@ def launch_torchrun(ctx, nproc, preset, out, resume, until, quiet, explicit, opt
         flag = f"--{name.replace('_', '-')}"
         if name == "entangled":
             args.append("--entangled" if value else "--factored")
+        elif isinstance(value, bool):
+            args.append(flag if value else f"--no-{flag[2:]}")
         else:
             args += [flag, str(value)]
     args += ["--resume"] * resume + ["--quiet"] * quiet

@@ -96,6 +96,7 @@ def build_model(config: TrainConfig) -> DVIP:
         width=config.width,
         transition=transition,
         transition_layers=config.transition_layers,
+        encoder_linear_act=config.encoder_linear_act,
     )
 
 
