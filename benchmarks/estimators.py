@@ -219,6 +219,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the variance")
     parser.add_argument("--runs", help="folder for the curves' runs (default: a temporary one)")
+    parser.add_argument("--train-steps", type=int, default=0,
+                        help="also measure a model trained this many steps (trace) at each "
+                        "size without curves")  # fmt: skip
+    parser.add_argument("--skip-init", action="store_true", help="no measurement at init")
+    parser.add_argument("--append", action="store_true",
+                        help="add the variance rows to the existing results file")  # fmt: skip
     parser.add_argument("--out", default="benchmarks/results/estimators")
     parser.add_argument("--curve", nargs=2, metavar=("ELBO", "RUN_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -244,7 +250,21 @@ def main() -> None:
                 x = fixed_batch(size, args.seed)
                 pyro.set_rng_seed(args.seed)  # the initial weights training would start from
                 dvip = build_model(make_config(size))
-                result["variance"] += measure_variance(dvip, x, args.draws, 10_000, size, "init")
+                if not args.skip_init:
+                    point = "init"
+                    result["variance"] += measure_variance(dvip, x, args.draws, 10_000, size, point)
+                if size != "cpu-demo" and args.train_steps > 0:
+                    run = root / size
+                    steps = args.train_steps
+                    config = make_config(
+                        size, steps=steps, checkpoint_every=steps, log_every=steps,
+                        test_sequences=100, device="cpu", seed=args.seed,
+                    )  # fmt: skip
+                    train(config, run, progress=False)
+                    point = f"trained (trace, {steps} steps)"
+                    result["variance"] += measure_variance(
+                        load(run), x, args.draws, 10_000, size, point
+                    )
                 if size == "cpu-demo" and (root / "trace" / "config.json").exists():
                     for e in ESTIMATORS:
                         point = f"trained ({e}, {args.steps} steps)"
@@ -252,6 +272,9 @@ def main() -> None:
                             load(root / e), x, args.draws, 10_000, size, point
                         )
     out = Path(args.out)
+    if args.append:
+        saved = json.loads(out.with_suffix(".json").read_text())
+        result = {**saved, "variance": saved["variance"] + result["variance"]}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(result))

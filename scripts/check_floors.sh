@@ -29,8 +29,13 @@ echo "floors: ${PINS[*]}"
 
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
-# pip may take only what pyproject.toml allows plus the pins; anything it cannot reconcile fails.
-"$VENV/bin/pip" install --quiet --disable-pip-version-check "${PINS[@]}" ".[test]"
+# Built from a copy, so that the build leaves nothing in this tree; the tests below import the
+# installed package. pip may take only what pyproject.toml allows plus the pins: anything it
+# cannot reconcile fails here.
+mkdir "$WORK/src"
+tar -C "$REPO" --exclude=./.venv --exclude=./.git --exclude=./build --exclude='*.egg-info' \
+    --exclude=./runs -cf - . | tar -xf - -C "$WORK/src"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check "${PINS[@]}" "$WORK/src[test]"
 
 VERSIONS=$("$VENV/bin/python" - $PACKAGES <<'EOF'
 import platform, sys
