@@ -69,3 +69,14 @@ def test_encoder_linear_act_option_reaches_the_run_config(tmp_path):
     assert json.loads((off / "config.json").read_text())["encoder_linear_act"] is False
     bad = run_cli("train", *tiny_args(steps=1), "--encoder-linear-act=yes", "--out", tmp_path / "x")
     assert bad.exit_code == 2 and "--encoder-linear-act" in bad.output
+
+
+def test_encoder_linear_act_passes_through_torchrun(tmp_path, monkeypatch):
+    import dvip_cli.train
+
+    launched = []
+    monkeypatch.setattr(dvip_cli.train.subprocess, "call", lambda cmd: launched.append(cmd) or 0)
+    for flag in ("--encoder-linear-act", "--no-encoder-linear-act"):
+        result = run_cli("train", *tiny_args(), "--nproc", 2, flag, "--out", tmp_path / "r")
+        assert result.exit_code == 0, result.output
+        assert flag in launched[-1] and "True" not in launched[-1] and "False" not in launched[-1]
