@@ -18,7 +18,8 @@ from pyro_dvip.train import train as run_training
 
 # CLI option -> TrainConfig field, for the options that map one to one.
 CONFIG_OPTIONS = [
-    "factors", "factor_dim", "entangled", "transition", "transition_layers", "image_size",
+    "factors", "factor_dim", "entangled", "transition", "transition_layers",
+    "encoder_linear_act", "image_size",
     "channels", "width", "obs_var", "num_digits", "digit_speed", "arena", "mnist_root",
     "test_sequences",
     "steps", "batch_size", "seq_len", "lr", "elbo", "kl_anneal", "free_bits", "seed", "device",
@@ -70,6 +71,12 @@ POSITIVE = click.IntRange(min=1)
     "--transition-layers",
     type=click.IntRange(min=0),
     help="Hidden 128x128 layers of the default transition MLP.  [default: 3, the paper's table]",
+)
+@click.option(
+    "--encoder-linear-act/--no-encoder-linear-act",
+    default=None,
+    help="A LeakyReLU after the encoder's final Linear: not in the authors' code, but in every "
+    "run before this option (docs/results.md).  [default: off; on in cpu-objects]",
 )
 @click.option(
     "--image-size", type=POSITIVE, help="Frame size: 16, 32, 64, 128 or 256.  [default: 64]"
@@ -165,14 +172,16 @@ POSITIVE = click.IntRange(min=1)
 @click.option(
     "--lr-schedule",
     type=click.Choice(LR_SCHEDULES),
-    help="constant, or cosine: from --lr at the first step to 0 at --steps.  [default: constant]",
+    help="constant; cosine: from --lr at the first step down a half cosine that reaches 0 one "
+    "step after --steps; step: the authors' x0.985 every 320,000 sequences (every 3,200 steps "
+    "at batch 100).  [default: constant; step in the paper-* presets]",
 )
 @click.option(
     "--kl-anneal",
     type=click.IntRange(min=0),
     metavar="STEPS",
-    help="Linear KL annealing over this many steps (scales the latent sites in model and "
-    "guide); 0 = off.  [default: 0]",
+    help="Linear KL annealing: the latent sites in model and guide are scaled by step/STEPS, "
+    "from 1/STEPS at step 1 to 1 at step STEPS; 0 = off.  [default: 0]",
 )
 @click.option(
     "--free-bits",
@@ -308,6 +317,8 @@ def launch_torchrun(ctx, nproc, preset, out, resume, until, quiet, explicit, opt
         flag = f"--{name.replace('_', '-')}"
         if name == "entangled":
             args.append("--entangled" if value else "--factored")
+        elif isinstance(value, bool):
+            args.append(flag if value else f"--no-{flag[2:]}")
         else:
             args += [flag, str(value)]
     args += ["--resume"] * resume + ["--quiet"] * quiet

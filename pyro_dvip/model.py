@@ -44,6 +44,8 @@ class DVIP(nn.Module):
         transition: a :class:`Transition` instance, or a class built as
             ``transition(num_factors, factor_dim)``; default the paper's factored MLP.
         transition_layers: hidden 128x128 layers of the default transition (paper: 3).
+        encoder_linear_act: a LeakyReLU after the encoder's final Linear (the authors' code
+            has none; runs saved before this option existed had one).
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class DVIP(nn.Module):
         width: int = 64,
         transition: Transition | type[Transition] | None = None,
         transition_layers: int = 3,
+        encoder_linear_act: bool = False,
     ):
         super().__init__()
         for name, value in [
@@ -92,7 +95,7 @@ class DVIP(nn.Module):
                 f"the model has {num_factors}x{factor_dim}"
             )
         self.transition = transition
-        self.encoder = Encoder(channels, image_size, self.z_dim, width)
+        self.encoder = Encoder(channels, image_size, self.z_dim, width, encoder_linear_act)
         self.posterior = PosteriorHead(self.z_dim)
         self.decoder = Decoder(channels, image_size, self.z_dim, width)
 

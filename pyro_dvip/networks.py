@@ -41,11 +41,15 @@ def conv_widths(image_size: int, width: int) -> list[int]:
 class Encoder(nn.Module):
     """DCGAN discriminator: frames (N, C, H, W) -> features (N, z_dim).
 
-    Conv 4x4/2 + BatchNorm + LeakyReLU down to 4x4, a 4x4 conv to z_dim at 1x1,
-    then Linear(z_dim, z_dim); every layer is followed by a leaky ReLU.
+    Conv 4x4/2 + BatchNorm + LeakyReLU down to 4x4, a 4x4 conv to z_dim at 1x1 + LeakyReLU,
+    then Linear(z_dim, z_dim) with no activation, as in the authors' code; ``linear_act`` adds
+    a LeakyReLU after it (every run saved before this option existed, and so the runs in
+    docs/results.md). Either way the parameters are the same, so a checkpoint loads into both.
     """
 
-    def __init__(self, channels: int, image_size: int, z_dim: int, width: int = 64):
+    def __init__(
+        self, channels: int, image_size: int, z_dim: int, width: int = 64, linear_act=False
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = channels
@@ -59,7 +63,7 @@ class Encoder(nn.Module):
         layers += [nn.Conv2d(c_in, z_dim, 4, stride=1, padding=0), nn.LeakyReLU(LEAKY_SLOPE)]
         self.conv = nn.Sequential(*layers)
         self.fc = nn.Linear(z_dim, z_dim)
-        self.act = nn.LeakyReLU(LEAKY_SLOPE)
+        self.act = nn.LeakyReLU(LEAKY_SLOPE) if linear_act else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.fc(self.conv(x).flatten(1)))

@@ -5,6 +5,16 @@ Pyro derives the bound of Appendix B from the model and guide; nothing here writ
 negative ELBO per video from ``Trace_ELBO`` or ``TraceMeanField_ELBO``. The DVIP module owns
 its parameters and a plain torch optimizer trains them: no global Pyro param store, so two
 models in one process never share parameters by name.
+
+Only these two estimators are offered. The guide samples z_t inside the model's ``factors``
+plate (same sites, same shapes), which declares q(z_t^k | .) independent of the other factors'
+past, but the posterior head reads all of z_{t-1} through a full Linear. Both estimators here
+take every z_t by reparameterisation and never read that declared structure. Estimators whose
+point is to read it (TraceGraph_ELBO's downstream costs for score-function terms, TraceEnum_ELBO
+and TraceTMC_ELBO's plate-wise sums) would rely on a false statement: with every site
+reparameterised and none discrete they add nothing here (TraceGraph_ELBO's gradient equals
+Trace_ELBO's, tested), and for a site that is not they would be wrong. ``make_elbo`` refuses
+them rather than let them look supported.
 """
 
 from __future__ import annotations
@@ -18,9 +28,19 @@ from torch.distributions import kl_divergence
 from .model import DVIP
 
 ELBO_CLASSES = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
+# Pyro estimators that read the plates' conditional independence, which the guide overstates.
+STRUCTURED_ELBOS = ("tracegraph", "traceenum", "tracetmc")
 
 
 def make_elbo(name: str, num_particles: int = 1):
+    """Trace_ELBO ("trace") or TraceMeanField_ELBO ("meanfield"); see the module docstring for
+    why no other estimator is offered."""
+    if name.lower().removeprefix("jit").removesuffix("_elbo") in STRUCTURED_ELBOS:
+        raise ValueError(
+            f"elbo: {name!r} is not supported: it reads the guide's plates, and the guide "
+            "declares q(z_t^k | .) independent of the other factors' past although it reads all "
+            f"of z_(t-1); use one of {', '.join(ELBO_CLASSES)} (pyro_dvip.objective explains)"
+        )
     if name not in ELBO_CLASSES:
         raise ValueError(f"elbo: must be one of {', '.join(ELBO_CLASSES)}, got {name!r}")
     return ELBO_CLASSES[name](num_particles=num_particles, vectorize_particles=False)

@@ -47,6 +47,9 @@ METRICS_COLUMNS = [
 RESUMABLE_CHANGES = {
     "steps", "device", "log_every", "checkpoint_every", "keep_checkpoints", "max_nonfinite_steps",
 }  # fmt: skip
+# The authors' learning-rate decay (original-code-notes.md): x0.985 every 320,000 sequences.
+LR_DECAY_FACTOR = 0.985
+LR_DECAY_SEQUENCES = 320_000
 TEST_SEED_OFFSET = 1_000_003  # the frozen test set's seed, distinct from the training stream's
 RANK_SEED_STRIDE = 100_003  # rank r of a distributed run draws data and noise from seed + r * this
 
@@ -93,6 +96,7 @@ def build_model(config: TrainConfig) -> DVIP:
         width=config.width,
         transition=transition,
         transition_layers=config.transition_layers,
+        encoder_linear_act=config.encoder_linear_act,
     )
 
 
@@ -154,12 +158,30 @@ def kl_scale_at(step: int, anneal_steps: int) -> float:
     return 1.0 if anneal_steps <= 0 else min(1.0, step / anneal_steps)
 
 
+def lr_decay_interval(batch_size: int) -> float:
+    """Steps between two decays of the "step" schedule: 320,000 sequences at ``batch_size``
+    sequences a step (3,200 at the paper's 100). When it is fractional (batch 48: 6,666.7) each
+    decay falls on the first step after another 320,000 sequences."""
+    return LR_DECAY_SEQUENCES / batch_size
+
+
 def lr_at(step: int, config: TrainConfig) -> float:
-    """The learning rate of ``step`` (1-based): constant, or a cosine from ``lr`` at step 1 to 0
-    at ``config.steps`` (a pure function of the step, so a resumed run continues the curve;
-    resuming with more ``--steps`` stretches what is left of it)."""
+    """The learning rate of ``step`` (1-based), a pure function of the step so that a resumed
+    run continues the schedule.
+
+    - "constant": ``lr``.
+    - "cosine": ``lr (1 + cos(pi (step - 1) / steps)) / 2``: ``lr`` at step 1, falling towards
+      0, which it would reach one step after the last (the last step gets about
+      ``lr pi^2 / (4 steps^2)``); resuming with more ``--steps`` stretches what is left of it.
+    - "step": the authors' decay, ``lr 0.985^n`` after n whole blocks of 320,000 sequences
+      seen before this step, i.e. ``n = floor((step - 1) B / 320,000)`` at batch size B
+      (every :func:`lr_decay_interval` steps; ``steps`` plays no part).
+    """
     if config.lr_schedule == "constant":
         return config.lr
+    if config.lr_schedule == "step":
+        decays = (step - 1) * config.batch_size // LR_DECAY_SEQUENCES  # integer: exact
+        return config.lr * LR_DECAY_FACTOR**decays
     return config.lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / config.steps))
 
 
@@ -490,6 +512,12 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
         log.info("resuming from %s (step %d)", path, start_step)
     if context.is_main:
         atomic_write_text(run_dir / "config.json", config.to_json())
+        if config.lr_schedule == "step":
+            log.info(
+                "lr schedule: x%g every %g steps (%d sequences at batch size %d)",
+                LR_DECAY_FACTOR, lr_decay_interval(config.batch_size), LR_DECAY_SEQUENCES,
+                config.batch_size,
+            )  # fmt: skip
     interval = _Interval(device, loop.pop("objective_sum"), loop.pop("interval_steps"))
 
     def checkpoint(step: int) -> Path | None:

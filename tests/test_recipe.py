@@ -22,6 +22,7 @@ RECIPE = dict(
     factors=2, factor_dim=10, entangled=False, image_size=32, width=16, channels=3,
     num_digits=2, digit_speed=14.0, arena="circle", obs_var=0.2, kl_anneal=2000, batch_size=32,
     seq_len=8, lr=1e-3, lr_schedule="cosine", steps=12_000, transition_layers=3, elbo="trace",
+    encoder_linear_act=True,
 )  # fmt: skip
 
 

@@ -176,7 +176,7 @@ def test_presets_resolve_and_explicit_options_override():
         (["--transition", "torch.nn:Linear"], "is not a pyro_dvip.Transition subclass"),
         (["--num-digits", "3", "--channels", "2"], "Invalid value for '--channels'"),
         (["--resume"], "--resume needs --out"),
-        (["--lr-schedule", "step"], "Invalid value for '--lr-schedule'"),
+        (["--lr-schedule", "exponential"], "Invalid value for '--lr-schedule'"),
     ],
 )
 def test_bad_options_get_a_one_line_error_naming_the_option(args, message):
