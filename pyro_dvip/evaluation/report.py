@@ -286,7 +286,7 @@ def write_report(out: Path, metrics: dict) -> None:
         for model, m in (("trained", trained), ("untrained", untrained)):
             record = m.get("generations", {}).get(IMAGE_PARTS[stem] or "")
             if record is not None:
-                lines += [f"**{stem.replace('{k}', 'K')}** ({model}): {record['note']}.", ""]
+                lines += [f"**{IMAGE_PARTS[stem]}** ({model}): {record['note']}.", ""]
     (out / "report.md").write_text("\n".join(lines))
 
 

@@ -280,7 +280,8 @@ def _correlation(z_t, z_next, groups, metrics, arrays) -> None:
     order = np.concatenate(groups)
     corr = lagged_correlation(z_t[:, order], z_next[:, order])
     size = len(groups[0])
-    metrics["correlation"] = block_summary(corr, contiguous_groups(len(order), size))
+    summary = block_summary(corr, contiguous_groups(len(order), size))
+    metrics["correlation"] = {**summary, "pairs": len(z_t)}
     arrays["correlation"], arrays["group_size"] = corr, size
 
 
