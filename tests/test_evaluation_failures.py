@@ -114,7 +114,8 @@ def test_a_prior_that_gives_nan_fails_its_parts_and_the_floor_is_still_measured(
     trained, untrained = metrics["trained"], metrics["untrained"]
     for part in ("bound", "mutual_info", "correlation", "alignment", "intervention", "prediction"):
         assert trained[part]["failed"] is True
-        assert trained[part]["note"].startswith("failed: ") and "tensor" not in trained[part]["note"]
+        note = trained[part]["note"]
+        assert note.startswith("failed: ") and "tensor" not in note
         assert "failed" not in untrained[part]  # the floor is made: a number, not a record
     assert math.isfinite(untrained["bound"]["elbo_per_frame"])
     assert set(trained["generations"]) == {"reconstructions", "prior_samples",
@@ -148,10 +149,11 @@ def test_one_failing_part_leaves_every_other_part_made(mnist_run, tmp_path, monk
         assert m["generations"] == {"prior_samples": {"applicable": False, "failed": True,
                                                       "note": note}}  # fmt: skip
         assert math.isfinite(m["bound"]["elbo_per_frame"]) and m["mutual_info"]["pairs"] == 40
-        assert len(m["alignment"]["r2"]) == K and len(m["prediction"]["model"]["psnr"]) == 2  # 3 frames, context 1
+        assert len(m["alignment"]["r2"]) == K
+        assert len(m["prediction"]["model"]["psnr"]) == 2  # 3 frames after a context of 1
     report = (tmp_path / "report.md").read_text()
     assert f"**prior_samples** (trained): {note}." in report
-    assert f"- trained prior_samples: {note[len('failed: '):]}" in report
+    assert f"- trained prior_samples: {note.removeprefix('failed: ')}" in report
 
 
 def test_an_internal_error_is_one_line_and_not_a_bad_option(mnist_run, tmp_path, monkeypatch):
