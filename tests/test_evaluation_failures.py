@@ -78,6 +78,8 @@ def test_an_invalid_distribution_parameter_is_one_line_without_the_tensor():
         dist.Normal(torch.full((4, 2, 3), math.nan), 1.0)
     assert "tensor(" in str(error.value)  # what torch says
     assert reason(error.value) == "loc of a Normal distribution is NaN or infinite"
+    wrapped = ValueError(f"Error while computing log_prob at site 'z_2':\n{error.value}")
+    assert reason(wrapped) == "loc of a Normal distribution is NaN or infinite"
     assert reason(RuntimeError("singular\nmatrix")) == "RuntimeError: singular"
 
 

@@ -46,7 +46,7 @@ def reason(error: BaseException) -> str:
     """``error`` in one line, without the tensor that torch prints after an invalid parameter."""
     text = str(error).strip()
     first = text.splitlines()[0] if text else ""
-    match = _INVALID_PARAMETER.search(first)
+    match = _INVALID_PARAMETER.search(text)  # Pyro may put its own line first
     if match and "invalid values" in text:
         return f"{match[1]} of a {match[2]} distribution is NaN or infinite"
     line = f"{type(error).__name__}: {first}" if first else type(error).__name__
