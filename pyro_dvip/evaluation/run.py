@@ -165,7 +165,7 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
 
     Each part is made on its own: a part that fails numerically (a NaN reaching a distribution)
     is recorded as failed with its reason (:mod:`.outcome`) and the others are still made; the
-    MI and the correlation are not computable on 3 (z_t, z_t+1) pairs or fewer.
+    MI is not computable on 3 (z_t, z_t+1) pairs or fewer, the correlation on fewer than 3.
 
     Returns the metrics (JSON-ready) and the arrays the figures are drawn from.
     """
