@@ -13,12 +13,34 @@ POSITIVE = click.IntRange(min=1)
 RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
-def _option_error(message: str) -> click.BadParameter:
-    """Turn the library's ``'field: problem'`` into a Click error naming the option."""
+# The library's option names (EvalOptions fields and evaluate's arguments) -> the CLI's.
+OPTIONS = {
+    "samples": "--samples", "seed": "--seed", "groups": "--groups", "group_size": "--groups",
+    "partitions": "--partitions", "particles": "--particles", "iw_samples": "--iw-samples",
+    "bound_sequences": "--bound-sequences", "bootstrap": "--bootstrap",
+    "select_pairs": "--select-pairs", "intervention_pairs": "--intervention-pairs",
+    "context": "--context", "rollouts": "--rollouts",
+    "prediction_sequences": "--prediction-sequences", "examples": "--examples",
+    "probe_targets": "--probe-targets", "probe": "--probe", "held_out_seed": "--held-out-seed",
+    "device": "--device", "checkpoint": "--checkpoint",
+}  # fmt: skip
+
+
+def _error(message: str) -> click.ClickException:
+    """The library's ``'option: problem'`` as a Click error naming the option; any other error
+    (a fault inside the evaluation, not a bad value) as one line, exit status 1."""
     field, sep, problem = message.partition(": ")
-    if sep and " " not in field:
-        return click.BadParameter(problem, param_hint=f"'--{field.replace('_', '-')}'")
-    return click.BadParameter(message)
+    if sep and field in OPTIONS:
+        return click.BadParameter(problem, param_hint=f"'{OPTIONS[field]}'")
+    lines = message.strip().splitlines()
+    return click.ClickException(f"evaluation failed: {lines[0] if lines else 'unknown error'}")
+
+
+def _pair(m: dict, part: str, key: str) -> str:
+    """``m[part][key]`` to 2 decimals, or n/a when the part was not made."""
+    from pyro_dvip.evaluation.outcome import made
+
+    return f"{m[part][key]:.2f}" if made(m[part]) else "n/a"
 
 
 @click.command()
@@ -146,11 +168,16 @@ def _option_error(message: str) -> click.BadParameter:
     type=click.Path(dir_okay=False, exists=True),
     help="Evaluate this checkpoint file instead of the run's newest.",
 )
-def evaluate(run_dir: Path, out: Path | None, samples: int, seed: int, **options) -> None:
+@click.pass_context
+def evaluate(ctx: click.Context, run_dir: Path, out: Path | None, samples: int, seed: int,
+             **options) -> None:  # fmt: skip
     """Measure a trained run and its untrained floor: bound, Figure 2 correlations, Table 2
     mutual information, factor-object probes, intervention test, prediction, Figure 3.
     A video run (trained with --data) is measured on its test split, without the probes and
     the intervention test (no ground truth).
+
+    A part that fails numerically (e.g. a NaN in the prior) is reported as failed, with its
+    reason, in report.md and metrics.json; the other parts are made and the exit status is 1.
 
     \b
     Examples:
@@ -161,47 +188,63 @@ def evaluate(run_dir: Path, out: Path | None, samples: int, seed: int, **options
     """
     from pyro_dvip.evaluation import evaluate as run_evaluation  # slow imports, only here
     from pyro_dvip.evaluation.alignment import NO_GROUND_TRUTH, applicable
+    from pyro_dvip.evaluation.outcome import made
 
     try:
         metrics = run_evaluation(run_dir, out, samples=samples, seed=seed, **options)
     except (RunError, CheckpointError) as e:
         raise click.ClickException(str(e)) from e
     except ValueError as e:
-        raise _option_error(str(e)) from e
+        raise _error(str(e)) from e
     out = out or run_dir / "eval"
     t, u = metrics["trained"], metrics["untrained"]
     click.echo(f"evaluation: {out} ({metrics['seconds']:.0f} s)")
-    click.echo(
-        f"  MI same / cross (bits): {t['mutual_info']['same']:.2f} / "
-        f"{t['mutual_info']['cross']:.2f}   untrained {u['mutual_info']['same']:.2f} / "
-        f"{u['mutual_info']['cross']:.2f}"
-    )
-    b = t["bound"]
-    held_out = metrics["held_out"]
-    on = f" (test sequences of seed {held_out['seed']})" if "seed" in held_out else ""
-    click.echo(
-        f"  test ELBO per frame: {b['elbo_per_frame']:.2f} ± {b['elbo_per_frame_se']:.2f}{on}"
-    )
-    kl = ", ".join(f"{v:.2f}" for v in t["bound"]["kl_per_factor_per_frame"])
-    click.echo(f"  KL per factor per frame (nats; ~0 = a collapsed factor): {kl}")
-    saving = ", ".join(f"{v:.2f}" for v in b["prediction_saving"])
-    floor = ", ".join(f"{v:.2f}" for v in u["bound"]["prediction_saving"])
-    click.echo(
-        f"  prediction saving per factor, 1 - KL(t>=2)/KL(t=1): {saving}   untrained {floor}"
-    )
+    if made(t["mutual_info"]) or made(u["mutual_info"]):
+        click.echo(
+            f"  MI same / cross (bits): {_pair(t, 'mutual_info', 'same')} / "
+            f"{_pair(t, 'mutual_info', 'cross')}   untrained {_pair(u, 'mutual_info', 'same')} / "
+            f"{_pair(u, 'mutual_info', 'cross')}"
+        )
+    else:
+        click.echo(f"  MI: {t['mutual_info']['note']}")
+    if made(t["bound"]):
+        b = t["bound"]
+        held_out = metrics["held_out"]
+        on = f" (test sequences of seed {held_out['seed']})" if "seed" in held_out else ""
+        click.echo(
+            f"  test ELBO per frame: {b['elbo_per_frame']:.2f} ± {b['elbo_per_frame_se']:.2f}{on}"
+        )
+        kl = ", ".join(f"{v:.2f}" for v in b["kl_per_factor_per_frame"])
+        click.echo(f"  KL per factor per frame (nats; ~0 = a collapsed factor): {kl}")
+        saving = ", ".join(f"{v:.2f}" for v in b["prediction_saving"])
+        floor = (
+            ", ".join(f"{v:.2f}" for v in u["bound"]["prediction_saving"])
+            if made(u["bound"])
+            else "n/a"
+        )
+        click.echo(
+            f"  prediction saving per factor, 1 - KL(t>=2)/KL(t=1): {saving}   untrained {floor}"
+        )
     if applicable(t["alignment"]):
         click.echo(
             f"  {t['alignment']['targets']} {t['alignment'].get('probe', 'ridge')} probe min "
-            "matched R² / max leakage: "
-            f"{t['alignment']['min_matched']:.2f} / "
-            f"{t['alignment']['max_leakage']:.2f}   untrained "
-            f"{u['alignment']['min_matched']:.2f} / {u['alignment']['max_leakage']:.2f}"
+            f"matched R² / max leakage: {_pair(t, 'alignment', 'min_matched')} / "
+            f"{_pair(t, 'alignment', 'max_leakage')}   untrained "
+            f"{_pair(u, 'alignment', 'min_matched')} / {_pair(u, 'alignment', 'max_leakage')}"
         )
-    else:
+    elif t["alignment"]["note"].startswith(NO_GROUND_TRUTH):
         click.echo(f"  probes, intervention test: {NO_GROUND_TRUTH} (video run)")
     for note in metrics["held_out"]["notes"]:
         click.echo(f"  note: {note}")
     click.echo(f"  report: {out / 'report.md'}")
+    if metrics["failed"]:
+        parts = ", ".join(failure.partition(":")[0] for failure in metrics["failed"])
+        click.echo(
+            f"Error: evaluation incomplete: {len(metrics['failed'])} part(s) failed "
+            f"({parts}); reasons in {out / 'report.md'}",
+            err=True,
+        )
+        ctx.exit(1)
 
 
 @click.command()
@@ -215,11 +258,13 @@ def evaluate(run_dir: Path, out: Path | None, samples: int, seed: int, **options
 )
 def compare(run_dirs: tuple[Path, ...], out: Path) -> None:
     """Table 2 side by side for evaluated runs (run `dvip evaluate` on each first); runs that
-    differ only in the seed are grouped as mean ± sd.
+    differ only in the seed are grouped as mean ± sd. Each RUN_DIR is a run evaluated into its
+    eval/ folder, or the folder an evaluation was written to with `dvip evaluate --out`.
 
     \b
-    Example:
+    Examples:
       dvip compare runs/factored-s0 runs/factored-s1 runs/entangled-s0 --out runs/compare
+      dvip compare runs/a/eval-step4000 runs/b/eval-step4000
     """
     from pyro_dvip.evaluation import compare as run_comparison
 

@@ -136,8 +136,10 @@ POSITIVE = click.IntRange(min=1)
 )
 @click.option(
     "--split",
-    type=click.Choice(["clip", "time"]),
-    help="Video test set: whole held-out clips, or the last part of every clip.  [default: clip]",
+    type=click.Choice(["auto", "clip", "time"]),
+    help="Video test set: whole held-out clips (clip), the last part of every clip (time), or "
+    "auto: clip when --test-fraction of the clips rounds to one clip or more (6 clips at 0.1), "
+    "else time. The log and config.json say which was made.  [default: auto]",
 )
 @click.option(
     "--test-fraction",

@@ -45,7 +45,9 @@ class TrainConfig:
     fps: float = 2.0  # frames kept per second of video (the paper's rate)
     stride: int | None = None  # frames between training sequence starts; None = seq_len
     resize: str = "crop"  # "crop" (centre square) or "squash"
-    split: str = "clip"  # test set: whole clips ("clip") or the end of every clip ("time")
+    # test set: "auto" (whole clips when there are enough, else the end of every clip), whole
+    # clips ("clip") or the end of every clip ("time"); config.json records the split made
+    split: str = "auto"
     test_fraction: float = 0.1
     cache_dir: str | None = None  # decoded-frame cache; None = $DVIP_CACHE_DIR or ~/.cache
     # Optimisation

@@ -15,6 +15,10 @@ from torch import nn
 
 SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128, 256)
 LEAKY_SLOPE = 0.2  # DCGAN's discriminator slope
+# The transition's log-variance is clamped to [-20, 20] (a departure, docs/model.md): far
+# outside what training visits, so trained numbers are unchanged, but rolling the prior
+# forward from N(0, I) can no longer overflow exp() into inf and NaN.
+TRANSITION_LOGVAR_BOUND = 20.0
 
 
 def full_precision(t: torch.Tensor) -> torch.Tensor:
@@ -141,7 +145,8 @@ class FactoredMLP(nn.Module):
     """K transition MLPs (Table 1, Appendix A), one per factor, computed together.
 
     Per factor: Linear(d, hidden) + SELU, ``num_hidden_layers`` x (Linear(hidden, hidden) + SELU),
-    then a Linear(hidden, 2d) head split into mean and log-variance.
+    then a Linear(hidden, 2d) head split into mean and log-variance, the log-variance clamped
+    to +-``TRANSITION_LOGVAR_BOUND``.
     z_prev (B, K, d) -> loc (B, K, d), logvar (B, K, d).
     """
 
@@ -161,4 +166,4 @@ class FactoredMLP(nn.Module):
         for layer in self.layers:
             h = self.act(layer(h))
         loc, logvar = full_precision(self.head(h)).transpose(0, 1).chunk(2, dim=-1)
-        return loc, logvar
+        return loc, logvar.clamp(-TRANSITION_LOGVAR_BOUND, TRANSITION_LOGVAR_BOUND)

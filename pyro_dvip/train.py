@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import pyro
@@ -489,6 +489,8 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
     optimizer = torch.optim.Adam(dvip.parameters(), lr=config.lr)
     stream_seed = config.seed + RANK_SEED_STRIDE * context.rank
     stream, test_frames = make_data(config, device, stream_seed)
+    if isinstance(stream, VideoStream):  # config.json records the split made, not "auto"
+        config = replace(config, split=stream.split)
     if context.rank > 0:
         torch.manual_seed(stream_seed)  # each rank its own posterior noise
     step_loss = NegELBO(dvip, config.elbo, config.free_bits)

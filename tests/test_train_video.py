@@ -1,6 +1,7 @@
 """`dvip train --data`: training on real video files, end to end."""
 
 import json
+import logging
 
 import torch
 from click.testing import CliRunner
@@ -32,6 +33,26 @@ def test_train_on_a_folder_of_generated_videos(tmp_path):
     state = load_checkpoint(list_checkpoints(out)[-1])
     assert state["step"] == 3 and state["data"]["sequences"] > 0
     assert load(out).image_size == 16
+
+
+def test_one_short_video_trains_by_default_holding_out_its_end(tmp_path, caplog):
+    video = write_video(tmp_path / "one.mp4", seconds=10, fps=10)  # 20 frames at 2 fps
+    out = tmp_path / "run"
+    with caplog.at_level(logging.INFO):
+        result = CliRunner().invoke(cli, ["train", *tiny_args(steps=2, test_sequences=4),
+                                          "--data", str(video), "--cache-dir",
+                                          str(tmp_path / "cache"), "--out", str(out),
+                                          "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["split"] == "time"
+    # 3-frame sequences: training frames 0-13, a gap 14-16, test frames 17-19 (one sequence)
+    assert "split by time (chosen by --split auto): 4 train sequences, 1 test sequences of 3" in (
+        caplog.text
+    )
+    forced = CliRunner().invoke(cli, ["train", *tiny_args(steps=1), "--data", str(video),
+                                      "--split", "clip", "--cache-dir", str(tmp_path / "cache"),
+                                      "--out", str(tmp_path / "clip")])  # fmt: skip
+    assert forced.exit_code == 2 and "'clip' needs at least 2 clips" in forced.output
 
 
 def test_video_run_resumes_exactly(tmp_path):

@@ -467,7 +467,7 @@ def test_nothing_usable_raises_a_one_line_value_error_naming_the_file(tmp_path, 
     [
         ("fps", 0.0, "fps: must be a number > 0, got 0.0"),
         ("resize", "stretch", "resize: must be one of crop, squash, got 'stretch'"),
-        ("split", "random", "split: must be one of clip, time, got 'random'"),
+        ("split", "random", "split: must be one of auto, clip, time, got 'random'"),
         ("test_fraction", 1.0, "test_fraction: must be in (0, 1), got 1.0"),
         ("stride", 0, "stride: must be an integer >= 1, got 0"),
         ("test_sequences", 0, "test_sequences: must be an integer >= 1, got 0"),
@@ -484,7 +484,40 @@ def test_invalid_settings_raise_a_value_error_naming_the_option(
 
 def test_split_by_clip_needs_two_clips(videos, cache):
     with pytest.raises(ValueError, match="^split: 'clip' needs at least 2 clips"):
-        make_video_data(videos["h264"], image_size=16, seq_len=3, cache_dir=cache, progress=False)
+        make_video_data(videos["h264"], image_size=16, seq_len=3, split="clip", cache_dir=cache,
+                        progress=False)  # fmt: skip
+
+
+def test_auto_split_holds_out_the_end_of_a_single_clip(videos, cache):
+    # 5 s at 2 fps: 10 frames; sequences of 3: training frames 0-3, a gap 4-6, test 7-9.
+    stream, test, report = make_video_data(videos["h264"], image_size=16, seq_len=3,
+                                           cache_dir=cache, progress=False)  # fmt: skip
+    assert (report.split, report.roles, stream.split) == ("time", ["train+test"], "time")
+    assert stream.sequences.tolist() == [[0, 0]] and test.shape[0] == 1
+    assert "split by time (chosen by --split auto): 1 train sequences" in report.summary()
+
+
+@pytest.mark.parametrize(
+    ("counts", "fraction", "chosen"),
+    [
+        ([20], 0.1, "time"),  # one clip
+        ([20] * 5, 0.1, "time"),  # 10% of 5 clips rounds to none
+        ([20] * 6, 0.1, "clip"),  # ... of 6 to one
+        ([20] * 3, 0.3, "clip"),
+        ([8, 8], 0.1, "clip"),  # too short to hold out their ends: whole clips instead
+        ([9, 2], 0.1, "time"),  # one usable clip
+    ],
+)
+def test_auto_split_prefers_whole_clips_when_there_are_enough(counts, fraction, chosen):
+    parts = split_sequences(counts, seq_len=3, stride=3, test_fraction=fraction)
+    assert parts.split == chosen
+    explicit = split_sequences(counts, seq_len=3, stride=3, test_fraction=fraction, split=chosen)
+    assert np.array_equal(parts.test, explicit.test) and parts.roles == explicit.roles
+
+
+def test_auto_split_on_one_clip_too_short_for_either_is_a_one_line_error():
+    with pytest.raises(ValueError, match=r"^split: one usable clip, too short.* at least 9 frames"):
+        split_sequences([8, 2], seq_len=3, stride=3)
 
 
 @settings(
@@ -576,7 +609,7 @@ def test_no_frame_is_both_in_training_and_test_sequences(tmp_path, split, stride
     counts=st.lists(st.integers(0, 60), min_size=1, max_size=6),
     seq_len=st.integers(1, 6),
     stride=st.integers(1, 7),
-    split=st.sampled_from(["clip", "time"]),
+    split=st.sampled_from(["auto", "clip", "time"]),
     fraction=st.floats(0.05, 0.9),
     seed=st.integers(0, 3),
 )
@@ -620,8 +653,8 @@ def two_clips(tmp_path_factory) -> Path:
 
 
 def test_stream_batches_are_float_frames_in_unit_range_on_the_device(two_clips, cache):
-    stream, test, report = make_video_data(two_clips, image_size=16, seq_len=4, cache_dir=cache,
-                                           progress=False)  # fmt: skip
+    stream, test, report = make_video_data(two_clips, image_size=16, seq_len=4, split="clip",
+                                           cache_dir=cache, progress=False)  # fmt: skip
     batch = stream.sample(5)
     assert batch.frames.shape == (5, 4, 3, 16, 16) and batch.frames.dtype == torch.float32
     assert batch.frames.is_contiguous() and test.is_contiguous()

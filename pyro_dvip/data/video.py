@@ -44,7 +44,7 @@ from .video_decode import RESIZE_MODES, ClipError, ClipSource, find_clips, one_l
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("clip", "time")
+SPLITS = ("auto", "clip", "time")
 TEST_SEED_OFFSET = 1_000_003  # the test subset's seed, distinct from the split's and stream's
 
 
@@ -79,11 +79,13 @@ class Split:
             test frames.
         roles: per clip, ``"train"``, ``"test"``, ``"train+test"`` (time split) or ``""``
             (too short for a sequence).
+        split: the split made, ``"clip"`` or ``"time"`` (what ``"auto"`` chose).
     """
 
     train: np.ndarray
     test: np.ndarray
     roles: list[str]
+    split: str
 
 
 @dataclass
@@ -104,6 +106,7 @@ class VideoReport:
     stride: int
     clips: list[VideoClip]
     split: str | None = None
+    split_by_auto: bool = False  # ``split`` was chosen by ``"auto"``, not asked for
     roles: list[str] = field(default_factory=list)
     train_sequences: int = 0
     test_sequences: int = 0
@@ -175,8 +178,9 @@ class VideoReport:
             f"{self.decoded} decoded, cache {self.cache_dir}"
         )
         if self.split is not None:
+            how = " (chosen by --split auto)" if self.split_by_auto else ""
             text += (
-                f"; split by {self.split}: {self.train_sequences} train sequences, "
+                f"; split by {self.split}{how}: {self.train_sequences} train sequences, "
                 f"{self.test_sequences} test sequences of {self.seq_len}"
             )
         return text
@@ -273,6 +277,7 @@ class VideoStream:
         seq_len: T, frames per sequence.
         device: where batches go.
         seed: seed of the generator.
+        split: the split the sequences come from (``"clip"`` or ``"time"``), for the record.
     """
 
     def __init__(
@@ -283,9 +288,11 @@ class VideoStream:
         seq_len: int,
         device: torch.device | str = "cpu",
         seed: int = 0,
+        split: str | None = None,
     ) -> None:
         if len(sequences) == 0:
             raise ValueError("data: no training sequence")
+        self.split = split
         self.sequences = np.asarray(sequences, dtype=np.int64)  # (S, 2)
         self.seq_len = seq_len
         self.device = torch.device(device)
@@ -460,7 +467,7 @@ def split_sequences(
     *,
     seq_len: int,
     stride: int,
-    split: str = "clip",
+    split: str = "auto",
     test_fraction: float = 0.1,
     seed: int = 0,
 ) -> Split:
@@ -468,6 +475,7 @@ def split_sequences(
 
     Clips with fewer than ``seq_len`` frames are not used.
 
+    * ``split="auto"`` (the default): ``"clip"`` or ``"time"``, as :func:`choose_split` picks.
     * ``split="clip"``: ``max(1, round(test_fraction × clips))`` whole clips, at most all but
       one, chosen by a permutation seeded with ``seed``, are test; the rest are train.
     * ``split="time"``: in each clip of N frames the last ``max(seq_len,
@@ -485,6 +493,8 @@ def split_sequences(
     """
     _check_sequence_settings(seq_len, stride)
     _check_split_settings(split, test_fraction)
+    if split == "auto":
+        split = choose_split(frame_counts, seq_len=seq_len, test_fraction=test_fraction)
     usable = [i for i, n in enumerate(frame_counts) if n >= seq_len]
     roles = [""] * len(frame_counts)
     train, test = [], []
@@ -528,7 +538,38 @@ def split_sequences(
     def rows(pairs: list) -> np.ndarray:
         return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
-    return Split(train=rows(train), test=rows(test), roles=roles)
+    return Split(train=rows(train), test=rows(test), roles=roles, split=split)
+
+
+def _time_split_holds_a_test(frame_counts: list[int], seq_len: int, test_fraction: float) -> bool:
+    """Whether ``split="time"`` leaves some clip both a test block and a training sequence."""
+    return any(
+        n - max(seq_len, round(test_fraction * n)) - seq_len >= seq_len for n in frame_counts
+    )
+
+
+def choose_split(frame_counts: list[int], *, seq_len: int, test_fraction: float) -> str:
+    """What ``split="auto"`` makes of clips of ``frame_counts`` frames: ``"clip"`` (whole clips
+    held out) when ``test_fraction`` of the usable clips rounds to at least one clip (6 or more
+    at the default 0.1), ``"time"`` (the end of every clip) otherwise; whichever of the two is
+    possible when the preferred one is not (``"clip"`` needs 2 usable clips, ``"time"`` a clip
+    of ``3 × seq_len`` frames or more).
+
+    Raises:
+        ValueError: ``"split: ..."`` when neither is possible.
+    """
+    usable = sum(n >= seq_len for n in frame_counts)
+    if usable >= 2 and round(test_fraction * usable) >= 1:
+        return "clip"
+    if _time_split_holds_a_test(frame_counts, seq_len, test_fraction):
+        return "time"
+    if usable >= 2:
+        return "clip"
+    raise ValueError(
+        f"split: one usable clip, too short to hold out its end: 'time' needs a clip of at "
+        f"least {3 * seq_len} frames at this fps (seq_len {seq_len} of training, a gap, "
+        "seq_len of test), 'clip' at least 2 clips"
+    )
 
 
 def choose_test_sequences(test: np.ndarray, limit: int, seed: int) -> np.ndarray:
@@ -548,7 +589,7 @@ def make_video_data(
     fps: float = 2.0,
     stride: int | None = None,
     resize: str = "crop",
-    split: str = "clip",
+    split: str = "auto",
     test_fraction: float = 0.1,
     test_sequences: int = 256,
     seed: int = 0,
@@ -567,8 +608,9 @@ def make_video_data(
             every image.
         stride: frames between the starts of training sequences (default ``seq_len``).
         resize: ``"crop"`` (centre square, then resize) or ``"squash"`` (resize the frame).
-        split: ``"clip"`` (whole clips held out) or ``"time"`` (the end of every clip); see
-            :func:`split_sequences`.
+        split: ``"auto"`` (whole clips when there are enough, else the end of every clip;
+            see :func:`choose_split`), ``"clip"`` (whole clips held out) or ``"time"`` (the end
+            of every clip); see :func:`split_sequences`. ``report.split`` says which was made.
         test_fraction: the share of clips, or of each clip's frames, held out.
         test_sequences: at most this many test sequences (a seeded subset when there are more).
         seed: seeds the split, the test subset and the stream.
@@ -604,11 +646,13 @@ def make_video_data(
     if len(parts.train) == 0:
         raise ValueError(f"data: {report.path}: no training sequence is left after the split")
     entries = [clip.entry for clip in report.clips]
-    stream = VideoStream(entries, parts.train, seq_len=seq_len, device=device, seed=seed)
+    stream = VideoStream(
+        entries, parts.train, seq_len=seq_len, device=device, seed=seed, split=parts.split
+    )
     test = choose_test_sequences(parts.test, test_sequences, seed)
     test_frames = stream.gather(test)
 
-    report.split, report.roles = split, parts.roles
+    report.split, report.split_by_auto, report.roles = parts.split, split == "auto", parts.roles
     report.train_sequences, report.test_sequences = len(parts.train), len(test)
     log.info("%s", report.summary())
     return stream, test_frames, report

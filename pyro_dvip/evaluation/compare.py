@@ -23,6 +23,7 @@ import numpy as np
 
 from ..config import TrainConfig
 from .alignment import applicable
+from .outcome import made
 
 # Fields that do not change what a run is: runs differing only in these are replicates.
 REPLICATE_FIELDS = {
@@ -34,19 +35,25 @@ PAPER_ROWS = [
     ("paper: moving MNIST, entangled (1×40)", 4.66, 2.61, -2896),
 ]
 
+
+def _get(m: dict, part: str, key: str):
+    """``m[part][key]``, or None (shown "n/a") when the part was not made: a video run has no
+    ground truth to probe, a short test split too few pairs for the MI, a part can fail."""
+    return m[part].get(key) if made(m[part]) else None
+
+
 COLUMNS = [
-    ("same MI (bits)", lambda m: m["mutual_info"]["same"]),
-    ("cross MI (bits)", lambda m: m["mutual_info"]["cross"]),
-    ("ELBO / frame", lambda m: m["bound"]["elbo_per_frame"]),
-    ("IW bound / frame", lambda m: m["bound"]["iw_bound_per_frame"]),
+    ("same MI (bits)", lambda m: _get(m, "mutual_info", "same")),
+    ("cross MI (bits)", lambda m: _get(m, "mutual_info", "cross")),
+    ("ELBO / frame", lambda m: _get(m, "bound", "elbo_per_frame")),
+    ("IW bound / frame", lambda m: _get(m, "bound", "iw_bound_per_frame")),
     # absent (n/a) from metrics written before it existed; NaN entries are collapsed factors
-    ("prediction saving", lambda m: _nanmean(m["bound"].get("prediction_saving"))),
-    # None (shown "n/a") for a video run: no ground truth to probe or intervene against
-    ("min matched R²", lambda m: m["alignment"].get("min_matched")),
-    ("max leakage", lambda m: m["alignment"].get("max_leakage")),
-    ("mean gap", lambda m: m["alignment"].get("mean_gap")),
-    ("min gap", lambda m: m["alignment"].get("min_gap")),
-    ("intervention share", lambda m: m["intervention"].get("min_matched_share")),
+    ("prediction saving", lambda m: _nanmean(_get(m, "bound", "prediction_saving"))),
+    ("min matched R²", lambda m: _get(m, "alignment", "min_matched")),
+    ("max leakage", lambda m: _get(m, "alignment", "max_leakage")),
+    ("mean gap", lambda m: _get(m, "alignment", "mean_gap")),
+    ("min gap", lambda m: _get(m, "alignment", "min_gap")),
+    ("intervention share", lambda m: _get(m, "intervention", "min_matched_share")),
 ]
 FIGURES = {"correlation.png": "correlation", "probe_r2.png": "alignment",
            "intervention.png": "intervention"}  # fmt: skip
@@ -113,11 +120,25 @@ def _cell(values: list) -> str:
     return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
 
 
-def load_metrics(run_dir: Path) -> dict:
-    path = run_dir / "eval" / "metrics.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir}: no eval/metrics.json; run `dvip evaluate {run_dir}`")
-    return json.loads(path.read_text())
+def evaluation_folder(path: Path) -> Path:
+    """The folder holding an evaluation's metrics.json: ``path`` itself (what ``dvip evaluate
+    --out`` wrote), or a run directory's default ``eval/``.
+
+    Raises:
+        FileNotFoundError: one line, when neither holds a metrics.json.
+    """
+    for folder in (path, path / "eval"):
+        if (folder / "metrics.json").is_file():
+            return folder
+    raise FileNotFoundError(
+        f"{path}: no metrics.json in it or in {path / 'eval'}; pass a run evaluated with "
+        f"`dvip evaluate {path}` or the folder given to `dvip evaluate --out`"
+    )
+
+
+def load_metrics(path: Path) -> dict:
+    """The metrics of an evaluation folder, or of a run directory's ``eval/``."""
+    return json.loads((evaluation_folder(path) / "metrics.json").read_text())
 
 
 def common_probe(evaluations: dict[Path, dict]) -> str:
@@ -173,8 +194,10 @@ def group_runs(evaluations: dict[Path, dict]) -> dict[str, list[Path]]:
 
 def compare(run_dirs: list[str | Path], out: str | Path) -> dict:
     """Write ``compare.md`` and ``compare.csv`` into ``out`` for evaluated runs; return the
-    table as {row label: {column: cell}}."""
+    table as {row label: {column: cell}}. Each path is a run directory evaluated into its
+    ``eval/``, or an evaluation folder (``dvip evaluate RUN --out FOLDER``)."""
     run_dirs = [Path(r) for r in run_dirs]
+    folders = {r: evaluation_folder(r) for r in run_dirs}
     evaluations = {r: load_metrics(r) for r in run_dirs}
     probe = common_probe(evaluations)
     out = Path(out)
@@ -231,7 +254,7 @@ def compare(run_dirs: list[str | Path], out: str | Path) -> dict:
         for r in run_dirs:
             measured = evaluations[r]["trained"][key]
             if applicable(measured):
-                path = os.path.relpath(r / "eval" / figure, out)
+                path = os.path.relpath(folders[r] / figure, out)
                 lines += [f"`{r}`", "", f"![{r}]({path})", ""]
             else:
                 lines += [f"`{r}`: {measured['note']}", ""]

@@ -25,10 +25,14 @@ def _gaussian_window(size: int = 7, sigma: float = 1.5) -> torch.Tensor:
     return (g[:, None] * g[None, :])[None, None]  # (1, 1, size, size)
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """SSIM (Wang et al. 2004) of images (n, C, H, W) in [0, data_range]: one value per image."""
+def ssim(
+    a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, size: int = 7, sigma: float = 1.5
+) -> torch.Tensor:
+    """SSIM (Wang et al. 2004) of images (n, C, H, W) in [0, data_range]: one value per image,
+    the mean over channels and over the pixels whose ``size × size`` Gaussian window lies inside
+    the image (no padding). Tested against torchmetrics (docs/evaluation.md)."""
     n, C = a.shape[:2]
-    window = _gaussian_window().to(a)
+    window = _gaussian_window(size, sigma).to(a)
     a, b = a.reshape(n * C, 1, *a.shape[2:]), b.reshape(n * C, 1, *b.shape[2:])
     mu_a, mu_b = F.conv2d(a, window), F.conv2d(b, window)
     var_a = F.conv2d(a * a, window) - mu_a**2

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .alignment import NO_GROUND_TRUTH, PROBE_MODELS, applicable
+from .outcome import made
 
 
 def _f(value, digits: int = 2) -> str:
@@ -42,22 +43,33 @@ def _coordinate_rows(a: dict) -> dict[str, str]:
     }
 
 
-def summary_rows(m: dict) -> dict[str, str]:
-    """The headline numbers of one model's metrics, formatted: label -> value."""
-    b, mi, a, iv = m["bound"], m["mutual_info"], m["alignment"], m["intervention"]
-    c = m["correlation"]
-    rows = {
+def _bound_rows(b: dict) -> dict[str, str]:
+    return {
         "test ELBO per frame (± s.e.)": f"{_f(b['elbo_per_frame'], 1)} ± "
         f"{_f(b['elbo_per_frame_se'], 1)}",
         "test ELBO per sequence": _f(b["elbo_per_sequence"], 1),
         f"IW bound per frame (S={b['iw_samples']})": _f(b["iw_bound_per_frame"], 1),
+    }
+
+
+def _mi_rows(mi: dict) -> dict[str, str]:
+    return {
         "same-factor MI, bits [95% bootstrap]": _with_interval(mi["same"], mi.get("same_interval")),
         "cross-factor MI, bits [95% bootstrap]": _with_interval(
             mi["cross"], mi.get("cross_interval")
         ),
-        "mean abs corr, same / cross blocks": f"{_f(c['same_abs_corr'])} / "
-        f"{_f(c['cross_abs_corr'])}",
     }
+
+
+def _correlation_rows(c: dict) -> dict[str, str]:
+    return {
+        "mean abs corr, same / cross blocks": f"{_f(c['same_abs_corr'])} / "
+        f"{_f(c['cross_abs_corr'])}"
+    }
+
+
+def _kl_rows(b: dict) -> dict[str, str]:
+    rows = {}
     if "kl_per_factor_per_frame" in b:  # absent from metrics written before it existed
         rows["KL per factor per frame, nats (≈0: a collapsed factor)"] = _list(
             b["kl_per_factor_per_frame"]
@@ -73,36 +85,98 @@ def summary_rows(m: dict) -> dict[str, str]:
         rows[f"active units per factor (KL > {b['active_nats']:g} nats per frame)"] = ", ".join(
             str(n) for n in b["active_units"]
         )
-    if applicable(a):
-        rows.update({
-            f"probe R² on {a['targets']} [factor, digit]": _matrix(a["r2"]),
-            "probe R² from the whole latent, per digit": _list(a["whole_r2"]),
-            **{
-                f"probe R² on {name} [factor, digit]; whole latent": (
-                    f"{_matrix(part['r2'])}; {_list(part['whole_r2'])}"
-                )
-                for name, part in a["by_target"].items()
-                if name != a["targets"]
-            },
-            **_coordinate_rows(a),
-            "matched R² per matched factor": _list(a["matched"]),
-            "leakage per matched factor": _list(a["leakage"]),
-            "mean gap matched − leakage": _f(a["mean_gap"]),
-            "smallest gap (a dropped or mixed digit shows here)": _f(a["min_gap"]),
-            "disentanglement / completeness (DCI-style)": f"{_f(a['disentanglement'])} / "
-            f"{_f(a['completeness'])}",
-        })  # fmt: skip
-    else:
-        rows["factor–object probes"] = NO_GROUND_TRUTH
-    if applicable(iv):
-        rows["intervention: share of change in matched channel"] = _list(iv["matched_share"])
-    else:
-        rows["intervention test"] = NO_GROUND_TRUTH
-    if "prediction" in m:
-        p = m["prediction"]["model"]
-        rows["prediction PSNR per step (dB)"] = ", ".join(_f(v, 1) for v in p["psnr"])
-        rows["prediction SSIM per step"] = ", ".join(_f(v) for v in p["ssim"])
     return rows
+
+
+def _alignment_rows(a: dict) -> dict[str, str]:
+    return {
+        f"probe R² on {a['targets']} [factor, digit]": _matrix(a["r2"]),
+        "probe R² from the whole latent, per digit": _list(a["whole_r2"]),
+        **{
+            f"probe R² on {name} [factor, digit]; whole latent": (
+                f"{_matrix(part['r2'])}; {_list(part['whole_r2'])}"
+            )
+            for name, part in a["by_target"].items()
+            if name != a["targets"]
+        },
+        **_coordinate_rows(a),
+        "matched R² per matched factor": _list(a["matched"]),
+        "leakage per matched factor": _list(a["leakage"]),
+        "mean gap matched − leakage": _f(a["mean_gap"]),
+        "smallest gap (a dropped or mixed digit shows here)": _f(a["min_gap"]),
+        "disentanglement / completeness (DCI-style)": f"{_f(a['disentanglement'])} / "
+        f"{_f(a['completeness'])}",
+    }
+
+
+def _intervention_rows(iv: dict) -> dict[str, str]:
+    return {"intervention: share of change in matched channel": _list(iv["matched_share"])}
+
+
+def _prediction_rows(p: dict) -> dict[str, str]:
+    return {
+        "prediction PSNR per step (dB)": ", ".join(_f(v, 1) for v in p["model"]["psnr"]),
+        "prediction SSIM per step": ", ".join(_f(v) for v in p["model"]["ssim"]),
+    }
+
+
+# The report's table, in order: (part of the metrics, its rows, the row naming a part that was
+# not made; None: the part's record is shown once, by an earlier entry).
+SECTIONS = [
+    ("bound", _bound_rows, "bound"),
+    ("mutual_info", _mi_rows, "mutual information"),
+    ("correlation", _correlation_rows, "correlation"),
+    ("bound", _kl_rows, None),
+    ("alignment", _alignment_rows, "factor–object probes"),
+    ("intervention", _intervention_rows, "intervention test"),
+    ("prediction", _prediction_rows, "prediction"),
+]
+
+
+def _not_made(m: dict, part: str) -> str | None:
+    """Why one model's metrics lack ``part`` (its record's note), or None when they hold it.
+    Metrics written before the prediction was always made may lack it: "not measured"."""
+    if part not in m:
+        return "not measured"
+    if made(m[part]):
+        return None
+    note = m[part]["note"]
+    return NO_GROUND_TRUTH if note.startswith(NO_GROUND_TRUTH) else note
+
+
+def summary_rows(m: dict) -> dict[str, str]:
+    """The headline numbers of one model's metrics, formatted: label -> value; a part that was
+    not made is one row, its name -> why (not applicable, not computable, failed)."""
+    rows = {}
+    for part, make_rows, title in SECTIONS:
+        why = _not_made(m, part)
+        if why is None:
+            rows.update(make_rows(m[part]))
+        elif title is not None:
+            rows[title] = why
+    return rows
+
+
+def _table_rows(trained: dict, untrained: dict) -> list[str]:
+    """The rows of the trained model beside its floor; a part only one of them has shows the
+    other's reason in its first row."""
+    lines = []
+    for part, make_rows, title in SECTIONS:
+        why = {"t": _not_made(trained, part), "u": _not_made(untrained, part)}
+        rows = {k: make_rows(m[part]) if why[k] is None else None
+                for k, m in (("t", trained), ("u", untrained))}  # fmt: skip
+        if rows["t"] is None and rows["u"] is None:
+            if title is not None:
+                lines.append(_row(title, why["t"], why["u"]))
+            continue
+        labels = list(dict.fromkeys([*(rows["t"] or {}), *(rows["u"] or {})]))
+        for i, label in enumerate(labels):
+            cells = [
+                rows[k].get(label, "n/a") if rows[k] is not None else why[k] if i == 0 else "—"
+                for k in ("t", "u")
+            ]
+            lines.append(_row(label, *cells))
+    return lines
 
 
 FIGURES = [
@@ -137,58 +211,85 @@ IMAGES = [
 ]  # fmt: skip
 
 
+FIGURE_PARTS = {"correlation.png": "correlation", "mutual_info.png": "mutual_info",
+                "probe_r2.png": "alignment", "intervention.png": "intervention",
+                "prediction.png": "prediction"}  # fmt: skip
+IMAGE_PARTS = {"truth": None, "reconstructions": "reconstructions",
+               "prior_samples": "prior_samples", "independent_factor{k}": "independent_factor",
+               "rollout_factor{k}": "rollout_factor"}  # fmt: skip
+
+
 def write_report(out: Path, metrics: dict) -> None:
     """Write ``out/report.md`` from ``metrics`` (as written to metrics.json) and the files
-    ``evaluate`` wrote beside it."""
+    ``evaluate`` wrote beside it. Parts that failed are listed first, with their reasons."""
     trained, untrained = metrics["trained"], metrics["untrained"]
-    b, a, iv = trained["bound"], trained["alignment"], trained["intervention"]
+    a, iv = trained["alignment"], trained["intervention"]
+    seq_len = metrics["config"]["seq_len"]
     held_out = metrics.get("held_out", {"source": "test digits", "notes": []})
     probes = (
         f"probes: {PROBE_MODELS[a.get('probe', 'ridge')]}, {a['protocol']}"
         if applicable(a)
         else f"probes: {a['note']}"
     )
+    mi = trained["mutual_info"]
+    mi_text = (
+        f"MI on {mi['pairs']} (z_t, z_t+1) pairs, KSG k=3, bits; groups: {mi['protocol']}"
+        if made(mi)
+        else f"MI {mi['note']}"
+    )
     lines = [
         f"# Evaluation of `{metrics['run_dir']}`",
         "",
-        f"{metrics['sequences']} held-out sequences of {b['seq_len']} frames "
-        f"({held_out['source']}); MI on {trained['mutual_info']['pairs']} (z_t, z_t+1) pairs, "
-        f"KSG k=3, bits; groups: {trained['mutual_info']['protocol']}; {probes}. The untrained "
+        f"{metrics['sequences']} held-out sequences of {seq_len} frames "
+        f"({held_out['source']}); {mi_text}; {probes}. The untrained "
         "column is a freshly initialised model of the same configuration measured the same "
         "way: read every number against it.",
         "",
     ]
+    failed = metrics.get("failed", [])
+    if failed:
+        lines += [f"**Incomplete: {len(failed)} part(s) failed**, the rest were made:", ""]
+        lines += [f"- {failure}" for failure in failed] + [""]
     for note in held_out["notes"]:
         lines += [f"Note: {note}.", ""]
     if not applicable(iv):
         lines += [f"Intervention test: {iv['note']}.", ""]
-    lines += [
-        f"Bounds in nats, Gaussian normalising constant included "
-        f"({_f(b['log_norm_const_per_frame'], 1)} per frame); ELBO over {b['sequences']} "
-        f"sequences, s.e. over {b['particles']} particles. Per sequence = per frame × "
-        f"{b['seq_len']}.",
-        "",
-        "| measurement | trained | untrained floor |",
-        "|---|---|---|",
-    ]
-    floor = summary_rows(untrained)
-    lines += [_row(label, value, floor[label]) for label, value in summary_rows(trained).items()]
+    b = next((m["bound"] for m in (trained, untrained) if made(m["bound"])), None)
+    if b is not None:
+        lines += [
+            f"Bounds in nats, Gaussian normalising constant included "
+            f"({_f(b['log_norm_const_per_frame'], 1)} per frame); ELBO over {b['sequences']} "
+            f"sequences, s.e. over {b['particles']} particles. Per sequence = per frame × "
+            f"{seq_len}.",
+            "",
+        ]
+    lines += ["| measurement | trained | untrained floor |", "|---|---|---|"]
+    lines += _table_rows(trained, untrained)
     lines.append("")
     for name, text in FIGURES:
         if (out / name).exists():
             lines += [f"## {name}", "", text, "", f"![{name}]({name})", ""]
-        elif name in ("probe_r2.png", "intervention.png") and not applicable(a):
-            lines += [f"## {name}", "", f"Not written: {NO_GROUND_TRUTH}.", ""]
+            continue
+        why = _not_made(trained, FIGURE_PARTS[name])
+        if why is not None and why != "not measured":
+            lines += [f"## {name}", "", f"Not written: {why}.", ""]
     lines += ["## Generations", "", "Left: trained; right: untrained floor.", ""]
-    folder = out / "generations" / "trained"
     for stem, text in IMAGES:
-        names = sorted(p.stem for p in folder.glob(stem.replace("{k}", "*") + ".png"))
+        names = sorted(
+            {p.stem for model in ("trained", "untrained")
+             for p in (out / "generations" / model).glob(stem.replace("{k}", "*") + ".png")}
+        )  # fmt: skip
         for name in names:
             k = name.rsplit("factor", 1)[-1] if "{k}" in stem else ""
             lines += [f"**{name}**: {text.replace('{k}', k)}", ""]
-            lines += [
-                f"![trained](generations/trained/{name}.png) "
-                f"![untrained](generations/untrained/{name}.png)",
-                "",
-            ]
+            lines += [" ".join(_image(out, model, name) for model in ("trained", "untrained")), ""]
+        for model, m in (("trained", trained), ("untrained", untrained)):
+            record = m.get("generations", {}).get(IMAGE_PARTS[stem] or "")
+            if record is not None:
+                lines += [f"**{IMAGE_PARTS[stem]}** ({model}): {record['note']}.", ""]
     (out / "report.md").write_text("\n".join(lines))
+
+
+def _image(out: Path, model: str, name: str) -> str:
+    path = f"generations/{model}/{name}.png"
+    return f"![{model}]({path})" if (out / path).exists() else f"({model}: not made)"

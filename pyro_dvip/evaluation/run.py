@@ -27,7 +27,6 @@ from .alignment import (
     PROBE_MODELS,
     Probe,
     alignment_summary,
-    applicable,
     best_probe_partition,
     coordinate_r2,
     ground_truth_targets,
@@ -46,6 +45,7 @@ from .generations import (
     save_grid,
 )
 from .mutual_info import best_partition, contiguous_groups, factor_mi
+from .outcome import NUMERICAL_ERRORS, failed, is_failed, made, not_computable
 from .posterior import consecutive_pairs, filter_sequences, held_out_sequences, held_out_video
 from .prediction import prediction_scores
 from .report import write_report
@@ -163,6 +163,10 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
     (with ground truth), or VideoSequences, on which the probes and the intervention are
     recorded as not applicable.
 
+    Each part is made on its own: a part that fails numerically (a NaN reaching a distribution)
+    is recorded as failed with its reason (:mod:`.outcome`) and the others are still made; the
+    MI is not computable on 3 (z_t, z_t+1) pairs or fewer, the correlation on fewer than 3.
+
     Returns the metrics (JSON-ready) and the arrays the figures are drawn from.
     """
     dvip.eval()
@@ -171,58 +175,131 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
     metrics: dict = {}
     arrays: dict = {}
 
-    posterior = filter_sequences(dvip, frames, options.batch_size)
-    z_t, z_next = (p.cpu().numpy() for p in consecutive_pairs(posterior.flat("samples")))
-    if len(z_t) < options.samples:
-        raise ValueError(f"samples: only {len(z_t)} pairs available, asked for {options.samples}")
-    keep = np.random.default_rng(options.seed).permutation(len(z_t))[: options.samples]
-    z_t, z_next = z_t[keep], z_next[keep]
+    def attempt(names: tuple[str, ...], compute):
+        """compute(), or None with every part in ``names`` recorded as failed."""
+        try:
+            return compute()
+        except NUMERICAL_ERRORS as e:
+            metrics.update({name: failed(e) for name in names})
+            return None
 
-    metrics["bound"] = held_out_bound(
+    latent_parts = ("mutual_info", "correlation", "alignment", "intervention")
+    posterior = attempt(latent_parts, lambda: filter_sequences(dvip, frames, options.batch_size))
+    bound = attempt(("bound",), lambda: held_out_bound(
         dvip, frames[: options.bound_sequences], options.particles, options.iw_samples,
         options.batch_size,
-    )  # fmt: skip
+    ))  # fmt: skip
+    if bound is not None:
+        metrics["bound"] = bound
 
+    groups = None
+    if posterior is not None:
+        z_t, z_next = (p.cpu().numpy() for p in consecutive_pairs(posterior.flat("samples")))
+        if len(z_t) <= MIN_PAIRS:
+            metrics["mutual_info"] = not_computable(
+                f"{len(z_t)} (z_t, z_t+1) pairs; the KSG estimator (k = {MIN_PAIRS}) needs more"
+            )
+            if len(z_t) < 3:
+                metrics["correlation"] = not_computable(
+                    f"{len(z_t)} (z_t, z_t+1) pairs; a correlation needs 3 or more"
+                )
+            else:
+                attempt(("correlation",), lambda: _correlation(
+                    z_t, z_next, _fallback_groups(dvip, config, options), metrics, arrays
+                ))  # fmt: skip
+        else:
+            if len(z_t) < options.samples:
+                raise ValueError(
+                    f"samples: only {len(z_t)} pairs available, asked for {options.samples}"
+                )
+            keep = np.random.default_rng(options.seed).permutation(len(z_t))[: options.samples]
+            groups = attempt(
+                ("mutual_info", "correlation"),
+                lambda: _mutual_info(
+                    dvip, config, options, z_t[keep], z_next[keep], metrics, arrays
+                ),
+            )
+
+    if groups is None:  # the MI could not choose them
+        groups = _fallback_groups(dvip, config, options)
+    probe_groups = groups  # on video, generations show the MI groups
+    if not isinstance(data, MovingMNISTBatch):  # no positions to probe, no channel per object
+        metrics["alignment"] = not_applicable("real video has no object positions to probe")
+        metrics["intervention"] = not_applicable("real video has no colour channel per object")
+    elif posterior is not None:
+        probed = attempt(
+            ("alignment", "intervention"),
+            lambda: _alignment(dvip, config, data, posterior, groups, options, metrics, arrays),
+        )
+        probe_groups = groups if probed is None else probed
+
+    T = frames.shape[1]
+    context = options.context or max(1, T // 2)
+    prediction = attempt(("prediction",), lambda: prediction_scores(
+        dvip, frames[: options.prediction_sequences], context, options.rollouts,
+        options.batch_size,
+    ))  # fmt: skip
+    if prediction is not None:
+        metrics["prediction"] = prediction
+
+    shown = frames[: options.examples]
+    generations = {  # name -> videos (n, T, C, H, W), or a list of them, one per factor
+        "reconstructions": lambda: reconstructions(dvip, shown),
+        "prior_samples": lambda: prior_samples(dvip, len(shown), T, frames.device),
+        "independent_factor": lambda: independent_generations(dvip, shown, probe_groups),
+        "rollout_factor": lambda: factor_rollouts(dvip, shown),
+    }
+    arrays["images"], metrics["generations"] = {}, {}
+    for name, make in generations.items():
+        try:
+            videos = make()
+        except NUMERICAL_ERRORS as e:
+            metrics["generations"][name] = failed(e)
+            continue
+        if name.endswith("_factor"):
+            arrays["images"].update({f"{name}{k}": v for k, v in enumerate(videos)})
+        else:
+            arrays["images"][name] = videos
+    arrays["truth"] = shown.cpu()
+    return metrics, arrays
+
+
+def _mutual_info(dvip, config, options, z_t, z_next, metrics, arrays) -> list:
+    """Table 2's MI and Figure 2's correlation on the pairs (z_t, z_next) into ``metrics`` and
+    ``arrays``; returns the unit groups (the factors, or the best partition)."""
     groups, partition = _groups(dvip, config, options, (z_t, z_next))
     mi = factor_mi(z_t, z_next, groups, bootstrap=options.bootstrap, seed=options.seed)
     metrics["mutual_info"] = {**mi, **partition, "units": [g.tolist() for g in groups]}
-    order = np.concatenate(groups)  # units laid out group by group, so blocks show
+    arrays["mi_matrix"] = np.array(mi["matrix"])
+    _correlation(z_t, z_next, groups, metrics, arrays)
+    return groups
+
+
+def _correlation(z_t, z_next, groups, metrics, arrays) -> None:
+    """Figure 2's lagged correlation, units laid out group by group so that blocks show."""
+    order = np.concatenate(groups)
     corr = lagged_correlation(z_t[:, order], z_next[:, order])
     size = len(groups[0])
-    metrics["correlation"] = block_summary(corr, contiguous_groups(len(order), size))
+    summary = block_summary(corr, contiguous_groups(len(order), size))
+    metrics["correlation"] = {**summary, "pairs": len(z_t)}
     arrays["correlation"], arrays["group_size"] = corr, size
-    arrays["mi_matrix"] = np.array(mi["matrix"])
 
-    if isinstance(data, MovingMNISTBatch):
-        probe_groups = _alignment(dvip, config, data, posterior, groups, options, metrics, arrays)
-    else:  # real video: no positions to probe, no colour channel per object to swap into
-        metrics["alignment"] = not_applicable("real video has no object positions to probe")
-        metrics["intervention"] = not_applicable("real video has no colour channel per object")
-        probe_groups = groups  # generations show the MI groups
 
-    T = frames.shape[1]
-    if T >= 2:
-        context = options.context or max(1, T // 2)
-        metrics["prediction"] = prediction_scores(
-            dvip,
-            frames[: options.prediction_sequences],
-            context,
-            options.rollouts,
-            options.batch_size,
-        )
+def _fallback_groups(dvip: DVIP, config: TrainConfig, options: EvalOptions) -> list:
+    """Unit groups when the MI could not choose them: the factors, or contiguous groups."""
+    size = dvip.factor_dim if dvip.num_factors > 1 else options.group_size or config.factor_dim
+    return contiguous_groups(dvip.z_dim, size)
 
-    shown = frames[: options.examples]
-    arrays["images"] = {
-        "reconstructions": reconstructions(dvip, shown),
-        "prior_samples": prior_samples(dvip, len(shown), T, frames.device),
-        **{
-            f"independent_factor{k}": videos
-            for k, videos in enumerate(independent_generations(dvip, shown, probe_groups))
-        },
-        **{f"rollout_factor{k}": videos for k, videos in enumerate(factor_rollouts(dvip, shown))},
-    }
-    arrays["truth"] = shown.cpu()
-    return metrics, arrays
+
+def failures(metrics: dict) -> list[str]:
+    """``"model part: reason"`` for every part of an evaluation that failed."""
+    found = []
+    for model in MODELS:
+        parts = {**metrics[model], **metrics[model].get("generations", {})}
+        for name, part in parts.items():
+            if isinstance(part, dict) and is_failed(part):
+                found.append(f"{model} {name}: {part['note'].removeprefix('failed: ')}")
+    return found
 
 
 def _null_nan(value):
@@ -236,9 +313,15 @@ def _null_nan(value):
     return value
 
 
+def _has(m: dict, part: str) -> bool:
+    """Whether one model's metrics hold the numbers of ``part`` (not n/a, failed or absent)."""
+    return part in m and made(m[part])
+
+
 def _write_csvs(out: Path, results: dict) -> None:
-    """The tables; on video (no ground truth) the alignment cells are "n/a" and the probe and
-    intervention tables are not written."""
+    """The tables; a part a model does not have (no ground truth on video, too few pairs, a
+    numerical failure) is "n/a" in summary.csv and has no rows in the others; the probe and
+    intervention tables are written only when some model has them."""
     with open(out / "summary.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
@@ -247,40 +330,38 @@ def _write_csvs(out: Path, results: dict) -> None:
              "completeness", "min_intervention_share"]
         )  # fmt: skip
         for name, m in results.items():
-            a, iv = m["alignment"], m["intervention"]
+            b, mi, a, iv = (m[part] if _has(m, part) else {} for part in
+                            ("bound", "mutual_info", "alignment", "intervention"))  # fmt: skip
             w.writerow(
-                [name, m["bound"]["elbo_per_frame"], m["bound"]["elbo_per_frame_se"],
-                 m["bound"]["iw_bound_per_frame"], m["mutual_info"]["same"],
-                 m["mutual_info"]["cross"]]
+                [name] + [b.get(k, "n/a") for k in ("elbo_per_frame", "elbo_per_frame_se",
+                                                    "iw_bound_per_frame")]
+                + [mi.get(k, "n/a") for k in ("same", "cross")]
                 + [a.get(k, "n/a") for k in ("min_matched", "max_leakage", "mean_gap",
                                              "disentanglement", "completeness")]
                 + [iv.get("min_matched_share", "n/a")]
             )  # fmt: skip
-    if applicable(results["trained"]["alignment"]):
-        with open(out / "probe_r2.csv", "w", newline="") as f:
+
+    def table(name: str, header: list[str], part: str, key: str) -> None:
+        models = [n for n, m in results.items() if _has(m, part)]
+        if not models:
+            return
+        with open(out / name, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["model", "factor", "digit", "r2"])
-            for name, m in results.items():
-                for k, row in enumerate(m["alignment"]["r2"]):
-                    w.writerows([name, k, o, v] for o, v in enumerate(row))
-    with open(out / "mutual_info.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model", "factor_t", "factor_t_plus_1", "mi_bits"])
-        for name, m in results.items():
-            for i, row in enumerate(m["mutual_info"]["matrix"]):
-                w.writerows([name, i, j, v] for j, v in enumerate(row))
-    if applicable(results["trained"]["intervention"]):
-        with open(out / "intervention.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["model", "factor", "channel", "share_of_change"])
-            for name, m in results.items():
-                for k, row in enumerate(m["intervention"]["fractions"]):
-                    w.writerows([name, k, c, v] for c, v in enumerate(row))
+            w.writerow(header)
+            for model in models:
+                for i, row in enumerate(results[model][part][key]):
+                    w.writerows([model, i, j, v] for j, v in enumerate(row))
+
+    table("probe_r2.csv", ["model", "factor", "digit", "r2"], "alignment", "r2")
+    table("mutual_info.csv", ["model", "factor_t", "factor_t_plus_1", "mi_bits"], "mutual_info",
+          "matrix")  # fmt: skip
+    table("intervention.csv", ["model", "factor", "channel", "share_of_change"], "intervention",
+          "fractions")  # fmt: skip
     with open(out / "prediction.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["model", "step_after_context", "mse", "psnr", "ssim"])
         for name, m in results.items():
-            if "prediction" not in m:
+            if not _has(m, "prediction"):
                 continue
             p = m["prediction"]
             sources = {name: p["model"]}
@@ -292,40 +373,46 @@ def _write_csvs(out: Path, results: dict) -> None:
 
 
 def _write_figures(out: Path, results: dict, arrays: dict) -> None:
+    """The heatmaps and curves, with a panel for each model that has the numbers (none is
+    drawn when no model has them), and every generation that was made."""
+
+    def panels(key: str) -> dict:
+        return {name: arrays[name][key] for name in MODELS if key in arrays[name]}
+
     def bounds(name):
         size, dim = arrays[name]["group_size"], len(arrays[name]["correlation"])
         return list(range(size, dim, size))
 
-    figures.heatmaps(
-        {name: arrays[name]["correlation"] for name in MODELS}, out / "correlation.png",
-        boundaries={name: bounds(name) for name in MODELS},
-        xlabel="unit of z_t", ylabel="unit of z_t+1",
-    )  # fmt: skip
-    mi_max = max(float(np.max(arrays[n]["mi_matrix"])) for n in MODELS)
-    figures.heatmaps(
-        {name: arrays[name]["mi_matrix"] for name in MODELS}, out / "mutual_info.png",
-        vmin=0.0, vmax=max(mi_max, 1e-6), annotate=True, cmap="viridis",
-        xlabel="factor j at t+1", ylabel="factor i at t",
-    )  # fmt: skip
-    if "r2" in arrays["trained"]:  # ground truth only: no empty panels for video
+    if correlation := panels("correlation"):
         figures.heatmaps(
-            {name: arrays[name]["r2"] for name in MODELS}, out / "probe_r2.png",
+            correlation, out / "correlation.png",
+            boundaries={name: bounds(name) for name in correlation},
+            xlabel="unit of z_t", ylabel="unit of z_t+1",
+        )  # fmt: skip
+    if mi := panels("mi_matrix"):
+        mi_max = max(float(np.max(matrix)) for matrix in mi.values())
+        figures.heatmaps(
+            mi, out / "mutual_info.png",
+            vmin=0.0, vmax=max(mi_max, 1e-6), annotate=True, cmap="viridis",
+            xlabel="factor j at t+1", ylabel="factor i at t",
+        )  # fmt: skip
+    if r2 := panels("r2"):  # ground truth only: no empty panels for video
+        figures.heatmaps(
+            r2, out / "probe_r2.png",
             vmin=0.0, vmax=1.0, annotate=True, cmap="viridis", xlabel="digit", ylabel="factor",
         )  # fmt: skip
+    if fractions := panels("fractions"):
         figures.heatmaps(
-            {name: arrays[name]["fractions"] for name in MODELS}, out / "intervention.png",
+            fractions, out / "intervention.png",
             vmin=0.0, vmax=1.0, annotate=True, cmap="viridis",
             xlabel="colour channel (digit o in channel o)", ylabel="swapped factor",
         )  # fmt: skip
-    if "prediction" in results["trained"]:
-        figures.prediction_curves(
-            {
-                "trained": results["trained"]["prediction"]["model"],
-                "untrained": results["untrained"]["prediction"]["model"],
-                "copy last frame": results["trained"]["prediction"]["copy_last"],
-            },
-            out / "prediction.png",
-        )
+    curves = {name: results[name]["prediction"]["model"] for name in MODELS
+              if _has(results[name], "prediction")}  # fmt: skip
+    if _has(results["trained"], "prediction"):
+        curves["copy last frame"] = results["trained"]["prediction"]["copy_last"]
+    if curves:
+        figures.prediction_curves(curves, out / "prediction.png")
     for name in MODELS:
         folder = out / "generations" / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -362,11 +449,13 @@ def _held_out(run_dir: Path, config: TrainConfig, opts: EvalOptions):
             "asked for: all of them are used"
         )
     if pairs <= MIN_PAIRS:
-        raise RunError(
-            f"{run_dir}: the video test split holds {pairs} (z_t, z_t+1) pairs; the MI needs "
-            f"more than {MIN_PAIRS} (hold out more: --test-fraction, --split)"
+        notes.append(
+            f"the test split holds {pairs} (z_t, z_t+1) pairs, too few for the MI (KSG with "
+            f"k = {MIN_PAIRS} needs more): the MI is not computable; the other measurements "
+            "are made (for the MI, train with more held out: --test-fraction, longer or more "
+            "clips)"
         )
-    if pairs < opts.samples:
+    elif pairs < opts.samples:
         notes.append(
             f"MI and correlation on all {pairs} (z_t, z_t+1) pairs of the test split, not the "
             f"{opts.samples} of --samples"
@@ -402,6 +491,10 @@ def evaluate(
     A video run (``config.data``) is measured on its own test split; the probes and the
     intervention need Moving MNIST ground truth and are recorded as not applicable (no
     probe_r2 or intervention table or figure is written).
+
+    A part that fails numerically is recorded as failed with its reason (see :func:`measure`)
+    and the others are made; ``metrics["failed"]`` lists them (``"model part: reason"``,
+    empty when everything was made), and ``dvip evaluate`` then exits with status 1.
     """
     start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -421,7 +514,13 @@ def evaluate(
     config = TrainConfig.load(config_path)
     if config.seq_len < 2:
         raise RunError(f"{run_dir}: sequences of {config.seq_len} frame have no (z_t, z_t+1)")
+    if opts.context is not None and not 1 <= opts.context < config.seq_len:
+        raise ValueError(
+            f"context: must be between 1 and {config.seq_len - 1} for {config.seq_len}-frame "
+            f"sequences, got {opts.context}"
+        )
     trained = load(run_dir, checkpoint=checkpoint, device=opts.device)
+    _fallback_groups(trained, config, opts)  # --groups must divide the latent: refused now
     torch.manual_seed(seed)
     untrained = build_model(config).to(opts.device).eval()
 
@@ -442,6 +541,7 @@ def evaluate(
         "held_out": held_out,
         **results,
     }
+    metrics["failed"] = failures(metrics)
     _write_csvs(out, results)
     _write_figures(out, results, arrays)
     metrics["seconds"] = round(time.perf_counter() - start, 1)
