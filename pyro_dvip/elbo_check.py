@@ -22,8 +22,9 @@ The ELBO of a DVIP model on frames x (B, T, C, H, W) is computed three ways
 
 Checks: on one shared guide sample (particle 0; the hand-written bound reuses its noise eps_t),
 the reconstruction, KL, log p(z), log q(z) and ELBO of (1) and (3), ``Trace_ELBO``'s value for
-that particle and the ELBO of ``TraceMeanField_ELBO`` must agree to a relative ``tolerance`` (against max(|a|, |b|); for the ELBO against |recon| + |KL|,
-the size of the terms that rounding acts on); the hand-written expectation (N fresh samples)
+that particle and the ELBO of ``TraceMeanField_ELBO`` must agree to a relative ``tolerance``
+(against max(|a|, |b|); for an ELBO against the sum of its terms' sizes, what rounding acts
+on); the hand-written expectation (N fresh samples)
 and ``Trace_ELBO``'s must agree within ``max_z`` standard errors. Everything runs on a copy of
 the model in eval mode (BatchNorm uses its running statistics, so every network call is
 deterministic) and, by default, in float64, where rounding sits near 1e-16 (float32: 1e-7),
