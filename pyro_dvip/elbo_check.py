@@ -530,7 +530,8 @@ def check_elbo(
         f"deterministic; computed on a {dtype_name} copy of the model",
         "shared sample: Trace_ELBO's particle 0; the hand-written bound reuses its noise eps_t "
         "and TraceMeanField_ELBO replays it; relative differences are taken against "
-        "max(|a|, |b|), for the ELBO against |recon| + |KL|",
+        "max(|a|, |b|), for an ELBO against the sum of its terms' sizes (|recon| + |KL|, or "
+        "|recon| + |log p| + |log q|)",
     ]
     monte_carlo = [t for t, m in enumerate(shared.terms.kl_methods, 1) if m == MONTE_CARLO]
     if monte_carlo:
