@@ -220,7 +220,7 @@ class HalfScaledPrior(DVIP):
 
 
 def test_a_model_with_a_wider_likelihood_fails_on_the_reconstruction():
-    result = check_elbo(WideLikelihood(2, 3, **TINY_MODEL), frames(), 10)
+    result = check_elbo(WideLikelihood(2, 3, **TINY_MODEL), frames(), 3)
     assert not result.passed
     failed = set(result.checks.index[~result.checks["passed"]])
     assert {RECON, ELBO, ELBO_TRACE, ELBO_MEANFIELD} <= failed
@@ -229,7 +229,7 @@ def test_a_model_with_a_wider_likelihood_fails_on_the_reconstruction():
 
 
 def test_a_model_that_scales_its_latents_alone_fails_on_log_p():
-    result = check_elbo(HalfScaledPrior(2, 3, **TINY_MODEL), frames(), 10)
+    result = check_elbo(HalfScaledPrior(2, 3, **TINY_MODEL), frames(), 3)
     assert not result.passed
     failed = set(result.checks.index[~result.checks["passed"]])
     assert {LOG_P, ELBO_TRACE} <= failed
@@ -243,7 +243,7 @@ def test_a_model_that_scales_its_latents_alone_fails_on_log_p():
 def test_the_check_cannot_see_a_guide_that_stops_detaching_the_prior():
     """Detaching changes gradients, not values, and the check compares values (see
     docs/derivation.md); tests/test_objective.py pins the detachment by its gradients."""
-    result = check_elbo(UndetachedGuide(2, 3, **TINY_MODEL), frames(), 10)
+    result = check_elbo(UndetachedGuide(2, 3, **TINY_MODEL), frames(), 3)
     assert result.passed, result.format()
 
 
@@ -260,7 +260,7 @@ class CoupledPrior(Transition):
 
 def test_a_coupled_prior_is_reported_with_the_factors_it_reads_and_still_passes():
     dvip = DVIP(3, 2, transition=CoupledPrior, **TINY_MODEL)
-    result = check_elbo(dvip, frames(), 5)
+    result = check_elbo(dvip, frames(), 3)
     assert result.passed, result.format()  # a coupled prior is allowed
     assert result.coupling == {1: [2], 3: [1, 2]}
     line = "factors: coupled (factor 1 reads factor 2; factor 3 reads factors 1, 2)"
