@@ -1,3 +1,4 @@
+import csv
 import json
 import math
 import re
@@ -263,6 +264,14 @@ def test_evaluate_a_chosen_checkpoint_reports_the_known_numbers_of_a_known_model
     torch.testing.assert_close(
         torch.tensor(bound["kl_per_unit_per_frame"]), unit_kl, rtol=0, atol=1e-5
     )
+    # predictions: the decoder's 0.5 at every pixel, after a context of 1 frame; copy_last
+    # repeats frame 1. MSE per predicted step, from the frames themselves
+    with open(tmp_path / "eval" / "prediction.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for model, guess in (("trained", 0.5), ("copy_last", frames[:, 0])):
+        mse = [((frames[:, t] - guess) ** 2).mean().item() for t in (1, 2)]
+        got = [float(r["mse"]) for r in rows if r["model"] == model]
+        assert got == pytest.approx(mse, rel=1e-5), model
     missing = run_cli("evaluate", run, "--checkpoint", tmp_path / "none.pt")
     assert missing.exit_code == 2 and "Invalid value for '--checkpoint'" in missing.output
 
