@@ -193,6 +193,7 @@ def test_each_wrong_derivation_is_reported_as_a_failure(derivation):
         assert {KL, ELBO, ELBO_MEANFIELD} <= failed and RECON not in failed
         # leaving out KL_1 changes no log-density; p(z_t | z_t) changes log p(z) too
         assert (LOG_P in failed) == (derivation == "prior-wrong-step")
+        assert (ELBO_TRACE in failed) == (derivation == "prior-wrong-step")
         assert LOG_Q not in failed
         wrong = (steps["kl_hand"] - steps["kl_trace"]).abs() > 1e-9
         expected = [True, False, False] if derivation == "drop-kl-t1" else [False, True, True]
