@@ -24,11 +24,11 @@ Checks: on one shared guide sample (particle 0; the hand-written bound reuses it
 the reconstruction, KL, log p(z), log q(z) and ELBO of (1) and (3), ``Trace_ELBO``'s value for
 that particle and the ELBO of ``TraceMeanField_ELBO`` must agree to a relative ``tolerance``
 (against max(|a|, |b|); for an ELBO against the sum of its terms' sizes, what rounding acts
-on); the hand-written expectation (N fresh samples)
-and ``Trace_ELBO``'s must agree within ``max_z`` standard errors. Everything runs on a copy of
-the model in eval mode (BatchNorm uses its running statistics, so every network call is
-deterministic) and, by default, in float64, where rounding sits near 1e-16 (float32: 1e-7),
-so a tolerance of 1e-5 can only be missed by a wrong term.
+on); the hand-written expectation (N fresh samples) and ``Trace_ELBO``'s must agree within
+``max_z`` standard errors. Everything runs on a copy of the model in eval mode (BatchNorm
+uses its running statistics, so every network call is deterministic) and, by default, in
+float64, where rounding sits near 1e-16 (float32: 1e-7), so a tolerance of 1e-5 can only be
+missed by a wrong term.
 
 ``derivation`` selects deliberately wrong variants of (1) that the check must reject. The check
 compares values, so it cannot see whether the guide detaches the prior's prediction (a gradient
@@ -270,13 +270,15 @@ def factor_coupling(
     for j in range(K):
         z = z_prev.clone()
         z[:, j] += torch.randn_like(z[:, j])
+        moved = torch.zeros(K, dtype=torch.bool, device=z.device)  # per factor k
         for before, after in zip(base, prediction(z)):
             rounding = 1000 * torch.finfo(before.dtype).eps * before.abs().amax().clamp_min(1)
-            moved = ((after - before).abs() > rounding) | (after.isnan() != before.isnan())
-            for k in moved.flatten(2).any(-1).any(0).nonzero().flatten().tolist():
-                if k != j and j + 1 not in coupled.setdefault(k + 1, []):
-                    coupled[k + 1].append(j + 1)
-    return {k: sorted(js) for k, js in sorted(coupled.items()) if js}
+            changed = ((after - before).abs() > rounding) | (after.isnan() != before.isnan())
+            moved |= changed.any(-1).any(0)  # (N, K, ·) -> (K,)
+        for k in moved.nonzero().flatten().tolist():
+            if k != j:
+                coupled.setdefault(k + 1, []).append(j + 1)  # j ascends: lists come sorted
+    return dict(sorted(coupled.items()))
 
 
 def describe_coupling(coupled: dict[int, list[int]], num_factors: int) -> str:
