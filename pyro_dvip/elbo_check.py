@@ -21,15 +21,19 @@ The ELBO of a DVIP model on frames x (B, T, C, H, W) is computed three ways
    ``kl_divergence`` per ``z_t`` site (KL per video, step and factor: the ``factors`` plate).
 
 Checks: on one shared guide sample (particle 0; the hand-written bound reuses its noise eps_t),
-the reconstruction, KL and ELBO of (1) and (3), and the ELBO of ``TraceMeanField_ELBO``, must
-agree to a relative ``tolerance`` (against max(|a|, |b|); for the ELBO against |recon| + |KL|,
-the size of the terms that rounding acts on); the hand-written expectation (N fresh samples)
-and ``Trace_ELBO``'s must agree within ``max_z`` standard errors. Everything runs on a copy of
-the model in eval mode (BatchNorm uses its running statistics, so every network call is
-deterministic) and, by default, in float64, where rounding sits near 1e-16 (float32: 1e-7),
-so a tolerance of 1e-5 can only be missed by a wrong term.
+the reconstruction, KL, log p(z), log q(z) and ELBO of (1) and (3), ``Trace_ELBO``'s value for
+that particle and the ELBO of ``TraceMeanField_ELBO`` must agree to a relative ``tolerance``
+(against max(|a|, |b|); for an ELBO against the sum of its terms' sizes, what rounding acts
+on); the hand-written expectation (N fresh samples) and ``Trace_ELBO``'s must agree within
+``max_z`` standard errors. Everything runs on a copy of the model in eval mode (BatchNorm
+uses its running statistics, so every network call is deterministic) and, by default, in
+float64, where rounding sits near 1e-16 (float32: 1e-7), so a tolerance of 1e-5 can only be
+missed by a wrong term.
 
-``derivation`` selects deliberately wrong variants of (1) that the check must reject.
+``derivation`` selects deliberately wrong variants of (1) that the check must reject. The check
+compares values, so it cannot see whether the guide detaches the prior's prediction (a gradient
+matter; ``docs/derivation.md``). It also reports, without failing, whether the prior keeps
+factors independent (:func:`factor_coupling`).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from torch.distributions import Independent, Normal, kl_divergence
 
 from .model import DVIP
 from .objective import latent_sites, make_elbo
+from .priors import Transition
 
 DERIVATIONS = {
     "paper": "Appendix B as written",
@@ -65,11 +70,15 @@ CHECK_FORMATS = {
 @dataclass
 class Terms:
     """The ELBO's terms for one posterior sample: ``recon`` log p(x_t | z_t) (B, T); ``kl`` the
-    KL of step t and factor k (B, T, K); ``kl_methods`` how each step's KL was computed."""
+    KL of step t and factor k (B, T, K); ``kl_methods`` how each step's KL was computed;
+    ``log_p`` and ``log_q`` log p(z_t | z_{t-1}) and log q(z_t | z_{t-1}, x_t) at the sample
+    (B, T, K), the terms ``Trace_ELBO`` sums instead of the KL."""
 
     recon: torch.Tensor
     kl: torch.Tensor
     kl_methods: list[str]
+    log_p: torch.Tensor
+    log_q: torch.Tensor
 
     @property
     def elbo(self) -> torch.Tensor:
@@ -143,7 +152,7 @@ def hand_written_terms(
     B, T = x.shape[:2]
     K, d = dvip.num_factors, dvip.factor_dim
     features = dvip.encoder(x.flatten(0, 1)).view(B, T, dvip.z_dim)
-    zs, kls, methods = [], [], []
+    zs, kls, methods, log_ps, log_qs = [], [], [], [], []
     z_prev = None
     for t in range(T):  # step t + 1 of the paper
         if t == 0:
@@ -165,26 +174,35 @@ def hand_written_terms(
         zs.append(z)
         kls.append(kl)
         methods.append(method)
+        log_ps.append(p.log_prob(z))  # (B, K)
+        log_qs.append(q.log_prob(z))
         z_prev = z
     mean = dvip.decoder(torch.stack(zs, 1).reshape(B * T, dvip.z_dim)).view(x.shape)
     recon = gaussian_log_likelihood(
         x, mean, dvip.obs_var, normalised=derivation != "drop-normaliser"
     )
-    return Terms(recon, torch.stack(kls, 1), methods)
+    return Terms(
+        recon, torch.stack(kls, 1), methods, torch.stack(log_ps, 1), torch.stack(log_qs, 1)
+    )
 
 
 def trace_decomposition(model_trace, guide_trace) -> Terms:
     """The ELBO's terms read site by site from a guide trace and the model replayed on it:
     ``x``'s log_prob (B, T) and, per ``z_t`` site, ``kl_divergence(q, p)`` (B, K), or
     log q(z_t) - log p(z_t) where no KL is registered (what ``TraceMeanField_ELBO`` does).
-    Unscaled: a ``kl_scale`` the traces were recorded with is not applied."""
+    ``recon`` and ``kl`` are unscaled: a ``kl_scale`` the traces were recorded with is not
+    applied. ``log_p`` and ``log_q`` are each site's log-density as ``Trace_ELBO`` sums it,
+    times the site's ``poutine.scale``, so a model and guide that scale ``z_t`` differently
+    show here."""
     model_trace = prune_subsample_sites(model_trace)
     guide_trace = prune_subsample_sites(guide_trace)
     model_trace.compute_log_prob()
     guide_trace.compute_log_prob()
-    kls, methods = [], []
+    kls, methods, log_ps, log_qs = [], [], [], []
     for name in latent_sites(guide_trace):
         q, p = guide_trace.nodes[name]["fn"], model_trace.nodes[name]["fn"]
+        log_ps.append(model_trace.nodes[name]["log_prob"])  # (B, K), scaled
+        log_qs.append(guide_trace.nodes[name]["log_prob"])
         try:
             kls.append(kl_divergence(q, p))
             methods.append(ANALYTIC)
@@ -193,7 +211,9 @@ def trace_decomposition(model_trace, guide_trace) -> Terms:
             kls.append(log_q - model_trace.nodes[name]["unscaled_log_prob"])
             methods.append(MONTE_CARLO)
     recon = model_trace.nodes["x"]["unscaled_log_prob"]  # (B, T)
-    return Terms(recon, torch.stack(kls, 1), methods)
+    return Terms(
+        recon, torch.stack(kls, 1), methods, torch.stack(log_ps, 1), torch.stack(log_qs, 1)
+    )
 
 
 def _noise_of(guide_trace, T: int) -> torch.Tensor:
@@ -227,6 +247,56 @@ def _mean_and_se(values: list[float]) -> tuple[float, float]:
     return v.mean().item(), (v.std() / math.sqrt(len(v))).item()
 
 
+def factor_coupling(
+    transition: Transition, z_prev: torch.Tensor, z_next: torch.Tensor
+) -> dict[int, list[int]]:
+    """Which other factors each factor's prediction reads, found by perturbing the past.
+
+    For every factor j, z_prev (N, K, d) is perturbed in factor j only (standard-normal noise
+    from the global RNG) and each other factor k's prediction is compared with the
+    unperturbed one: its moments (:meth:`Transition.moments`) and its log-density at z_next
+    (N, K, d). Returns {k: [j, ...]} for the factors k that moved, 1-based as in the reports;
+    empty for a prior that keeps factors independent (the paper's) and for a single factor.
+    A change below 1000 times the dtype's rounding of the values compared counts as none.
+    """
+    K = z_prev.shape[1]
+
+    def prediction(z: torch.Tensor) -> list[torch.Tensor]:
+        loc, logvar = transition.moments(z)  # (N, K, d) each
+        return [loc, logvar, transition(z).log_prob(z_next).unsqueeze(-1)]  # log_prob: (N, K)
+
+    base = prediction(z_prev)
+    coupled: dict[int, list[int]] = {}
+    for j in range(K):
+        z = z_prev.clone()
+        z[:, j] += torch.randn_like(z[:, j])
+        moved = torch.zeros(K, dtype=torch.bool, device=z.device)  # per factor k
+        for before, after in zip(base, prediction(z)):
+            rounding = 1000 * torch.finfo(before.dtype).eps * before.abs().amax().clamp_min(1)
+            changed = ((after - before).abs() > rounding) | (after.isnan() != before.isnan())
+            moved |= changed.any(-1).any(0)  # (N, K, ·) -> (K,)
+        for k in moved.nonzero().flatten().tolist():
+            if k != j:
+                coupled.setdefault(k + 1, []).append(j + 1)  # j ascends: lists come sorted
+    return dict(sorted(coupled.items()))
+
+
+def describe_coupling(coupled: dict[int, list[int]], num_factors: int) -> str:
+    """One line for the report: ``independent``, or ``coupled (factor k reads factors ...)``."""
+    if num_factors == 1:
+        return "independent (a single factor: trivially, there is no other factor to read)"
+    if not coupled:
+        return (
+            "independent (perturbing one factor's z_{t-1} moves no other factor's predicted "
+            "moments or density)"
+        )
+    reads = "; ".join(
+        f"factor {k} reads factor{'s' if len(js) > 1 else ''} {', '.join(map(str, js))}"
+        for k, js in coupled.items()
+    )
+    return f"coupled ({reads}): the method assumes independent factors; allowed, not a failure"
+
+
 @dataclass
 class ElboCheck:
     """The result of :func:`check_elbo`. ELBO values are nats per video (mean over the batch).
@@ -243,6 +313,9 @@ class ElboCheck:
             N particles and the batch: which factors carry information.
         notes: how the numbers were computed, in sentences.
         settings: batch size, sequence length, particles, dtype, seed, tolerances, derivation.
+        coupling: {k: [j, ...]}, the other factors j whose z_{t-1} factor k's prediction reads
+            (1-based; :func:`factor_coupling`); empty when the prior keeps factors independent.
+            Reported, never a failure.
     """
 
     passed: bool
@@ -252,6 +325,12 @@ class ElboCheck:
     factor_kl: pd.DataFrame
     notes: list[str]
     settings: dict = field(default_factory=dict)
+    coupling: dict[int, list[int]] = field(default_factory=dict)
+
+    @property
+    def factors(self) -> str:
+        """Whether the prior keeps factors independent, as the report's line says it."""
+        return describe_coupling(self.coupling, self.factor_kl.shape[1])
 
     def to_dict(self) -> dict:
         """Plain values for JSON."""
@@ -262,6 +341,9 @@ class ElboCheck:
             "estimates": self.estimates.reset_index().to_dict(orient="records"),
             "steps": self.steps.reset_index().to_dict(orient="records"),
             "factor_kl": {str(k): v for k, v in self.factor_kl.to_dict(orient="index").items()},
+            "factors_independent": not self.coupling,
+            "factor_coupling": {str(k): js for k, js in self.coupling.items()},
+            "factors": self.factors,
             "notes": self.notes,
         }
 
@@ -287,6 +369,7 @@ class ElboCheck:
                 self.factor_kl.to_string(float_format=lambda v: f"{v:.4g}"),
                 "",
                 *(f"note: {note}" for note in self.notes),
+                f"factors: {self.factors}",
                 f"verdict: {'PASS' if self.passed else 'FAIL'}",
             ]
         return "\n".join(parts)
@@ -308,6 +391,16 @@ def _trace_elbo_particle(model: DVIP, x: torch.Tensor) -> _PyroParticle:
     elbo = -make_elbo("trace").loss(traced_model, traced_guide, x) / x.shape[0]
     terms = trace_decomposition(traced_model.trace, traced_guide.trace)
     return _PyroParticle(elbo, terms, traced_model.trace, traced_guide.trace)
+
+
+def _transition_pairs(model: DVIP, particle: _PyroParticle) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z_{t-1}, z_t) pairs of a guide sample, ((T - 1) B, K, d) each, for
+    :func:`factor_coupling`; for T = 1, z_1 and a draw from the prior at it."""
+    zs = [site["value"] for site in (particle.guide_trace.nodes[n]
+                                     for n in latent_sites(particle.guide_trace))]  # fmt: skip
+    if len(zs) == 1:
+        return zs[0], model.transition(zs[0]).sample()
+    return torch.cat(zs[:-1]), torch.cat(zs[1:])
 
 
 def check_elbo(
@@ -359,6 +452,7 @@ def check_elbo(
                                derivation)
             for _ in range(num_particles)
         ]  # fmt: skip
+        coupling = factor_coupling(model.transition, *_transition_pairs(model, shared))
 
     def per_video(values: torch.Tensor) -> float:
         return values.mean().item()
@@ -371,6 +465,10 @@ def check_elbo(
     trace_kl = per_video(shared.terms.kl.sum((1, 2)))
     hand_elbo, trace_elbo = per_video(shared_hand.elbo), per_video(shared.terms.elbo)
     elbo_scale = abs(hand_recon) + abs(hand_kl)  # rounding scales with the terms, not their sum
+    hand_log_p = per_video(shared_hand.log_p.sum((1, 2)))
+    hand_log_q = per_video(shared_hand.log_q.sum((1, 2)))
+    trace_log_p = per_video(shared.terms.log_p.sum((1, 2)))
+    trace_log_q = per_video(shared.terms.log_q.sum((1, 2)))
     checks = pd.DataFrame(
         [
             _exact_check("reconstruction, shared sample: hand-written vs trace",
@@ -378,8 +476,17 @@ def check_elbo(
                          tolerance),
             _exact_check("KL, shared sample: hand-written vs trace",
                          hand_kl, trace_kl, max(abs(hand_kl), abs(trace_kl)), tolerance),
+            _exact_check("log p(z), shared sample: hand-written vs Trace_ELBO's model trace",
+                         hand_log_p, trace_log_p, max(abs(hand_log_p), abs(trace_log_p)),
+                         tolerance),
+            _exact_check("log q(z), shared sample: hand-written vs Trace_ELBO's guide trace",
+                         hand_log_q, trace_log_q, max(abs(hand_log_q), abs(trace_log_q)),
+                         tolerance),
             _exact_check("ELBO, shared sample: hand-written vs trace",
                          hand_elbo, trace_elbo, elbo_scale, tolerance),
+            _exact_check("ELBO, shared sample: hand-written log p - log q vs Trace_ELBO",
+                         hand_recon + hand_log_p - hand_log_q, shared.elbo,
+                         abs(hand_recon) + abs(hand_log_p) + abs(hand_log_q), tolerance),
             _exact_check("ELBO, shared sample: hand-written vs TraceMeanField_ELBO",
                          hand_elbo, meanfield, elbo_scale, tolerance),
             _statistical_check(f"ELBO, mean of {num_particles}: hand-written vs Trace_ELBO",
@@ -425,7 +532,8 @@ def check_elbo(
         f"deterministic; computed on a {dtype_name} copy of the model",
         "shared sample: Trace_ELBO's particle 0; the hand-written bound reuses its noise eps_t "
         "and TraceMeanField_ELBO replays it; relative differences are taken against "
-        "max(|a|, |b|), for the ELBO against |recon| + |KL|",
+        "max(|a|, |b|), for an ELBO against the sum of its terms' sizes (|recon| + |KL|, or "
+        "|recon| + |log p| + |log q|)",
     ]
     monte_carlo = [t for t, m in enumerate(shared.terms.kl_methods, 1) if m == MONTE_CARLO]
     if monte_carlo:
@@ -443,4 +551,4 @@ def check_elbo(
         dtype=dtype_name, seed=seed, tolerance=tolerance, max_z=max_z,
     )  # fmt: skip
     passed = bool(checks["passed"].all())
-    return ElboCheck(passed, checks, estimates, steps, factor_kl, notes, settings)
+    return ElboCheck(passed, checks, estimates, steps, factor_kl, notes, settings, coupling)

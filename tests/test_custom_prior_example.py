@@ -35,9 +35,11 @@ def test_both_priors_train_and_pass_the_check_and_only_one_couples_factors(examp
     assert student_t.steps["kl_method"].tolist() == ["analytic", "monte carlo", "monte carlo"]
     assert any("Independent(StudentT)" in note for note in student_t.notes)
     assert student_t_influence[0, 1] == 0 and student_t_influence[1, 0] == 0
+    assert student_t.coupling == {}
     coupled, coupled_influence = results["CoupledLinearTransition"]
     assert set(coupled.steps["kl_method"]) == {"analytic"}
     assert coupled_influence[0, 1] > 0 and coupled_influence[1, 0] > 0
+    assert coupled.coupling == {1: [2], 2: [1]}  # the check's line agrees with the Jacobian
 
 
 def test_example_script_runs_at_a_tiny_size(example):
@@ -88,3 +90,4 @@ def test_dvip_train_and_check_elbo_with_an_example_prior(example, tmp_path, prio
     report = json.loads(out.read_text())
     assert report["passed"] is True and report["settings"]["seq_len"] == 3  # the run's
     assert [step["kl_method"] for step in report["steps"]] == kl_methods
+    assert report["factors_independent"] is (prior == "StudentTTransition")

@@ -1,57 +1,66 @@
 import math
 
-import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from conftest import make_known_answer, unit_kl_to_standard_normal
 
 from pyro_dvip import DVIP
-from pyro_dvip.evaluation.bound import _traces, held_out_bound, prediction_saving, unit_kl
+from pyro_dvip.evaluation.bound import held_out_bound, prediction_saving, unit_kl
 from pyro_dvip.evaluation.posterior import filter_sequences
 from pyro_dvip.evaluation.prediction import frame_scores, prediction_scores, ssim
-from pyro_dvip.objective import factor_terms
 
 
 def tiny_model():
     return DVIP(2, 3, image_size=16, width=4, transition_layers=1).eval()
 
 
-def test_bound_reports_per_frame_and_per_sequence_with_the_normalising_constant():
+def log_likelihood_of_half(frames, obs_var=0.25):
+    """log N(x_t | 0.5, obs_var I) per sequence, summed over its frames: (N,)."""
+    per_pixel = -((frames - 0.5) ** 2) / (2 * obs_var) - 0.5 * math.log(2 * math.pi * obs_var)
+    return per_pixel.flatten(1).sum(-1)
+
+
+def test_when_the_posterior_is_the_prior_both_bounds_are_the_exact_log_likelihood():
+    # decoder mean 0.5 whatever z, q(z_t) = p(z_t) = N(0, I): log p(x) = log N(x | 0.5, 0.25 I)
+    zeros = torch.zeros(2, 3)
+    dvip = make_known_answer(tiny_model(), zeros, zeros)
     frames = torch.rand(6, 3, 3, 16, 16)
-    bound = held_out_bound(tiny_model(), frames, particles=4, iw_samples=8)
+    bound = held_out_bound(dvip, frames, particles=3, iw_samples=4)
+    log_px = log_likelihood_of_half(frames).mean().item()
     assert bound["normalising_constant_included"] is True
     assert bound["log_norm_const_per_frame"] == pytest.approx(
         -0.5 * 3 * 16 * 16 * math.log(2 * math.pi * 0.25)
     )
-    assert bound["elbo_per_sequence"] == pytest.approx(3 * bound["elbo_per_frame"])
-    assert bound["elbo_per_frame_se"] > 0
-    # The importance-weighted bound is at least the ELBO in expectation.
-    assert bound["iw_bound_per_frame"] > bound["elbo_per_frame"] - 3 * bound["elbo_per_frame_se"]
+    assert bound["elbo_per_sequence"] == pytest.approx(log_px, rel=1e-6)
+    assert bound["iw_bound_per_sequence"] == pytest.approx(log_px, rel=1e-6)
+    assert bound["elbo_per_frame"] == pytest.approx(log_px / 3, rel=1e-6)
+    assert bound["iw_bound_per_frame"] == pytest.approx(log_px / 3, rel=1e-6)
+    assert bound["elbo_per_sequence_se"] == pytest.approx(0, abs=1e-3)  # no sample matters
+    assert bound["kl_per_factor_per_frame"] == pytest.approx([0, 0], abs=1e-6)
+    assert bound["active_units"] == [0, 0]  # a unit whose posterior is its prior is not counted
 
 
-def test_bound_splits_the_kl_by_factor_per_frame():
-    dvip, frames = tiny_model(), torch.rand(5, 3, 3, 16, 16)
-    pyro.set_rng_seed(3)
+def test_kl_by_factor_step_and_unit_and_active_units_of_a_known_model():
+    # factor 1's units: q = N(1, 1), N(0, 2), N(0.2, 1) against p = N(0, 1); factor 2: q = p
+    q_loc = torch.tensor([[1.0, 0.0, 0.2], [0.0, 0.0, 0.0]])
+    q_logvar = torch.tensor([[0.0, math.log(2.0), 0.0], [0.0, 0.0, 0.0]])
+    unit = torch.tensor([[0.5, 0.5 * (1 - math.log(2.0)), 0.02], [0.0, 0.0, 0.0]])
+    torch.testing.assert_close(unit_kl_to_standard_normal(q_loc, q_logvar), unit)  # written out
+    dvip = make_known_answer(tiny_model(), q_loc, q_logvar)
+    frames = torch.rand(5, 3, 3, 16, 16)
     bound = held_out_bound(dvip, frames, particles=2, iw_samples=1)
-    pyro.set_rng_seed(3)  # the same two particles, by hand
-    with torch.no_grad():
-        kl = sum(factor_terms(*_traces(dvip, frames), analytic_kl=True)[1] for _ in range(2))
-    expected = (kl.sum(0) / (2 * 5 * 3)).tolist()  # particles x sequences x frames
-    assert len(bound["kl_per_factor_per_frame"]) == 2
-    assert bound["kl_per_factor_per_frame"] == pytest.approx(expected, rel=1e-5)
-    assert min(expected) > 0  # an untrained encoder's posterior is not its prior
-    pyro.set_rng_seed(3)
-    with torch.no_grad():
-        steps = sum(
-            factor_terms(*_traces(dvip, frames), analytic_kl=True, per_step=True)[1]
-            for _ in range(2)
-        )  # (B, T, K)
-    assert steps.shape == (5, 3, 2)
-    assert steps.sum(1) == pytest.approx(kl, rel=1e-6)
-    by_step = bound["kl_per_step_per_factor"]
-    assert torch.tensor(by_step) == pytest.approx(steps.sum(0) / (2 * 5), rel=1e-5)
-    first, later = torch.tensor(by_step)[0], torch.tensor(by_step)[1:].mean(0)
-    assert bound["prediction_saving"] == pytest.approx((1 - later / first).tolist(), rel=1e-5)
+    factor = unit.sum(-1)  # every step pays the same: this prior predicts nothing
+    close = dict(rtol=0, atol=1e-6)
+    torch.testing.assert_close(torch.tensor(bound["kl_per_unit_per_frame"]), unit, **close)
+    torch.testing.assert_close(torch.tensor(bound["kl_per_factor_per_frame"]), factor, **close)
+    by_step = torch.tensor(bound["kl_per_step_per_factor"])  # (T, K)
+    torch.testing.assert_close(by_step, factor.expand(3, 2), **close)
+    assert bound["active_units"] == [2, 0]  # 0.5 and 0.153 nats are above 0.05; 0.02 is not
+    saving = bound["prediction_saving"]
+    assert saving[0] == pytest.approx(0.0, abs=1e-6) and math.isnan(saving[1])  # 2: collapsed
+    expected = (log_likelihood_of_half(frames).mean() - 3 * factor.sum()).item()
+    assert bound["elbo_per_sequence"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_prediction_saving_reads_the_kl_by_step():
@@ -69,21 +78,6 @@ def test_filtering_with_means_gives_samples_equal_to_means():
     assert torch.equal(posterior.samples, posterior.means)
     sampled = filter_sequences(tiny_model(), torch.rand(2, 4, 3, 16, 16))
     assert not torch.equal(sampled.samples, sampled.means)
-
-
-def test_active_units_count_the_units_that_cost_kl():
-    dvip, frames = tiny_model(), torch.rand(5, 3, 3, 16, 16)
-    pyro.set_rng_seed(3)
-    bound = held_out_bound(dvip, frames, particles=2, iw_samples=1)
-    per_unit = torch.tensor(bound["kl_per_unit_per_frame"])  # (K, d)
-    assert per_unit.shape == (2, 3)
-    assert per_unit.sum(-1).tolist() == pytest.approx(bound["kl_per_factor_per_frame"], rel=1e-4)
-    assert bound["active_units"] == (per_unit > bound["active_nats"]).sum(-1).tolist()
-    # a unit whose posterior is its prior at every step costs nothing and is not counted
-    with torch.no_grad():
-        traces = _traces(dvip, frames)
-        kl = unit_kl(*traces)
-    assert kl.shape == (5, 2, 3) and (kl >= 0).all()
 
 
 def test_active_units_are_absent_for_a_prior_without_a_per_unit_kl():

@@ -1,5 +1,6 @@
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -8,6 +9,8 @@ from conftest import TINY, run_cli, tiny_args
 from pyro_dvip import TrainConfig, load, make_config, train
 from pyro_dvip.checkpoint import list_checkpoints
 from pyro_dvip.objective import NegELBO
+from pyro_dvip.objective import test_elbo as held_out_elbo
+from pyro_dvip.train import make_data
 
 
 def read_metrics(run_dir):
@@ -28,13 +31,29 @@ def test_train_three_steps_writes_the_run_directory(tmp_path):
 
     rows = read_metrics(out)
     assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    # pixels and decoder means lie in [0, 1], so log N(x | mean, 0.25) per pixel lies in
+    # [-2 - c, -c] with c = log(2 pi 0.25) / 2: the per-frame reconstruction is bounded
+    c, pixels = 0.5 * math.log(2 * math.pi * 0.25), 3 * 16 * 16
     for row in rows:
-        elbo, recon, kl = (float(row[k]) for k in ("elbo", "recon", "kl"))
-        assert abs(elbo - (recon - kl)) < 1e-2 * max(1.0, abs(elbo))
-        assert float(row["frames_per_s"]) > 0 and float(row["seconds"]) > 0
-    assert rows[1]["test_elbo"] and rows[2]["test_elbo"] and not rows[0]["test_elbo"]
+        assert -pixels * (2 + c) <= float(row["recon"]) <= -pixels * c
+    # frames per second: B T frames a step, over the training seconds since the last row
+    # (seconds rounded to 1 ms, frames/s to 0.1)
+    seconds = [0.0] + [float(r["seconds"]) for r in rows]
+    frames = TINY["batch_size"] * TINY["seq_len"]
+    for row, before, after in zip(rows, seconds, seconds[1:]):
+        slowest, fastest = (
+            frames / (after - before + 1e-3),
+            frames / max(after - before - 1e-3, 1e-9),
+        )
+        assert slowest - 0.05 <= float(row["frames_per_s"]) <= fastest + 0.05
+    assert not rows[0]["test_elbo"]
 
     assert [p.name for p in list_checkpoints(out)] == ["step_00000002.pt", "step_00000003.pt"]
+    # the test ELBO logged at a checkpoint step is that checkpoint's, on the run's test frames
+    _, test_frames = make_data(TrainConfig.load(out / "config.json"), torch.device("cpu"))
+    for row, path in zip(rows[1:], list_checkpoints(out)):
+        expected = held_out_elbo(load(out, path), test_frames, TINY["batch_size"])
+        assert float(row["test_elbo"]) == pytest.approx(expected, rel=1e-6)
     state = torch.load(list_checkpoints(out)[-1], weights_only=True)
     assert state["step"] == 3 and {"model", "optimizer", "rng", "data"} <= set(state)
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
