@@ -7,17 +7,20 @@ scale broadcast to the frames.
 """
 
 import copy
+import math
 from functools import partial
 
 import pyro
 import pytest
 import torch
+from conftest import TINY
 from pyro import distributions as dist
 from pyro import poutine
 
-from pyro_dvip import DVIP, NegELBO, Transition
+from pyro_dvip import DVIP, NegELBO, Transition, make_config, train
 from pyro_dvip.distributions import FixedVarianceNormal
 from pyro_dvip.objective import factor_terms, free_bits_penalty, make_elbo
+from pyro_dvip.train import build_model
 
 
 def reference_model(dvip: DVIP, x: torch.Tensor, kl_scale: float = 1.0) -> None:
@@ -202,3 +205,79 @@ def test_fixed_variance_normal_matches_normal():
     assert expanded.batch_shape == (2, 3, 4)
     torch.testing.assert_close(expanded.log_prob(value), dist.Normal(loc[:1], 0.2**0.5)
                                .expand((2, 3, 4)).log_prob(value))  # fmt: skip
+
+
+def first_loss_and_params(tmp_path, name, **options):
+    result = train(make_config(**{**TINY, "checkpoint_every": 50, **options}), tmp_path / name,
+                   progress=False)  # fmt: skip
+    rows = result.metrics
+    return rows, {n: p.detach().clone() for n, p in result.model.named_parameters()}
+
+
+def test_bf16_runs_the_networks_in_bf16_the_distributions_in_float32_and_trains(
+    tmp_path, monkeypatch
+):
+    conv_dtypes, likelihood_dtypes = set(), set()
+    conv_forward, log_prob = torch.nn.ConvTranspose2d.forward, FixedVarianceNormal.log_prob
+
+    def recording_conv(self, *args, **kwargs):
+        out = conv_forward(self, *args, **kwargs)
+        conv_dtypes.add(out.dtype)
+        return out
+
+    def recording_log_prob(self, value):
+        out = log_prob(self, value)
+        likelihood_dtypes.update({self.loc.dtype, out.dtype})
+        return out
+
+    monkeypatch.setattr(torch.nn.ConvTranspose2d, "forward", recording_conv)
+    monkeypatch.setattr(FixedVarianceNormal, "log_prob", recording_log_prob)
+    options = dict(log_every=1, lr=3e-3)
+    bf16_rows, bf16_params = first_loss_and_params(tmp_path, "bf16", precision="bf16", steps=12,
+                                                   **options)  # fmt: skip
+    assert torch.bfloat16 in conv_dtypes and likelihood_dtypes == {torch.float32}
+    fp32_rows, _ = first_loss_and_params(tmp_path, "fp32", steps=1, **options)
+    first_bf16, first_fp32 = bf16_rows[0]["objective_avg"], fp32_rows[0]["objective_avg"]
+    assert first_bf16 != first_fp32 and abs(first_bf16 - first_fp32) < 1e-2 * abs(first_fp32)
+    bound = [row["objective_avg"] for row in bf16_rows]  # -loss per frame
+    assert all(map(math.isfinite, bound))
+    assert sum(bound[-3:]) / 3 > sum(bound[:3]) / 3 + 10  # the bound rises
+    pyro.set_rng_seed(0)
+    initial = build_model(make_config(**TINY))
+    assert all(not torch.equal(bf16_params[n], p) for n, p in initial.named_parameters())
+
+
+def broken_compile(fn, *args, **kwargs):
+    def compiled(*a, **k):
+        raise RuntimeError("no C compiler here")
+
+    return compiled
+
+
+def test_a_failed_compile_trains_on_eager_exactly_as_an_uncompiled_run(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    eager_rows, eager_params = first_loss_and_params(tmp_path, "eager", steps=3)
+    with caplog.at_level("WARNING"):
+        rows, params = first_loss_and_params(tmp_path, "compiled", steps=3, compile=True)
+    assert "--compile: torch.compile failed (RuntimeError: no C compiler here)" in caplog.text
+    assert [r["elbo"] for r in rows] == [r["elbo"] for r in eager_rows]
+    assert all(torch.equal(params[n], p) for n, p in eager_params.items())
+    assert '"compile": true' in (tmp_path / "compiled" / "config.json").read_text()
+
+
+def test_compile_wraps_the_encoder_and_decoder_and_logs_its_cost(tmp_path, monkeypatch, caplog):
+    wrapped = []
+
+    def counting_compile(fn, *args, **kwargs):
+        wrapped.append(fn.__self__)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", counting_compile)
+    with caplog.at_level("INFO"):
+        rows, _ = first_loss_and_params(tmp_path, "run", steps=3, compile=True)
+    assert [type(m).__name__ for m in wrapped] == ["Encoder", "Decoder"]
+    assert "--compile: the first step took" in caplog.text
+    assert "compilation cost about" in caplog.text
+    assert all("forward" not in vars(m) for m in wrapped)  # eager again after training
