@@ -48,8 +48,8 @@ SIZES = {
     "paper-mnist": dict(preset="paper-mnist"),
 }  # fmt: skip
 # Today's step: precision and torch.compile of the encoder and decoder
-VARIANTS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "compile": ("fp32", True),
-            "bf16-compile": ("bf16", True)}  # fmt: skip
+VARIANTS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "fp16": ("fp16", False),
+            "compile": ("fp32", True), "bf16-compile": ("bf16", True)}  # fmt: skip
 BASELINE = "f01da48"
 
 
@@ -81,7 +81,7 @@ class Stepper:
         self.device = device
         self.context = distributed.Context()
         self.compile = False
-        self.autocast = None
+        self.autocast = self.scaler = None
         torch.manual_seed(0)
         if method == "baseline":
             base_train, base_package = base
@@ -92,6 +92,8 @@ class Stepper:
             return
         precision, self.compile = VARIANTS.get(method, ("fp32", False))
         self.autocast = AUTOCAST_DTYPES[precision]
+        if precision == "fp16":  # CUDA only, as in training
+            self.scaler = torch.amp.GradScaler(device.type)
         self.dvip, self.optimizer = build_training(config, device)
         if method == "handwritten":
             self.loss = lambda x, kl_scale: handwritten_loss(self.dvip, x)
@@ -103,7 +105,7 @@ class Stepper:
         args = (self.loss, self.optimizer, self.dvip, x, 1.0, 1e-4, False, self.context,
                 self.device)  # fmt: skip
         if self.step_fn is _guarded_step:
-            args += (self.autocast,)
+            args += (self.autocast, self.scaler)
         loss, _ = self.step_fn(*args)
         if loss is None:
             raise RuntimeError("non-finite step in the benchmark")
