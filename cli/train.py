@@ -12,7 +12,15 @@ from pathlib import Path
 import click
 
 from pyro_dvip.checkpoint import CheckpointError
-from pyro_dvip.config import ARENAS, DEVICES, ELBOS, LR_SCHEDULES, PRESETS, make_config
+from pyro_dvip.config import (
+    ARENAS,
+    DEVICES,
+    ELBOS,
+    LR_SCHEDULES,
+    PRECISIONS,
+    PRESETS,
+    make_config,
+)
 from pyro_dvip.train import RunError, TrainingInterrupted, import_transition
 from pyro_dvip.train import train as run_training
 
@@ -24,7 +32,7 @@ CONFIG_OPTIONS = [
     "test_sequences",
     "steps", "batch_size", "seq_len", "lr", "elbo", "kl_anneal", "free_bits", "seed", "device",
     "log_every", "checkpoint_every", "keep_checkpoints", "max_nonfinite_steps", "data", "fps",
-    "stride", "resize", "split", "test_fraction", "cache_dir",
+    "stride", "resize", "split", "test_fraction", "cache_dir", "precision", "compile",
 ]  # fmt: skip
 
 
@@ -200,6 +208,19 @@ POSITIVE = click.IntRange(min=1)
     "--device",
     type=click.Choice(DEVICES),
     help="auto picks CUDA when there is one.  [default: auto]",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    help="Arithmetic of the networks: bf16 and fp16 run them under torch.autocast (every "
+    "distribution is still computed in float32); fp16 is CUDA only, with a gradient scaler.  "
+    "[default: fp32]",
+)
+@click.option(
+    "--compile/--no-compile",
+    default=None,
+    help="torch.compile the encoder and decoder; the one-time cost is logged, and training "
+    "goes on uncompiled (with a warning) where compilation fails.  [default: off]",
 )
 @click.option(
     "--log-every", type=POSITIVE, help="Steps between rows of metrics.csv.  [default: 50]"

@@ -16,6 +16,7 @@ from .networks import SUPPORTED_IMAGE_SIZES
 ELBOS = ("trace", "meanfield")
 LR_SCHEDULES = ("constant", "cosine", "step")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")  # the networks' autocast dtype; fp16 is CUDA only
 ARENAS = ("box", "circle")  # Moving MNIST walls: the paper's box, or a round wall
 
 
@@ -63,6 +64,8 @@ class TrainConfig:
     free_bits: float = 0.0  # nats per factor per frame below which a factor's KL is not penalised
     seed: int = 0
     device: str = "auto"
+    precision: str = "fp32"  # networks under autocast in bf16/fp16; distributions stay float32
+    compile: bool = False  # torch.compile the encoder and decoder (eager if it fails)
     # Logging
     log_every: int = 50
     checkpoint_every: int = 500
@@ -118,6 +121,10 @@ class TrainConfig:
             raise ValueError(f"elbo: must be one of {', '.join(ELBOS)}, got {self.elbo!r}")
         if self.data is not None and self.channels != 3:
             raise ValueError(f"channels: video frames are RGB, use 3 (got {self.channels})")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         if self.device not in DEVICES:
             raise ValueError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")
 

@@ -22,12 +22,15 @@ all B T frames. The entangled baseline is ``DVIP(num_factors=1, factor_dim=K * d
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pyro
 import torch
 from pyro import distributions as dist
 from pyro import poutine
 from torch import nn
 
+from .distributions import FixedVarianceNormal
 from .networks import Decoder, Encoder, PosteriorHead, check_image_size
 from .priors import FactoredMLPTransition, Transition
 
@@ -98,6 +101,8 @@ class DVIP(nn.Module):
         self.encoder = Encoder(channels, image_size, self.z_dim, width, encoder_linear_act)
         self.posterior = PosteriorHead(self.z_dim)
         self.decoder = Decoder(channels, image_size, self.z_dim, width)
+        # z_{t-1} -> (z_{t-1}, p(z_t | z_{t-1})) from the guide, inside ``sharing_predictions``
+        self._shared: dict | None = None
 
     def model(self, x: torch.Tensor, kl_scale: float = 1.0) -> None:
         """p(x_{1:T}, z_{1:T}); x: (B, T, C, H, W) in [0, 1]. ``kl_scale`` anneals the latents."""
@@ -107,19 +112,21 @@ class DVIP(nn.Module):
         with pyro.plate("videos", B, dim=-2):
             z = None
             for t in pyro.markov(range(1, T + 1)):
-                p_z = self.transition.initial(B, x) if t == 1 else self.transition(z)
+                p_z = self.transition.initial(B, x) if t == 1 else self._prior(z)
                 with factors, poutine.scale(scale=kl_scale):
                     z = pyro.sample(f"z_{t}", p_z)  # (B, K, d)
                 zs.append(z)
             mean = self.decoder(torch.stack(zs, 1).reshape(B * T, self.z_dim))
             mean = mean.view(x.shape)  # (B, T, C, H, W)
             with pyro.plate("steps", T, dim=-1):
-                pyro.sample("x", dist.Normal(mean, self.obs_var**0.5).to_event(3), obs=x)
+                pyro.sample("x", FixedVarianceNormal(mean, self.obs_var).to_event(3), obs=x)
 
     def guide(self, x: torch.Tensor, kl_scale: float = 1.0) -> None:
         """q(z_{1:T} | x_{1:T}) = prod_t q(z_t | z_{t-1}, x_t); same arguments as ``model``."""
         B, T = x.shape[:2]
         features = self.encoder(x.flatten(0, 1)).view(B, T, self.z_dim)
+        if self._shared is not None:
+            self._shared.clear()  # a new sample: the model replays this guide run next
         factors = pyro.plate("factors", self.num_factors, dim=-1)
         with pyro.plate("videos", B, dim=-2):
             z = None
@@ -128,10 +135,9 @@ class DVIP(nn.Module):
                     prior_loc = prior_logvar = features.new_zeros(B, self.z_dim)
                 else:
                     # The transition is trained through the model's KL only (Appendix A).
-                    with torch.no_grad():
-                        prior_loc, prior_logvar = (
-                            m.reshape(B, self.z_dim) for m in self.transition.moments(z)
-                        )
+                    prior_loc, prior_logvar = (
+                        m.detach().reshape(B, self.z_dim) for m in self._prior_moments(z)
+                    )
                 loc, logvar = self.posterior(features[:, t - 1], prior_loc, prior_logvar)
                 q_z = dist.Normal(
                     loc.view(B, self.num_factors, self.factor_dim),
@@ -139,3 +145,36 @@ class DVIP(nn.Module):
                 ).to_event(1)
                 with factors, poutine.scale(scale=kl_scale):
                     z = pyro.sample(f"z_{t}", q_z)  # (B, K, d)
+
+    @contextmanager
+    def sharing_predictions(self):
+        """Within, each guide run computes p(z_t | z_{t-1}) once, with gradient, and the model
+        replayed on that run's trace reuses it instead of evaluating the transition again.
+
+        The model takes the shared prediction only for the very z_{t-1} tensor the guide
+        computed it from, so a model replayed on another trace computes its own; the guide
+        still reads the moments detached. The gradients are those of the two programs run
+        apart (``tests/test_fast_step.py``); ``NegELBO`` evaluates the ELBO inside this.
+        """
+        self._shared = {}
+        try:
+            yield
+        finally:
+            self._shared = None
+
+    def _prior(self, z_prev: torch.Tensor):
+        """The model's p(z_t | z_{t-1}): the guide's shared prediction for this very tensor."""
+        shared = self._shared.get(id(z_prev)) if self._shared is not None else None
+        if shared is not None and shared[0] is z_prev:
+            return shared[1]
+        return self.transition(z_prev)
+
+    def _prior_moments(self, z_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The guide's view of the prediction, (B, K, d) each: computed once for the model
+        inside ``sharing_predictions``, else without gradient (the guide only reads it)."""
+        if self._shared is None:
+            with torch.no_grad():
+                return self.transition.moments(z_prev)
+        p, moments = self.transition.predict(z_prev)
+        self._shared[id(z_prev)] = (z_prev, p)
+        return moments

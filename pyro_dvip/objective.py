@@ -118,13 +118,16 @@ class NegELBO(nn.Module):
     def forward(self, x: torch.Tensor, kl_scale: float = 1.0, with_terms: bool = False):
         """-ELBO per video; with ``with_terms`` also the per-video reconstruction and KL (B,)
         of the very sample the loss used, read from traces recorded inside Pyro's own run.
-        (Both go through ``forward`` so that DistributedDataParallel syncs either.)"""
+        (Both go through ``forward`` so that DistributedDataParallel syncs either.)
+        The guide hands the model its transition predictions (``DVIP.sharing_predictions``)."""
         if not (with_terms or self.free_bits):
-            loss = self.elbo.differentiable_loss(self.dvip.model, self.dvip.guide, x, kl_scale)
+            with self.dvip.sharing_predictions():
+                loss = self.elbo.differentiable_loss(self.dvip.model, self.dvip.guide, x, kl_scale)
             return loss / x.shape[0]
         model = poutine.trace(self.dvip.model)
         guide = poutine.trace(self.dvip.guide)
-        loss = self.elbo.differentiable_loss(model, guide, x, kl_scale) / x.shape[0]
+        with self.dvip.sharing_predictions():
+            loss = self.elbo.differentiable_loss(model, guide, x, kl_scale) / x.shape[0]
         recon, kl = factor_terms(model.trace, guide.trace, self.elbo_name == "meanfield")
         if self.free_bits:
             loss = loss + kl_scale * free_bits_penalty(kl, self.free_bits * x.shape[1])

@@ -49,6 +49,17 @@ class Transition(nn.Module):
         p = self(z_prev)
         return p.mean, p.variance.log()
 
+    def predict(
+        self, z_prev: torch.Tensor
+    ) -> tuple[dist.Distribution, tuple[torch.Tensor, torch.Tensor]]:
+        """``(self(z_prev), self.moments(z_prev))``, from one evaluation where the moments are
+        read off the distribution (the default :meth:`moments`): the training step's guide
+        computes the prediction once and hands it to the model (``DVIP.sharing_predictions``)."""
+        p = self(z_prev)
+        if type(self).moments is Transition.moments:
+            return p, (p.mean, p.variance.log())
+        return p, self.moments(z_prev)
+
 
 class FactoredMLPTransition(Transition):
     """The paper's prior: factor k has its own MLP from z_{t-1}^k to a diagonal Gaussian."""
@@ -60,8 +71,11 @@ class FactoredMLPTransition(Transition):
         self.mlp = FactoredMLP(num_factors, factor_dim, hidden, num_hidden_layers)
 
     def forward(self, z_prev: torch.Tensor) -> dist.Distribution:
-        loc, logvar = self.mlp(z_prev)
-        return dist.Normal(loc, (0.5 * logvar).exp()).to_event(1)
+        return self.predict(z_prev)[0]
 
     def moments(self, z_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.mlp(z_prev)
+
+    def predict(self, z_prev):
+        loc, logvar = self.moments(z_prev)
+        return dist.Normal(loc, (0.5 * logvar).exp()).to_event(1), (loc, logvar)

@@ -219,6 +219,7 @@ OPTION_VALUES = {
     "--preset": st.sampled_from(["cpu-demo", "nope"]),
     "--transition": st.sampled_from(["x", "os:path", "pyro_dvip:Transition", "a:b:c"]),
     "--device": st.sampled_from(["cpu", "tpu"]),
+    "--precision": st.sampled_from(["fp32", "bf16", "fp16", "fp8"]),
 }
 
 

@@ -196,6 +196,10 @@ def test_presets_resolve_and_explicit_options_override():
         (["--num-digits", "3", "--channels", "2"], "Invalid value for '--channels'"),
         (["--resume"], "--resume needs --out"),
         (["--lr-schedule", "exponential"], "Invalid value for '--lr-schedule'"),
+        (
+            ["--precision", "fp8"],
+            "Invalid value for '--precision': 'fp8' is not one of 'fp32', 'bf16', 'fp16'",
+        ),
     ],
 )
 def test_bad_options_get_a_one_line_error_naming_the_option(args, message):
@@ -213,3 +217,25 @@ def test_missing_mnist_root_is_an_option_error(tmp_path):
     assert (
         "Invalid value for '--mnist-root'" in result.output and "never downloaded" in result.output
     )
+
+
+def test_fp16_on_the_cpu_is_a_one_line_error_before_anything_is_written(tmp_path):
+    result = run_cli("train", *tiny_args(steps=1), "--precision", "fp16", "--device", "cpu",
+                     "--out", tmp_path / "run")  # fmt: skip
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "Error: --precision: fp16 trains with a CUDA gradient scaler; on the CPU use bf16 or fp32"
+    )
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_precision_and_compile_are_recorded_and_may_change_on_resume(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", *tiny_args(steps=2), "--precision", "bf16", "--out", out,
+                   "--quiet").exit_code == 0  # fmt: skip
+    assert json.loads((out / "config.json").read_text())["precision"] == "bf16"
+    result = run_cli("train", "--out", out, "--resume", "--steps", "3", "--precision", "fp32",
+                     "--quiet")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["precision"] == "fp32" and config["compile"] is False and config["steps"] == 3
