@@ -344,6 +344,7 @@ def test_cli_checks_the_entangled_model_in_float32():
     result = run_cli(*TINY_CLI, "--entangled", "--dtype", "float32")
     assert result.exit_code == 0, result.output
     assert "float32" in result.output and "factor 2" not in result.output
+    assert "factors: independent (a single factor: trivially" in result.output
 
 
 @pytest.mark.parametrize(
