@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .networks import SUPPORTED_IMAGE_SIZES
+from .networks import DECODER_INITS, DECODER_SUMS, DECODER_WEIGHTS, DECODERS, SUPPORTED_IMAGE_SIZES
 
 ELBOS = ("trace", "meanfield")
 LR_SCHEDULES = ("constant", "cosine")
@@ -27,6 +27,13 @@ class TrainConfig:
     entangled: bool = False  # one factor of size factors * factor_dim, everything else equal
     transition: str | None = None  # "package.module:ClassName" of a user prior; None = paper's
     transition_layers: int = 3  # hidden 128x128 layers (the paper's table: 3; their code: 4)
+    # The mean of p(x_t | z_t): "paper" (one generator of the whole z_t), or beyond the paper
+    # "additive" / "composite": each of the ``factors`` blocks of ``factor_dim`` units renders
+    # on its own (also with ``entangled``: the prior couples the blocks, rendering does not).
+    decoder: str = "paper"
+    decoder_weights: str = "shared"  # per-factor decoders: one generator for all, or one each
+    decoder_sum: str = "sigmoids"  # additive: sum of sigmoid layers, or sigmoid of summed logits
+    decoder_init: str = "grey"  # per-factor decoders: default output biases, or start near black
     image_size: int = 64
     channels: int = 3
     width: int = 64
@@ -111,6 +118,20 @@ class TrainConfig:
             raise ValueError(f"elbo: must be one of {', '.join(ELBOS)}, got {self.elbo!r}")
         if self.data is not None and self.channels != 3:
             raise ValueError(f"channels: video frames are RGB, use 3 (got {self.channels})")
+        for name, choices in [
+            ("decoder", DECODERS), ("decoder_weights", DECODER_WEIGHTS),
+            ("decoder_sum", DECODER_SUMS), ("decoder_init", DECODER_INITS),
+        ]:  # fmt: skip
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"{name}: must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
+                )
+        defaults = TrainConfig()
+        for name in ("decoder_weights", "decoder_sum", "decoder_init"):
+            if self.decoder == "paper" and getattr(self, name) != getattr(defaults, name):
+                raise ValueError(f"{name}: applies to --decoder additive or composite only")
+        if self.decoder == "composite" and self.decoder_sum != defaults.decoder_sum:
+            raise ValueError("decoder_sum: applies to --decoder additive only")
         if self.device not in DEVICES:
             raise ValueError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")
 

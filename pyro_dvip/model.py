@@ -18,9 +18,16 @@ Trace sites: ``z_1 ... z_T`` (value (B, K, d), batch (B, K) inside the ``videos`
 ``factors`` plates, event (d,)) and ``x`` (value (B, T, C, H, W), batch (B, T) inside the
 ``videos`` and ``steps`` plates, event (C, H, W)). The decoder and encoder each run once over
 all B T frames. The entangled baseline is ``DVIP(num_factors=1, factor_dim=K * d)``.
+
+g is the paper's generator of the whole z_t unless ``decoder`` replaces it: any module
+z (N, z_dim) -> mean (N, C, H, W), e.g. the per-factor ``networks.AdditiveDecoder``
+(g(z_t) = sum_k g_k(z_t^k)) or ``networks.CompositeDecoder``. Only the mean of p(x_t | z_t)
+changes; the sites, plates and the bound do not.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pyro
 import torch
@@ -44,6 +51,9 @@ class DVIP(nn.Module):
         transition: a :class:`Transition` instance, or a class built as
             ``transition(num_factors, factor_dim)``; default the paper's factored MLP.
         transition_layers: hidden 128x128 layers of the default transition (paper: 3).
+        decoder: the mean of p(x_t | z_t): a module z (N, z_dim) -> (N, C, H, W), or a
+            callable with no arguments that builds one (called where the paper's decoder is
+            built, so the other networks draw the same initial weights); default the paper's.
     """
 
     def __init__(
@@ -56,6 +66,7 @@ class DVIP(nn.Module):
         width: int = 64,
         transition: Transition | type[Transition] | None = None,
         transition_layers: int = 3,
+        decoder: nn.Module | Callable[[], nn.Module] | None = None,
     ):
         super().__init__()
         for name, value in [
@@ -94,7 +105,13 @@ class DVIP(nn.Module):
         self.transition = transition
         self.encoder = Encoder(channels, image_size, self.z_dim, width)
         self.posterior = PosteriorHead(self.z_dim)
-        self.decoder = Decoder(channels, image_size, self.z_dim, width)
+        if decoder is None:
+            decoder = Decoder(channels, image_size, self.z_dim, width)
+        elif not isinstance(decoder, nn.Module):
+            decoder = decoder()
+        if getattr(decoder, "z_dim", self.z_dim) != self.z_dim:
+            raise ValueError(f"decoder is for z_dim {decoder.z_dim}, the model has {self.z_dim}")
+        self.decoder = decoder
 
     def model(self, x: torch.Tensor, kl_scale: float = 1.0) -> None:
         """p(x_{1:T}, z_{1:T}); x: (B, T, C, H, W) in [0, 1]. ``kl_scale`` anneals the latents."""
