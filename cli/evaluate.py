@@ -119,6 +119,14 @@ def _option_error(message: str) -> click.BadParameter:
     help="Sequences shown in the image grids and GIFs.",
 )
 @click.option(
+    "--contrast-frames",
+    type=POSITIVE,
+    default=64,
+    show_default=True,
+    help="Posterior samples of held-out frames at which the decoder's Jacobian is taken for "
+    "the object score (compositional contrast).",
+)
+@click.option(
     "--probe-targets",
     type=click.Choice(["position", "velocity", "position+velocity"]),
     default="position",
@@ -182,6 +190,12 @@ def evaluate(run_dir: Path, out: Path | None, samples: int, seed: int, **options
     click.echo(
         f"  test ELBO per frame: {b['elbo_per_frame']:.2f} ± {b['elbo_per_frame_se']:.2f}{on}"
     )
+    if t["object_score"]["normalised"] is not None:
+        click.echo(
+            "  object score (normalised compositional contrast; 0 = one factor per pixel): "
+            f"{t['object_score']['normalised']:.3f}   untrained "
+            f"{u['object_score']['normalised']:.3f}"
+        )
     kl = ", ".join(f"{v:.2f}" for v in t["bound"]["kl_per_factor_per_frame"])
     click.echo(f"  KL per factor per frame (nats; ~0 = a collapsed factor): {kl}")
     saving = ", ".join(f"{v:.2f}" for v in b["prediction_saving"])

@@ -41,6 +41,8 @@ COLUMNS = [
     ("IW bound / frame", lambda m: m["bound"]["iw_bound_per_frame"]),
     # absent (n/a) from metrics written before it existed; NaN entries are collapsed factors
     ("prediction saving", lambda m: _nanmean(m["bound"].get("prediction_saving"))),
+    # label-free; absent (n/a) from metrics written before it existed
+    ("object score", lambda m: m.get("object_score", {}).get("normalised")),
     # None (shown "n/a") for a video run: no ground truth to probe or intervene against
     ("min matched R²", lambda m: m["alignment"].get("min_matched")),
     ("max leakage", lambda m: m["alignment"].get("max_leakage")),
@@ -65,6 +67,8 @@ def group_label(config: dict) -> str:
         else f"speed {config['digit_speed']}"
         + (f", {config['arena']} arena" if config.get("arena", "box") != "box" else "")
     )
+    if config.get("decoder", "paper") != "paper":
+        model += f", {config['decoder']} decoder ({config['decoder_weights']} weights)"
     return (
         f"{model}, {config['image_size']}px, obs var {config['obs_var']}, {data}, "
         f"{config['seq_len']} frames, {config['steps']} steps"
