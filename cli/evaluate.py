@@ -156,7 +156,9 @@ def _option_error(message: str) -> click.BadParameter:
 )
 def evaluate(run_dir: Path, out: Path | None, samples: int, seed: int, **options) -> None:
     """Measure a trained run and its untrained floor: bound, Figure 2 correlations, Table 2
-    mutual information, factor-object probes, intervention test, prediction, Figure 3.
+    mutual information, the label-free object score (compositional contrast), factor-object
+    probes, intervention test, prediction, Figure 3 (and each factor's layer and mask for a
+    per-factor decoder).
     A video run (trained with --data) is measured on its test split, without the probes and
     the intervention test (no ground truth).
 
