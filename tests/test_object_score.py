@@ -147,3 +147,13 @@ def test_evaluate_writes_each_factors_layer_and_mask_and_the_object_score(tmp_pa
 def test_contrast_frames_below_one_is_an_option_error(tmp_path):
     result = run_cli("evaluate", tmp_path, "--contrast-frames", 0)
     assert result.exit_code == 2 and "Invalid value for '--contrast-frames'" in result.output
+
+
+def test_an_entangled_prior_with_a_per_factor_decoder_is_measured_on_the_decoders_blocks():
+    from pyro_dvip.evaluation.run import EvalOptions, _groups
+    from pyro_dvip.train import build_model
+
+    config = make_config(**TINY, entangled=True, decoder="additive")
+    groups, partition = _groups(build_model(config), config, EvalOptions(), pairs=None)
+    assert partition == {"protocol": "the decoder's blocks"}
+    assert [g.tolist() for g in groups] == [[0, 1, 2], [3, 4, 5]]
