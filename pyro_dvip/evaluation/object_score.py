@@ -91,7 +91,6 @@ def object_score(
     decoder: torch.nn.Module, z: torch.Tensor, groups: list[np.ndarray], batch_size: int = 16
 ) -> dict:
     """The compositional contrast of ``decoder`` (in eval mode) at latents z (F, D), grouped
-    by ``groups`` (unit indices per factor)."""
-    with torch.enable_grad():  # forward-mode AD under vmap; no graph is kept
-        norms = block_jacobian_norms(decoder, z, groups, batch_size)
-    return contrast(norms)
+    by ``groups`` (unit indices per factor). Forward-mode AD needs no autograd graph, so the
+    parameters' graph is not built (``no_grad``)."""
+    return contrast(block_jacobian_norms(decoder, z, groups, batch_size))
