@@ -141,6 +141,14 @@ def _pair(m: dict, part: str, key: str) -> str:
     help="Sequences shown in the image grids and GIFs.",
 )
 @click.option(
+    "--contrast-frames",
+    type=POSITIVE,
+    default=64,
+    show_default=True,
+    help="Posterior samples of held-out frames at which the decoder's Jacobian is taken for "
+    "the object score (compositional contrast).",
+)
+@click.option(
     "--probe-targets",
     type=click.Choice(["position", "velocity", "position+velocity"]),
     default="position",
@@ -172,7 +180,9 @@ def _pair(m: dict, part: str, key: str) -> str:
 def evaluate(ctx: click.Context, run_dir: Path, out: Path | None, samples: int, seed: int,
              **options) -> None:  # fmt: skip
     """Measure a trained run and its untrained floor: bound, Figure 2 correlations, Table 2
-    mutual information, factor-object probes, intervention test, prediction, Figure 3.
+    mutual information, the label-free object score (compositional contrast), factor-object
+    probes, intervention test, prediction, Figure 3 (and each factor's layer and mask for a
+    per-factor decoder).
     A video run (trained with --data) is measured on its test split, without the probes and
     the intervention test (no ground truth).
 
@@ -224,6 +234,17 @@ def evaluate(ctx: click.Context, run_dir: Path, out: Path | None, samples: int, 
         )
         click.echo(
             f"  prediction saving per factor, 1 - KL(t>=2)/KL(t=1): {saving}   untrained {floor}"
+        )
+    score, floor = (m.get("object_score", {"applicable": False}) for m in (t, u))
+    if made(score) and score["normalised"] is not None:
+        shown = (
+            f"{floor['normalised']:.3f}"
+            if made(floor) and floor["normalised"] is not None
+            else "n/a"
+        )
+        click.echo(
+            "  object score (normalised compositional contrast; 0 = one factor per pixel): "
+            f"{score['normalised']:.3f}   untrained {shown}"
         )
     if applicable(t["alignment"]):
         click.echo(

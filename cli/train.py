@@ -21,13 +21,15 @@ from pyro_dvip.config import (
     PRESETS,
     make_config,
 )
+from pyro_dvip.networks import DECODER_INITS, DECODER_SUMS, DECODER_WEIGHTS, DECODERS
 from pyro_dvip.train import RunError, TrainingInterrupted, import_transition
 from pyro_dvip.train import train as run_training
 
 # CLI option -> TrainConfig field, for the options that map one to one.
 CONFIG_OPTIONS = [
     "factors", "factor_dim", "entangled", "transition", "transition_layers",
-    "encoder_linear_act", "image_size",
+    "encoder_linear_act", "decoder", "decoder_weights", "decoder_sum",
+    "decoder_init", "image_size",
     "channels", "width", "obs_var", "num_digits", "digit_speed", "arena", "mnist_root",
     "test_sequences",
     "steps", "batch_size", "seq_len", "lr", "elbo", "kl_anneal", "free_bits", "seed", "device",
@@ -85,6 +87,34 @@ POSITIVE = click.IntRange(min=1)
     default=None,
     help="A LeakyReLU after the encoder's final Linear: not in the authors' code, but in every "
     "run before this option (docs/results.md).  [default: off; on in cpu-objects]",
+)
+@click.option(
+    "--decoder",
+    type=click.Choice(DECODERS),
+    help="The mean of p(x_t | z_t). paper: one generator of the whole latent. Beyond the "
+    "paper: additive (each factor renders a layer, layers add) or composite (each factor "
+    "renders colour and a mask; masks are normalised over factors). With --entangled the "
+    "per-factor decoders still render each block of --factor-dim units on its own.  "
+    "[default: paper]",
+)
+@click.option(
+    "--decoder-weights",
+    type=click.Choice(DECODER_WEIGHTS),
+    help="additive/composite: one generator shared by the factors, or one per factor.  "
+    "[default: shared]",
+)
+@click.option(
+    "--decoder-sum",
+    type=click.Choice(DECODER_SUMS),
+    help="additive: mean = sum of the factors' sigmoid layers (unclipped), or sigmoid of the "
+    "summed logits.  [default: sigmoids]",
+)
+@click.option(
+    "--decoder-init",
+    type=click.Choice(DECODER_INITS),
+    help="additive/composite: where the output starts. grey: default biases (a sum of K "
+    "sigmoid layers starts near K x 0.5); black: biased so the mean starts near 0.02.  "
+    "[default: grey]",
 )
 @click.option(
     "--image-size", type=POSITIVE, help="Frame size: 16, 32, 64, 128 or 256.  [default: 64]"

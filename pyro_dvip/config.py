@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .networks import SUPPORTED_IMAGE_SIZES
+from .networks import DECODER_INITS, DECODER_SUMS, DECODER_WEIGHTS, DECODERS, SUPPORTED_IMAGE_SIZES
 
 ELBOS = ("trace", "meanfield")
 LR_SCHEDULES = ("constant", "cosine", "step")
@@ -31,6 +31,13 @@ class TrainConfig:
     # A LeakyReLU after the encoder's final Linear: none in the authors' code; runs saved before
     # this option existed had one, so a config.json without this key reads as True (from_dict).
     encoder_linear_act: bool = False
+    # The mean of p(x_t | z_t): "paper" (one generator of the whole z_t), or beyond the paper
+    # "additive" / "composite": each of the ``factors`` blocks of ``factor_dim`` units renders
+    # on its own (also with ``entangled``: the prior couples the blocks, rendering does not).
+    decoder: str = "paper"
+    decoder_weights: str = "shared"  # per-factor decoders: one generator for all, or one each
+    decoder_sum: str = "sigmoids"  # additive: sum of sigmoid layers, or sigmoid of summed logits
+    decoder_init: str = "grey"  # per-factor decoders: default output biases, or start near black
     image_size: int = 64
     channels: int = 3
     width: int = 64
@@ -125,6 +132,20 @@ class TrainConfig:
             raise ValueError(
                 f"precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
+        for name, choices in [
+            ("decoder", DECODERS), ("decoder_weights", DECODER_WEIGHTS),
+            ("decoder_sum", DECODER_SUMS), ("decoder_init", DECODER_INITS),
+        ]:  # fmt: skip
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"{name}: must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
+                )
+        defaults = TrainConfig()
+        for name in ("decoder_weights", "decoder_sum", "decoder_init"):
+            if self.decoder == "paper" and getattr(self, name) != getattr(defaults, name):
+                raise ValueError(f"{name}: applies to --decoder additive or composite only")
+        if self.decoder == "composite" and self.decoder_sum != defaults.decoder_sum:
+            raise ValueError("decoder_sum: applies to --decoder additive only")
         if self.device not in DEVICES:
             raise ValueError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")
 

@@ -18,10 +18,16 @@ Trace sites: ``z_1 ... z_T`` (value (B, K, d), batch (B, K) inside the ``videos`
 ``factors`` plates, event (d,)) and ``x`` (value (B, T, C, H, W), batch (B, T) inside the
 ``videos`` and ``steps`` plates, event (C, H, W)). The decoder and encoder each run once over
 all B T frames. The entangled baseline is ``DVIP(num_factors=1, factor_dim=K * d)``.
+
+g is the paper's generator of the whole z_t unless ``decoder`` replaces it: any module
+z (N, z_dim) -> mean (N, C, H, W), e.g. the per-factor ``networks.AdditiveDecoder``
+(g(z_t) = sum_k g_k(z_t^k)) or ``networks.CompositeDecoder``. Only the mean of p(x_t | z_t)
+changes; the sites, plates and the bound do not.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import pyro
@@ -49,6 +55,9 @@ class DVIP(nn.Module):
         transition_layers: hidden 128x128 layers of the default transition (paper: 3).
         encoder_linear_act: a LeakyReLU after the encoder's final Linear (the authors' code
             has none; runs saved before this option existed had one).
+        decoder: the mean of p(x_t | z_t): a module z (N, z_dim) -> (N, C, H, W), or a
+            callable with no arguments that builds one (called where the paper's decoder is
+            built, so the other networks draw the same initial weights); default the paper's.
     """
 
     def __init__(
@@ -62,6 +71,7 @@ class DVIP(nn.Module):
         transition: Transition | type[Transition] | None = None,
         transition_layers: int = 3,
         encoder_linear_act: bool = False,
+        decoder: nn.Module | Callable[[], nn.Module] | None = None,
     ):
         super().__init__()
         for name, value in [
@@ -100,7 +110,13 @@ class DVIP(nn.Module):
         self.transition = transition
         self.encoder = Encoder(channels, image_size, self.z_dim, width, encoder_linear_act)
         self.posterior = PosteriorHead(self.z_dim)
-        self.decoder = Decoder(channels, image_size, self.z_dim, width)
+        if decoder is None:
+            decoder = Decoder(channels, image_size, self.z_dim, width)
+        elif not isinstance(decoder, nn.Module):
+            decoder = decoder()
+        if getattr(decoder, "z_dim", self.z_dim) != self.z_dim:
+            raise ValueError(f"decoder is for z_dim {decoder.z_dim}, the model has {self.z_dim}")
+        self.decoder = decoder
         # z_{t-1} -> (z_{t-1}, p(z_t | z_{t-1})) from the guide, inside ``sharing_predictions``
         self._shared: dict | None = None
 

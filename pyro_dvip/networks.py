@@ -167,3 +167,177 @@ class FactoredMLP(nn.Module):
             h = self.act(layer(h))
         loc, logvar = full_precision(self.head(h)).transpose(0, 1).chunk(2, dim=-1)
         return loc, logvar.clamp(-TRANSITION_LOGVAR_BOUND, TRANSITION_LOGVAR_BOUND)
+
+
+# Per-factor decoders: options beyond the paper (docs/model.md, "Per-factor decoders").
+DECODERS = ("paper", "additive", "composite")
+DECODER_WEIGHTS = ("shared", "per-factor")
+DECODER_SUMS = ("sigmoids", "logits")
+DECODER_INITS = ("grey", "black")
+BLACK = 0.02  # the mean a "black" decoder starts at: about the mean pixel of Moving MNIST
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+class FactorGenerators(nn.Module):
+    """K DCGAN generators, one per block of d latent units, run in one pass:
+    z (N, K d) -> outputs (N, K, C_out, H, W), block k's output a function of block k alone.
+
+    Each generator has the structure of :class:`Decoder` with z_dim = d (a per-factor Linear
+    as a 1x1 convolution, transposed convolutions with BatchNorm + ReLU) and no output
+    non-linearity. ``shared``: one generator applied to the N K blocks; otherwise one per
+    factor as grouped convolutions (groups=K), so both run as one batched pass.
+    """
+
+    def __init__(
+        self,
+        num_parts: int,
+        part_dim: int,
+        out_channels: int,
+        image_size: int,
+        width: int = 64,
+        shared: bool = True,
+    ):
+        super().__init__()
+        self.num_parts, self.part_dim, self.out_channels = num_parts, part_dim, out_channels
+        self.shared = shared
+        g = 1 if shared else num_parts  # convolution groups: one per generator
+        widths = conv_widths(image_size, width)[::-1]
+        layers: list[nn.Module] = [
+            nn.Conv2d(g * part_dim, g * part_dim, 1, groups=g),  # Decoder's Linear(z_dim, z_dim)
+            nn.ReLU(),
+            nn.ConvTranspose2d(g * part_dim, g * widths[0], 4, stride=1, padding=0, groups=g),
+            nn.BatchNorm2d(g * widths[0]),
+            nn.ReLU(),
+        ]
+        for c_in, c_out in zip(widths, widths[1:]):
+            layers += [
+                nn.ConvTranspose2d(g * c_in, g * c_out, 4, stride=2, padding=1, groups=g),
+                nn.BatchNorm2d(g * c_out),
+                nn.ReLU(),
+            ]
+        self.last = nn.ConvTranspose2d(
+            g * widths[-1], g * out_channels, 4, stride=2, padding=1, groups=g
+        )
+        self.deconv = nn.Sequential(*layers, self.last)
+
+    def set_output_bias(self, value: torch.Tensor) -> None:
+        """Start every generator's output at ``value`` (out_channels,) plus the weights' noise."""
+        with torch.no_grad():
+            self.last.bias.copy_(value.repeat(self.last.bias.numel() // len(value)))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        N, K, d = z.shape[0], self.num_parts, self.part_dim
+        # shared: row n K + k is block k of frame n; grouped: channels [k d, (k+1) d) are block k
+        h = z.reshape(N * K, d, 1, 1) if self.shared else z.reshape(N, K * d, 1, 1)
+        out = self.deconv(h)  # (N K, C_out, H, W) or (N, K C_out, H, W)
+        return full_precision(out.reshape(N, K, self.out_channels, *out.shape[-2:]))
+
+
+class AdditiveDecoder(nn.Module):
+    """Additive decoder (Lachapelle et al. 2023): each factor renders a layer on its own.
+
+    ``sum_of="sigmoids"``: mean = sum_k sigmoid(g_k(z^k)), the layers add exactly (not clipped:
+    a clip zeroes the gradient of every pixel above 1, and the Gaussian likelihood already
+    pays for a mean outside [0, 1]). ``sum_of="logits"``: mean = sigmoid(sum_k g_k(z^k)),
+    additive before an invertible squashing, in [0, 1]; a layer is then sigmoid(g_k(z^k)) and
+    layers do not sum to the mean. ``init="black"`` biases the outputs so the mean starts
+    near ``BLACK`` instead of K x 0.5 (sigmoids) or 0.5 (logits).
+    z (N, K d) -> mean (N, C, H, W).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        image_size: int,
+        num_parts: int,
+        part_dim: int,
+        width: int = 64,
+        weights: str = "shared",
+        sum_of: str = "sigmoids",
+        init: str = "grey",
+    ):
+        super().__init__()
+        self.z_dim, self.num_parts = num_parts * part_dim, num_parts
+        self.sum_of = sum_of
+        self.generators = FactorGenerators(
+            num_parts, part_dim, channels, image_size, width, shared=weights == "shared"
+        )
+        if init == "black":
+            start = _logit(BLACK / num_parts) if sum_of == "sigmoids" else _logit(BLACK) / num_parts
+            self.generators.set_output_bias(torch.full((channels,), start))
+
+    def parts(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"layers": (N, K, C, H, W)}: what each factor draws, sigmoid(g_k(z^k))."""
+        return {"layers": torch.sigmoid(self.generators(z))}
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        logits = self.generators(z)  # (N, K, C, H, W)
+        if self.sum_of == "sigmoids":
+            return torch.sigmoid(logits).sum(1)
+        return torch.sigmoid(logits.sum(1))
+
+
+class CompositeDecoder(nn.Module):
+    """Composited decoder (MONet/IODINE-style): each factor renders RGB and a mask logit;
+    masks are normalised over factors, so every pixel is shared out among them.
+
+    (rgb_k, a_k) = g_k(z^k); m = softmax_k(a); mean = sum_k m_k sigmoid(rgb_k), in [0, 1].
+    ``init="black"`` biases every factor's colour towards ``BLACK`` (masks start near 1/K
+    either way). z (N, K d) -> mean (N, C, H, W).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        image_size: int,
+        num_parts: int,
+        part_dim: int,
+        width: int = 64,
+        weights: str = "shared",
+        init: str = "grey",
+    ):
+        super().__init__()
+        self.z_dim, self.num_parts, self.channels = num_parts * part_dim, num_parts, channels
+        self.generators = FactorGenerators(
+            num_parts, part_dim, channels + 1, image_size, width, shared=weights == "shared"
+        )
+        if init == "black":
+            self.generators.set_output_bias(torch.tensor([_logit(BLACK)] * channels + [0.0]))
+
+    def parts(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"layers": m_k sigmoid(rgb_k) (N, K, C, H, W), summing to the mean;
+        "masks": m_k (N, K, 1, H, W), summing to 1 over k}."""
+        out = self.generators(z)  # (N, K, C + 1, H, W)
+        masks = torch.softmax(out[:, :, self.channels :], dim=1)
+        return {"layers": masks * torch.sigmoid(out[:, :, : self.channels]), "masks": masks}
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.parts(z)["layers"].sum(1)
+
+
+def make_decoder(
+    kind: str,
+    channels: int,
+    image_size: int,
+    num_parts: int,
+    part_dim: int,
+    width: int = 64,
+    weights: str = "shared",
+    sum_of: str = "sigmoids",
+    init: str = "grey",
+) -> nn.Module:
+    """The decoder named ``kind`` for latents of ``num_parts`` blocks of ``part_dim`` units:
+    the paper's :class:`Decoder` (which sees the blocks together and takes no other option),
+    an :class:`AdditiveDecoder` or a :class:`CompositeDecoder`."""
+    if kind == "paper":
+        return Decoder(channels, image_size, num_parts * part_dim, width)
+    if kind == "additive":
+        return AdditiveDecoder(
+            channels, image_size, num_parts, part_dim, width, weights, sum_of, init
+        )
+    if kind == "composite":
+        return CompositeDecoder(channels, image_size, num_parts, part_dim, width, weights, init)
+    raise ValueError(f"decoder: must be one of {', '.join(DECODERS)}, got {kind!r}")

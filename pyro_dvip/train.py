@@ -7,6 +7,7 @@ TensorBoard events under ``tensorboard/``, and ``checkpoints/step_XXXXXXXX.pt``.
 from __future__ import annotations
 
 import csv
+import functools
 import importlib
 import logging
 import math
@@ -34,6 +35,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .data import MovingMNIST, VideoStream, load_digits, make_test_set, make_video_data
 from .model import DVIP
+from .networks import make_decoder
 from .objective import NegELBO, test_elbo
 from .priors import Transition
 
@@ -89,6 +91,14 @@ def import_transition(target: str) -> type[Transition]:
 
 def build_model(config: TrainConfig) -> DVIP:
     transition = import_transition(config.transition) if config.transition else None
+    # Rendered per block of the configured factors, also when the prior is entangled.
+    decoder = None
+    if config.decoder != "paper":
+        decoder = functools.partial(
+            make_decoder, config.decoder, config.channels, config.image_size, config.factors,
+            config.factor_dim, config.width, weights=config.decoder_weights,
+            sum_of=config.decoder_sum, init=config.decoder_init,
+        )  # fmt: skip
     return DVIP(
         num_factors=config.model_factors,
         factor_dim=config.model_factor_dim,
@@ -99,6 +109,7 @@ def build_model(config: TrainConfig) -> DVIP:
         transition=transition,
         transition_layers=config.transition_layers,
         encoder_linear_act=config.encoder_linear_act,
+        decoder=decoder,
     )
 
 

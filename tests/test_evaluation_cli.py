@@ -109,6 +109,8 @@ def test_metrics_hold_every_measurement_for_the_model_and_its_floor(evaluated):
         assert len(m["intervention"]["fractions"]) == 2
         assert sum(m["intervention"]["fractions"][0]) == pytest.approx(1.0)
         assert len(m["prediction"]["model"]["psnr"]) == 2  # context 1 of 3 frames
+        assert m["object_score"]["groups"] == "factors"  # the paper's decoder is scored too
+        assert 0 <= m["object_score"]["normalised"] <= 1
     report = (runs["factored-s0"] / "eval" / "report.md").read_text()
     assert "| measurement | trained | untrained floor |" in report
     assert "| probe R² on position [factor, digit] |" in report
@@ -126,6 +128,8 @@ def test_entangled_run_is_split_by_the_partition_protocol(evaluated):
     assert mi["protocol"] == "best of 3 random partitions" and len(mi["scores"]) == 3
     assert mi["groups"] == 2 and mi["group_size"] == 3  # the factored model's 2x3
     assert sorted(u for g in mi["units"] for u in g) == list(range(6))
+    score = metrics["trained"]["object_score"]  # label-free: scored on the MI partition
+    assert score["units"] == mi["units"] and 0 <= score["normalised"] <= 1
     assert metrics["trained"]["alignment"]["protocol"].startswith("most favourable of 3")
 
 
@@ -186,7 +190,7 @@ def test_compare_groups_seeds_and_shows_the_paper_row(evaluated, tmp_path):
     assert "entangled 1×6, 16px, obs var 0.25, speed 3.6, 3 frames, 2 steps (1 run)" in table
     assert "| paper: moving MNIST, two factors (2×20) | 4.61 | 0.75 | -2902 |" in table
     factored = next(line for line in table.splitlines() if "(2 runs)" in line)
-    assert factored.count(" ± ") == 10  # every column as mean ± sd
+    assert factored.count(" ± ") == 11  # every column as mean ± sd
     assert (tmp_path / "compare.csv").exists()
     # seeds 0 and 1 were each measured on their own test sequences: the table says so
     assert "**The runs were measured on different held-out sets**" in table
@@ -310,6 +314,24 @@ def test_compare_labels_name_a_circle_arena_and_old_runs_group_as_the_box():
     })  # fmt: skip
     assert sorted(map(sorted, groups.values())) == [
         [Path("box-s0"), Path("box-s1")], [Path("circle-s0")]
+    ]  # fmt: skip
+
+
+def test_compare_labels_name_a_per_factor_decoder_and_old_runs_group_as_the_papers():
+    from pyro_dvip.evaluation.compare import group_label, group_runs
+
+    config = json.loads(make_config(**TINY).to_json())
+    old = {k: v for k, v in config.items() if not k.startswith("decoder")}
+    additive = {**config, "decoder": "additive", "decoder_weights": "per-factor"}
+    assert "additive decoder (per-factor weights)" in group_label(additive)
+    assert "decoder" not in group_label(config)
+    groups = group_runs({
+        Path("paper-s0"): {"config": {**config, "seed": 0}},
+        Path("paper-s1"): {"config": {**old, "seed": 1}},
+        Path("additive-s0"): {"config": additive},
+    })  # fmt: skip
+    assert sorted(map(sorted, groups.values())) == [
+        [Path("additive-s0")], [Path("paper-s0"), Path("paper-s1")]
     ]  # fmt: skip
 
 

@@ -49,6 +49,11 @@ COLUMNS = [
     ("IW bound / frame", lambda m: _get(m, "bound", "iw_bound_per_frame")),
     # absent (n/a) from metrics written before it existed; NaN entries are collapsed factors
     ("prediction saving", lambda m: _nanmean(_get(m, "bound", "prediction_saving"))),
+    # label-free; absent (n/a) from metrics written before it existed
+    (
+        "object score",
+        lambda m: _get(m, "object_score", "normalised") if "object_score" in m else None,
+    ),  # noqa: E501
     ("min matched R²", lambda m: _get(m, "alignment", "min_matched")),
     ("max leakage", lambda m: _get(m, "alignment", "max_leakage")),
     ("mean gap", lambda m: _get(m, "alignment", "mean_gap")),
@@ -72,6 +77,8 @@ def group_label(config: dict) -> str:
         else f"speed {config['digit_speed']}"
         + (f", {config['arena']} arena" if config.get("arena", "box") != "box" else "")
     )
+    if config.get("decoder", "paper") != "paper":
+        model += f", {config['decoder']} decoder ({config['decoder_weights']} weights)"
     return (
         f"{model}, {config['image_size']}px, obs var {config['obs_var']}, {data}, "
         f"{config['seq_len']} frames, {config['steps']} steps"

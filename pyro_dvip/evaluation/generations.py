@@ -7,6 +7,8 @@
 - ``prior_samples``: z_1 ~ N(0, I), z_t ~ p(z_t | z_{t-1}); decoded.
 - ``factor_rollouts``: hold every factor at its step-1 posterior mean and roll only factor k
   forward with its own transition (a sample per step): the motion the prior gives factor k.
+- ``factor_layers``: for a per-factor decoder (``--decoder additive|composite``), what each
+  factor draws in the reconstructions: its layer, and its mask for ``composite``.
 
 Arrays are (rows, T, C, H, W) in [0, 1]. ``save_grid`` writes one row per sequence and one
 column per step; ``save_gif`` one frame per step with the sequences side by side.
@@ -80,6 +82,23 @@ def factor_rollouts(dvip: DVIP, frames: torch.Tensor) -> torch.Tensor:
             zs.append(z)
         out.append(_decode(dvip, torch.stack(zs, 1).flatten(2)))
     return torch.stack(out)
+
+
+@torch.no_grad()
+def factor_layers(dvip: DVIP, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+    """{"layer_factor{k}": (n, T, C, H, W), "mask_factor{k}": (n, T, 1, H, W) (composite
+    only)}: the decoder's ``parts`` of the posterior means; empty for the paper's decoder."""
+    if not hasattr(dvip.decoder, "parts"):
+        return {}
+    z = filter_sequences(dvip, frames, use_mean=True).means.flatten(2)  # (n, T, D)
+    n, T = z.shape[:2]
+    parts = dvip.decoder.parts(z.reshape(n * T, -1))  # name -> (n T, K, c, H, W)
+    out = {}
+    for name in ("layers", "masks"):
+        if name in parts:
+            videos = parts[name].cpu().view(n, T, *parts[name].shape[1:]).transpose(0, 2)
+            out.update({f"{name[:-1]}_factor{k}": v.transpose(0, 1) for k, v in enumerate(videos)})
+    return out
 
 
 def _rgb(images: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,7 @@ from .alignment import (
 from .bound import held_out_bound
 from .correlation import block_summary, lagged_correlation
 from .generations import (
+    factor_layers,
     factor_rollouts,
     independent_generations,
     prior_samples,
@@ -45,6 +46,7 @@ from .generations import (
     save_grid,
 )
 from .mutual_info import best_partition, contiguous_groups, factor_mi
+from .object_score import object_score
 from .outcome import NUMERICAL_ERRORS, failed, is_failed, made, not_computable
 from .posterior import consecutive_pairs, filter_sequences, held_out_sequences, held_out_video
 from .prediction import prediction_scores
@@ -79,6 +81,7 @@ class EvalOptions:
     rollouts: int = 8  # prior rollouts averaged per predicted sequence
     prediction_sequences: int = 256  # sequences the prediction is scored on
     examples: int = 4  # sequences shown in the image grids and GIFs
+    contrast_frames: int = 64  # posterior samples the object score's Jacobians are taken at
     probe_targets: str = "position"  # what the headline probes decode; see PROBE_TARGETS
     probe: str = "ridge"  # what the probes fit: "ridge" or "mlp" (alignment.PROBE_MODELS)
     held_out_seed: int | None = None  # Moving MNIST: test on the sequences of a run with this seed
@@ -86,10 +89,20 @@ class EvalOptions:
     device: str = "cpu"
 
 
+def _blocks(dvip: DVIP) -> int:
+    """Latent blocks the model treats as factors: its prior's, or, for a one-factor prior with
+    a per-factor decoder (``--entangled --decoder additive``), the decoder's."""
+    return max(dvip.num_factors, getattr(dvip.decoder, "num_parts", 1))
+
+
 def _groups(dvip: DVIP, config: TrainConfig, options: EvalOptions, pairs) -> tuple[list, dict]:
-    """Unit groups for MI: the model's factors, or the paper's best random partition."""
+    """Unit groups for MI: the model's factors (or the blocks its decoder renders one by one),
+    or the paper's best random partition."""
     if dvip.num_factors > 1:
         return contiguous_groups(dvip.z_dim, dvip.factor_dim), {"protocol": "factors"}
+    if _blocks(dvip) > 1:
+        blocks = contiguous_groups(dvip.z_dim, dvip.z_dim // _blocks(dvip))
+        return blocks, {"protocol": "the decoder's blocks"}
     size = options.group_size or config.factor_dim
     contiguous_groups(dvip.z_dim, size)  # raises when the size does not divide z_dim
     if size == dvip.z_dim:
@@ -109,8 +122,9 @@ def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) 
         features, targets[..., PROBE_TARGETS[options.probe_targets]], seed=options.seed,
         model=options.probe,
     )  # fmt: skip
-    if dvip.num_factors > 1:
-        probe_groups, probe_protocol = groups, "factors"
+    if _blocks(dvip) > 1:
+        probe_groups = groups
+        probe_protocol = "factors" if dvip.num_factors > 1 else "the decoder's blocks"
         r2 = probe.matrix(groups)
     else:
         probe_groups, r2, _ = best_probe_partition(
@@ -220,8 +234,16 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
                 ),
             )
 
+    protocol = metrics["mutual_info"]["protocol"] if groups is not None else None
     if groups is None:  # the MI could not choose them
         groups = _fallback_groups(dvip, config, options)
+        protocol = "the factors, or contiguous groups (the MI could not choose them)"
+    if posterior is not None:
+        score = attempt(
+            ("object_score",), lambda: _object_score(dvip, posterior, groups, protocol, options)
+        )
+        if score is not None:
+            metrics["object_score"] = score
     probe_groups = groups  # on video, generations show the MI groups
     if not isinstance(data, MovingMNISTBatch):  # no positions to probe, no channel per object
         metrics["alignment"] = not_applicable("real video has no object positions to probe")
@@ -248,6 +270,7 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
         "prior_samples": lambda: prior_samples(dvip, len(shown), T, frames.device),
         "independent_factor": lambda: independent_generations(dvip, shown, probe_groups),
         "rollout_factor": lambda: factor_rollouts(dvip, shown),
+        "layers": lambda: factor_layers(dvip, shown),  # {layer_factor{k}, mask_factor{k}}
     }
     arrays["images"], metrics["generations"] = {}, {}
     for name, make in generations.items():
@@ -256,7 +279,9 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
         except NUMERICAL_ERRORS as e:
             metrics["generations"][name] = failed(e)
             continue
-        if name.endswith("_factor"):
+        if name == "layers":
+            arrays["images"].update(videos)
+        elif name.endswith("_factor"):
             arrays["images"].update({f"{name}{k}": v for k, v in enumerate(videos)})
         else:
             arrays["images"][name] = videos
@@ -286,9 +311,22 @@ def _correlation(z_t, z_next, groups, metrics, arrays) -> None:
 
 
 def _fallback_groups(dvip: DVIP, config: TrainConfig, options: EvalOptions) -> list:
-    """Unit groups when the MI could not choose them: the factors, or contiguous groups."""
-    size = dvip.factor_dim if dvip.num_factors > 1 else options.group_size or config.factor_dim
-    return contiguous_groups(dvip.z_dim, size)
+    """Unit groups when the MI could not choose them: the factors (or the decoder's blocks),
+    or contiguous groups."""
+    if _blocks(dvip) > 1:
+        return contiguous_groups(dvip.z_dim, dvip.z_dim // _blocks(dvip))
+    return contiguous_groups(dvip.z_dim, options.group_size or config.factor_dim)
+
+
+def _object_score(dvip: DVIP, posterior, groups: list, protocol: str, options) -> dict:
+    """Label-free: the decoder's Jacobian at posterior samples, grouped like the MI."""
+    z_all = posterior.flat("samples").flatten(0, 1)  # (N T, D)
+    pick = np.random.default_rng(options.seed).permutation(len(z_all))[: options.contrast_frames]
+    return {
+        **object_score(dvip.decoder, z_all[torch.as_tensor(pick)], groups),
+        "groups": protocol,
+        "units": [g.tolist() for g in groups],
+    }
 
 
 def failures(metrics: dict) -> list[str]:
@@ -318,6 +356,10 @@ def _has(m: dict, part: str) -> bool:
     return part in m and made(m[part])
 
 
+def _csv(value):
+    return "n/a" if value is None else value
+
+
 def _write_csvs(out: Path, results: dict) -> None:
     """The tables; a part a model does not have (no ground truth on video, too few pairs, a
     numerical failure) is "n/a" in summary.csv and has no rows in the others; the probe and
@@ -326,8 +368,8 @@ def _write_csvs(out: Path, results: dict) -> None:
         w = csv.writer(f)
         w.writerow(
             ["model", "elbo_per_frame", "elbo_per_frame_se", "iw_bound_per_frame", "same_mi",
-             "cross_mi", "min_matched_r2", "max_leakage", "mean_gap", "disentanglement",
-             "completeness", "min_intervention_share"]
+             "cross_mi", "object_score", "min_matched_r2", "max_leakage", "mean_gap",
+             "disentanglement", "completeness", "min_intervention_share"]
         )  # fmt: skip
         for name, m in results.items():
             b, mi, a, iv = (m[part] if _has(m, part) else {} for part in
@@ -336,6 +378,7 @@ def _write_csvs(out: Path, results: dict) -> None:
                 [name] + [b.get(k, "n/a") for k in ("elbo_per_frame", "elbo_per_frame_se",
                                                     "iw_bound_per_frame")]
                 + [mi.get(k, "n/a") for k in ("same", "cross")]
+                + [_csv(m["object_score"]["normalised"]) if _has(m, "object_score") else "n/a"]
                 + [a.get(k, "n/a") for k in ("min_matched", "max_leakage", "mean_gap",
                                              "disentanglement", "completeness")]
                 + [iv.get("min_matched_share", "n/a")]
@@ -485,8 +528,10 @@ def evaluate(
     a measurement over training time.
 
     Writes metrics.json, CSV tables (summary, probe_r2, mutual_info, intervention,
-    prediction), PNG heatmaps and curves, image grids and GIFs under generations/, and
-    report.md. ``options`` are the other fields of :class:`EvalOptions`.
+    prediction), PNG heatmaps and curves, image grids and GIFs under generations/ (with each
+    factor's layer, and mask, for a per-factor decoder), and report.md. Every model, the
+    floor included, gets the label-free object score (``object_score.py``). ``options`` are
+    the other fields of :class:`EvalOptions`.
 
     A video run (``config.data``) is measured on its own test split; the probes and the
     intervention need Moving MNIST ground truth and are recorded as not applicable (no
@@ -502,6 +547,8 @@ def evaluate(
     opts = EvalOptions(samples=samples, seed=seed, **options)
     if opts.samples < 1:
         raise ValueError(f"samples: must be >= 1, got {opts.samples}")
+    if opts.contrast_frames < 1:
+        raise ValueError(f"contrast_frames: must be >= 1, got {opts.contrast_frames}")
     if opts.probe_targets not in PROBE_TARGETS:
         raise ValueError(
             f"probe_targets: unknown {opts.probe_targets!r}; choose from {', '.join(PROBE_TARGETS)}"

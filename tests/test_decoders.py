@@ -1,0 +1,190 @@
+"""Per-factor decoders (--decoder additive|composite): structure, the model's mean, options."""
+
+import json
+
+import pytest
+import torch
+from conftest import TINY, run_cli, tiny_args
+from pyro import distributions as dist
+from pyro import poutine
+
+from pyro_dvip import DVIP, check_elbo, load, make_config
+from pyro_dvip.networks import BLACK, AdditiveDecoder, CompositeDecoder, Decoder
+from pyro_dvip.train import build_model
+
+S, K, d = 16, 2, 3
+VARIANTS = [
+    ("additive", "shared", "sigmoids"),
+    ("additive", "per-factor", "sigmoids"),
+    ("additive", "per-factor", "logits"),
+    ("composite", "shared", "sigmoids"),
+    ("composite", "per-factor", "sigmoids"),
+]
+
+
+def decoder(kind, weights, sum_of="sigmoids", init="grey", channels=3):
+    if kind == "additive":
+        return AdditiveDecoder(
+            channels, S, K, d, width=4, weights=weights, sum_of=sum_of, init=init
+        )
+    return CompositeDecoder(channels, S, K, d, width=4, weights=weights, init=init)
+
+
+def block_jacobian_norms(f, z):
+    """|| d f(z)[n, pixel] / d z[n, block k] || by central differences in float64, summed over
+    the latents z (n, K d): (K, outputs)."""
+    eps, columns = 1e-5, []
+    with torch.no_grad():
+        for i in range(K * d):
+            step = torch.zeros(K * d, dtype=torch.float64)
+            step[i] = eps
+            columns.append((f(z + step) - f(z - step)).flatten(1) / (2 * eps))  # (n, P)
+    jac = torch.stack(columns, -1)  # (n, P, K d)
+    return jac.view(*jac.shape[:2], K, d).norm(dim=-1).sum(0).T
+
+
+@pytest.mark.parametrize("kind,weights,sum_of", VARIANTS)
+def test_each_factor_layer_depends_only_on_its_own_block(kind, weights, sum_of):
+    torch.manual_seed(0)
+    dec = decoder(kind, weights, sum_of).eval().double()
+    z = torch.randn(8, K * d, dtype=torch.float64)  # several: a ReLU may be dead at one z
+    for k in range(K):
+        norms = block_jacobian_norms(lambda v, k=k: dec.parts(v)["layers"][:, k], z)
+        assert norms[k].max() > 1e-4  # its own block moves it
+        if kind == "additive":
+            assert norms[1 - k].max() < 1e-9  # the other block does not touch it
+    if kind == "additive":  # so the mean: a pixel's Jacobian rows are the layers' rows
+        own = block_jacobian_norms(lambda v: dec.parts(v)["layers"].sum(1), z)
+        if sum_of == "sigmoids":
+            assert torch.allclose(block_jacobian_norms(dec, z), own, atol=1e-8)
+
+
+@pytest.mark.parametrize("kind,weights,sum_of", VARIANTS)
+def test_layers_give_the_mean_and_masks_sum_to_one(kind, weights, sum_of):
+    dec = decoder(kind, weights, sum_of).eval()
+    z = torch.randn(5, K * d)
+    mean, parts = dec(z), dec.parts(z)
+    assert mean.shape == (5, 3, S, S) and parts["layers"].shape == (5, K, 3, S, S)
+    if sum_of == "logits":  # sigmoid of the summed logits of the layers
+        expected = torch.sigmoid(torch.logit(parts["layers"].double()).sum(1)).float()
+    else:
+        expected = parts["layers"].sum(1)
+    assert torch.allclose(mean, expected, atol=1e-5)
+    if kind == "composite":
+        assert parts["masks"].shape == (5, K, 1, S, S)
+        assert torch.allclose(parts["masks"].sum(1), torch.ones(5, 1, S, S), atol=1e-6)
+        assert 0 <= mean.min() and mean.max() <= 1
+
+
+def test_shared_weights_draw_the_same_layer_for_the_same_block_and_per_factor_do_not():
+    z = torch.randn(1, d).repeat(1, K)  # both blocks equal
+    shared = decoder("additive", "shared").eval().parts(z)["layers"][0]
+    per_factor = decoder("additive", "per-factor").eval().parts(z)["layers"][0]
+    assert torch.allclose(shared[0], shared[1])
+    assert not torch.allclose(per_factor[0], per_factor[1], atol=1e-3)
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    assert count(decoder("additive", "per-factor")) == K * count(decoder("additive", "shared"))
+
+
+@pytest.mark.parametrize("kind,sum_of", [("additive", "sigmoids"), ("additive", "logits"),
+                                         ("composite", "sigmoids")])  # fmt: skip
+def test_black_init_starts_near_black_and_grey_does_not(kind, sum_of):
+    torch.manual_seed(0)
+    z = torch.randn(64, K * d)
+    black = decoder(kind, "shared", sum_of, init="black").eval()(z).mean().item()
+    grey = decoder(kind, "shared", sum_of, init="grey").eval()(z).mean().item()
+    assert abs(black - BLACK) < 0.03
+    # grey: K sigmoid layers of about 0.5 add to about K x 0.5; one sigmoid sits near 0.5
+    assert abs(grey - (K * 0.5 if (kind, sum_of) == ("additive", "sigmoids") else 0.5)) < 0.15
+
+
+@pytest.mark.parametrize("kind", ["additive", "composite"])
+def test_the_model_likelihood_mean_is_the_sum_of_the_layers(kind):
+    dvip = DVIP(K, d, image_size=S, width=4, decoder=lambda: decoder(kind, "shared")).eval()
+    x = torch.rand(2, 3, 3, S, S)
+    guide = poutine.trace(dvip.guide).get_trace(x)
+    model = poutine.trace(poutine.replay(dvip.model, trace=guide)).get_trace(x)
+    z = torch.stack([guide.nodes[f"z_{t}"]["value"] for t in (1, 2, 3)], 1).reshape(6, K * d)
+    likelihood = model.nodes["x"]["fn"]
+    assert isinstance(likelihood.base_dist, dist.Normal)
+    layers = dvip.decoder.parts(z)["layers"].sum(1).view(x.shape)
+    assert torch.allclose(likelihood.mean, layers, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind,weights,sum_of", VARIANTS[1:4])
+def test_check_elbo_passes_for_per_factor_decoders(kind, weights, sum_of):
+    dvip = DVIP(K, d, image_size=S, width=4, transition_layers=1,
+                decoder=lambda: decoder(kind, weights, sum_of))  # fmt: skip
+    x = torch.rand(3, 3, 3, S, S, generator=torch.Generator().manual_seed(1))
+    result = check_elbo(dvip, x, num_particles=10)
+    assert result.passed, result.format()
+
+
+def test_a_decoder_for_another_latent_size_is_refused():
+    with pytest.raises(ValueError, match="decoder is for z_dim 6, the model has 8"):
+        DVIP(2, 4, image_size=S, width=4, decoder=decoder("additive", "shared"))
+
+
+def test_the_paper_model_draws_the_same_initial_weights_as_before():
+    torch.manual_seed(3)
+    built = build_model(make_config(**TINY))
+    torch.manual_seed(3)
+    plain = DVIP(2, 3, image_size=16, width=4, transition_layers=1)
+    assert isinstance(built.decoder, Decoder)
+    for (name, a), (_, b) in zip(built.state_dict().items(), plain.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize(
+    "args,cls,parts",
+    [
+        (["--decoder", "additive", "--decoder-sum", "logits", "--decoder-init", "black"],
+         AdditiveDecoder, 2),
+        (["--decoder", "composite", "--decoder-weights", "per-factor"], CompositeDecoder, 2),
+        (["--decoder", "additive", "--entangled"], AdditiveDecoder, 2),
+    ],
+)  # fmt: skip
+def test_train_records_the_decoder_and_load_rebuilds_it(tmp_path, args, cls, parts):
+    out = tmp_path / "run"
+    result = run_cli("train", *tiny_args(steps=2), *args, "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    given = dict(zip(args[::2], args[1::2])) if "--entangled" not in args else {}
+    for flag, value in given.items():
+        assert config[flag[2:].replace("-", "_")] == value
+    model = load(out)
+    assert isinstance(model.decoder, cls) and model.decoder.num_parts == parts
+    if "--entangled" in args:  # the prior is one factor; rendering stays per block of 3
+        assert config["entangled"] and (model.num_factors, model.factor_dim) == (1, 6)
+        assert model.decoder.generators.part_dim == 3
+    state = torch.load(sorted((out / "checkpoints").glob("*.pt"))[-1], weights_only=True)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, state["model"][name]), name
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--decoder", "mixture"], "'mixture' is not one of 'paper', 'additive', 'composite'"),
+        (["--decoder-weights", "per-factor"], "'--decoder-weights': applies to --decoder "
+         "additive or composite only"),
+        (["--decoder", "composite", "--decoder-sum", "logits"], "'--decoder-sum': applies to "
+         "--decoder additive only"),
+        (["--decoder", "additive", "--decoder-init", "white"], "'white' is not one of 'grey', "
+         "'black'"),
+    ],
+)  # fmt: skip
+def test_bad_decoder_options_are_one_line_errors_naming_the_option(args, message):
+    result = run_cli("train", *tiny_args(steps=1), *args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_check_elbo_command_accepts_a_per_factor_decoder_with_a_transition_prior():
+    result = run_cli(
+        "check-elbo", "--factors", 2, "--factor-dim", 3, "--image-size", 16, "--width", 4,
+        "--transition-layers", 1, "--batch-size", 3, "--seq-len", 3, "--particles", 10,
+        "--decoder", "additive", "--transition", "examples.custom_prior:CoupledLinearTransition",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "verdict: PASS" in result.output
