@@ -53,7 +53,7 @@ COLUMNS = [
     (
         "object score",
         lambda m: _get(m, "object_score", "normalised") if "object_score" in m else None,
-    ),  # noqa: E501
+    ),
     ("min matched R²", lambda m: _get(m, "alignment", "min_matched")),
     ("max leakage", lambda m: _get(m, "alignment", "max_leakage")),
     ("mean gap", lambda m: _get(m, "alignment", "mean_gap")),
