@@ -245,7 +245,8 @@ FIGURE_PARTS = {"correlation.png": "correlation", "mutual_info.png": "mutual_inf
                 "prediction.png": "prediction"}  # fmt: skip
 IMAGE_PARTS = {"truth": None, "reconstructions": "reconstructions",
                "prior_samples": "prior_samples", "independent_factor{k}": "independent_factor",
-               "rollout_factor{k}": "rollout_factor"}  # fmt: skip
+               "rollout_factor{k}": "rollout_factor", "layer_factor{k}": "layers",
+               "mask_factor{k}": "layers"}  # fmt: skip
 
 
 def write_report(out: Path, metrics: dict) -> None:
