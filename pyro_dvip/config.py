@@ -17,6 +17,9 @@ ELBOS = ("trace", "meanfield")
 LR_SCHEDULES = ("constant", "cosine", "step")
 DEVICES = ("auto", "cpu", "cuda")
 ARENAS = ("box", "circle")  # Moving MNIST walls: the paper's box, or a round wall
+# What a config.json saved before a field existed was trained with, where that differs from
+# today's default: the encoder then had a LeakyReLU after its final Linear.
+SAVED_BEFORE_FIELD = {"encoder_linear_act": True}
 
 
 @dataclass
@@ -28,7 +31,7 @@ class TrainConfig:
     transition: str | None = None  # "package.module:ClassName" of a user prior; None = paper's
     transition_layers: int = 3  # hidden 128x128 layers (the paper's table: 3; their code: 4)
     # A LeakyReLU after the encoder's final Linear: none in the authors' code; runs saved before
-    # this option existed had one, so a config.json without this key reads as True (from_dict).
+    # this option existed had one, so a config.json without the key reads as True (from_dict).
     encoder_linear_act: bool = False
     image_size: int = 64
     channels: int = 3
@@ -128,9 +131,7 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
-        # Saved before the option existed: trained with the LeakyReLU after the encoder's Linear.
-        values = {"encoder_linear_act": True, **values}
-        return cls(**values)
+        return cls(**{**SAVED_BEFORE_FIELD, **values})
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
