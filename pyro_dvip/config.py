@@ -18,6 +18,9 @@ LR_SCHEDULES = ("constant", "cosine", "step")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")  # the networks' autocast dtype; fp16 is CUDA only
 ARENAS = ("box", "circle")  # Moving MNIST walls: the paper's box, or a round wall
+# What a config.json saved before a field existed was trained with, where that differs from
+# today's default: the encoder then had a LeakyReLU after its final Linear.
+SAVED_BEFORE_FIELD = {"encoder_linear_act": True}
 
 
 @dataclass
@@ -29,7 +32,7 @@ class TrainConfig:
     transition: str | None = None  # "package.module:ClassName" of a user prior; None = paper's
     transition_layers: int = 3  # hidden 128x128 layers (the paper's table: 3; their code: 4)
     # A LeakyReLU after the encoder's final Linear: none in the authors' code; runs saved before
-    # this option existed had one, so a config.json without this key reads as True (from_dict).
+    # this option existed had one, so a config.json without the key reads as True (from_dict).
     encoder_linear_act: bool = False
     # The mean of p(x_t | z_t): "paper" (one generator of the whole z_t), or beyond the paper
     # "additive" / "composite": each of the ``factors`` blocks of ``factor_dim`` units renders
@@ -158,9 +161,7 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
-        # Saved before the option existed: trained with the LeakyReLU after the encoder's Linear.
-        values = {"encoder_linear_act": True, **values}
-        return cls(**values)
+        return cls(**{**SAVED_BEFORE_FIELD, **values})
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:

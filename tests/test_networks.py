@@ -80,3 +80,20 @@ def test_encoder_linear_act_passes_through_torchrun(tmp_path, monkeypatch):
         result = run_cli("train", *tiny_args(), "--nproc", 2, flag, "--out", tmp_path / "r")
         assert result.exit_code == 0, result.output
         assert flag in launched[-1] and "True" not in launched[-1] and "False" not in launched[-1]
+
+
+def test_compare_groups_an_old_run_with_new_runs_of_the_old_encoder():
+    from pathlib import Path
+
+    from pyro_dvip.evaluation.compare import group_runs
+
+    config = json.loads(make_config(**TINY).to_json())
+    old = {k: v for k, v in config.items() if k != "encoder_linear_act"}
+    groups = group_runs({
+        Path("old-s0"): {"config": {**old, "seed": 0}},
+        Path("act-s1"): {"config": {**config, "encoder_linear_act": True, "seed": 1}},
+        Path("paper-s0"): {"config": config},
+    })  # fmt: skip
+    assert sorted(map(sorted, groups.values())) == [
+        [Path("act-s1"), Path("old-s0")], [Path("paper-s0")]
+    ]  # fmt: skip

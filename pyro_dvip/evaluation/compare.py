@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import TrainConfig
+from ..config import SAVED_BEFORE_FIELD, TrainConfig
 from .alignment import applicable
 from .outcome import made
 
@@ -167,9 +167,9 @@ def common_probe(evaluations: dict[Path, dict]) -> str:
 
 
 def _settings(config: dict) -> dict:
-    """A run's configuration with today's defaults filled in for fields added since it ran
-    (so a run from before ``free_bits`` existed groups with one that left it at 0)."""
-    defaults = json.loads(TrainConfig().to_json())
+    """A run's configuration with the fields added since it ran filled in as it trained (so a
+    run from before ``free_bits`` existed groups with one that left it at 0)."""
+    defaults = {**json.loads(TrainConfig().to_json()), **SAVED_BEFORE_FIELD}
     return {k: v for k, v in {**defaults, **config}.items() if k not in REPLICATE_FIELDS}
 
 
