@@ -242,9 +242,11 @@ def evaluate(ctx: click.Context, run_dir: Path, out: Path | None, samples: int, 
             if made(floor) and floor["normalised"] is not None
             else "n/a"
         )
+        silent = score.get("silent_factors") or []
+        void = f" (void: factor {', '.join(map(str, silent))} moves nothing)" if silent else ""
         click.echo(
             "  object score (normalised compositional contrast; 0 = one factor per pixel): "
-            f"{score['normalised']:.3f}   untrained {shown}"
+            f"{score['normalised']:.3f}{void}   untrained {shown}"
         )
     if applicable(t["alignment"]):
         click.echo(

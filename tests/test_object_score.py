@@ -157,3 +157,15 @@ def test_an_entangled_prior_with_a_per_factor_decoder_is_measured_on_the_decoder
     groups, partition = _groups(build_model(config), config, EvalOptions(), pairs=None)
     assert partition == {"protocol": "the decoder's blocks"}
     assert [g.tolist() for g in groups] == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_a_factor_that_moves_nothing_scores_zero_and_is_named_silent():
+    # Factor 1 moves no output: C_comp is 0 by construction, whatever factor 0 draws, which is
+    # what a per-factor decoder that dropped a digit scores; the share names the silent factor.
+    norms = torch.zeros(3, 2, 5)
+    norms[:, 0] = torch.rand(3, 5) + 0.1
+    score = contrast(norms)
+    assert score["normalised"] == 0.0 and score["compositional_contrast"] == 0.0
+    assert score["factor_share"] == [1.0, 0.0] and score["silent_factors"] == [1]
+    balanced = contrast(torch.ones(3, 2, 5) * torch.tensor([1.0, 3.0])[:, None])
+    assert balanced["factor_share"] == [0.25, 0.75] and balanced["silent_factors"] == []

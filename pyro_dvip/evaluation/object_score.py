@@ -23,6 +23,13 @@ maps it to [0, 1]: 0 = every pixel moved by one factor (objects, for a decoder),
 pixel moved equally by all. A ratio of sums weights pixels by how much they move, so the
 background, which nothing moves, does not count. It is not invariant to rescaling one factor's
 latents; the posterior's units sit on the prior's N(0, I) scale in every run.
+
+A factor that moves nothing makes the score 0 whatever the others hold: a decoder that draws
+both digits from one factor while the other has collapsed is "compositional" by this
+definition. ``factor_share`` (each factor's part of sum_{z,n,k} J_nk) shows it; below
+``SILENT_SHARE`` a factor is named in ``silent_factors``, and a score with a silent factor
+says nothing about objects (docs/evaluation.md: measured on per-factor decoders that dropped a
+digit, score 0.00-0.04).
 """
 
 from __future__ import annotations
@@ -37,8 +44,11 @@ DEFINITION = (
     "samples of held-out frames; compositional_contrast = mean over frames of "
     "sum_n sum_{k<j} J_nk J_nj (0: no pixel moved by two factors); normalised = 2K/(K-1) "
     "sum_{frames,n} sum_{k<j} J_nk J_nj / sum_{frames,n} (sum_k J_nk)^2 in [0, 1]: 0 = every "
-    "pixel moved by one factor, 1 = every pixel moved equally by all; null for one group"
+    "pixel moved by one factor, 1 = every pixel moved equally by all; null for one group; "
+    "factor_share = each factor's part of sum J_nk; silent_factors: share below 0.05 (a score "
+    "with a silent factor is 0 by construction and says nothing about objects)"
 )
+SILENT_SHARE = 0.05  # a factor moving less than this part of the decoder's output is silent
 
 
 def block_jacobian_norms(
@@ -73,6 +83,9 @@ def contrast(norms: torch.Tensor) -> dict:
             "normalised": None,
             "frames": len(norms),
         }
+    mass = norms.sum((0, 2))  # (K,) each factor's sum of J_nk
+    share = (mass / mass.sum()).tolist() if mass.sum() > 0 else [None] * K
+    silent = [k for k, v in enumerate(share) if v is not None and v < SILENT_SHARE]
     total = norms.sum(1)  # (F, outputs)
     pairs = (total**2 - (norms**2).sum(1)) / 2  # sum_{k<j} J_k J_j per output
     per_frame = pairs.sum(-1)  # (F,) Brady's C_comp at each z
@@ -82,6 +95,8 @@ def contrast(norms: torch.Tensor) -> dict:
         "definition": DEFINITION,
         "compositional_contrast": per_frame.mean().item(),
         "normalised": normalised,
+        "factor_share": share,
+        "silent_factors": silent,
         "frames": len(norms),
     }
 

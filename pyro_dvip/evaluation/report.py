@@ -63,6 +63,10 @@ def _object_score_rows(o: dict) -> dict[str, str]:
         "compositional contrast C_comp per frame (Brady et al. 2023)": "n/a"
         if o["compositional_contrast"] is None
         else f"{o['compositional_contrast']:.3g}",
+        # absent from metrics written before it existed
+        "share of the decoder's output moved by each factor (< 0.05: silent, score void)": (
+            _list(o["factor_share"]) if o.get("factor_share") else "n/a"
+        ),
     }
 
 
