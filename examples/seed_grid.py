@@ -11,7 +11,8 @@ Each (variant, seed) trains ``dvip train --preset PRESET --seed SEED VARIANT_ARG
 newer than its evaluation is evaluated (``dvip evaluate`` defaults plus ``--eval-args``).
 Rerunning the same command continues where it stopped. Writes ``OUT/grid.csv`` (one row per
 run: step, training minutes, matched R² and leakage per digit, swap shares, per-coordinate
-probes, the label-free object score where the evaluation has one, test ELBO, and the verdict of
+probes, the label-free object score where the evaluation has one and the factors that void it,
+test ELBO, and the verdict of
 ``pyro_dvip.evaluation.verdict``) and ``OUT/grid.md`` (per variant: seeds with objects out of
 N, mean ± sd of the figures, never the best seed).
 """
@@ -33,7 +34,8 @@ from pyro_dvip.evaluation.verdict import alignment_verdict
 
 COLUMNS = [
     "variant", "seed", "step", "train_minutes", "min_matched", "max_leakage", "matched",
-    "leakage", "swap_shares", "by_coordinate", "object_score", "object_score_untrained",
+    "leakage", "swap_shares", "by_coordinate", "object_score", "silent_factors",
+    "object_score_untrained",
     "test_elbo", "verdict", "reason", "run",
 ]  # fmt: skip
 
@@ -88,11 +90,11 @@ def last_logged(run: Path) -> dict:
     return rows[-1] if rows else {}
 
 
-def object_score(model: dict) -> float | None:
-    score = model.get("object_score")
-    if isinstance(score, dict):
-        score = score.get("score")
-    return score
+def object_score(model: dict) -> tuple[float | None, str]:
+    """The normalised object score and its silent factors (which void it), if measured."""
+    score = model.get("object_score") or {}
+    silent = score.get("silent_factors") or []
+    return score.get("normalised"), " ".join(map(str, silent))
 
 
 def row_of(variant: str, seed: int, run: Path) -> dict:
@@ -122,8 +124,8 @@ def row_of(variant: str, seed: int, run: Path) -> dict:
     swap = trained.get("intervention", {})
     if "matched_share" in swap:
         row["swap_shares"] = json.dumps([round(v, 2) for v in swap["matched_share"]])
-    row["object_score"] = object_score(trained)
-    row["object_score_untrained"] = object_score(untrained)
+    row["object_score"], row["silent_factors"] = object_score(trained)
+    row["object_score_untrained"] = object_score(untrained)[0]
     row["test_elbo"] = trained.get("bound", {}).get("elbo_per_frame")
     return row
 
