@@ -255,6 +255,7 @@ def evaluate(ctx: click.Context, run_dir: Path, out: Path | None, samples: int, 
             f"{_pair(t, 'alignment', 'max_leakage')}   untrained "
             f"{_pair(u, 'alignment', 'min_matched')} / {_pair(u, 'alignment', 'max_leakage')}"
         )
+        click.echo(f"  verdict: {t['alignment']['verdict']} ({t['alignment']['verdict_reason']})")
     elif t["alignment"]["note"].startswith(NO_GROUND_TRUTH):
         click.echo(f"  probes, intervention test: {NO_GROUND_TRUTH} (video run)")
     for note in metrics["held_out"]["notes"]:

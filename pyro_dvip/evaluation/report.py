@@ -116,7 +116,12 @@ def _kl_rows(b: dict) -> dict[str, str]:
 
 
 def _alignment_rows(a: dict) -> dict[str, str]:
+    verdict = {}
+    if "verdict" in a:  # absent from metrics written before it existed
+        label = "verdict (objects / axis split / dropped / mixed; evaluation.md)"
+        verdict = {label: f"{a['verdict']}: {a['verdict_reason']}"}
     return {
+        **verdict,
         f"probe R² on {a['targets']} [factor, digit]": _matrix(a["r2"]),
         "probe R² from the whole latent, per digit": _list(a["whole_r2"]),
         **{

@@ -51,6 +51,7 @@ from .outcome import NUMERICAL_ERRORS, failed, is_failed, made, not_computable
 from .posterior import consecutive_pairs, filter_sequences, held_out_sequences, held_out_video
 from .prediction import prediction_scores
 from .report import write_report
+from .verdict import alignment_verdict
 
 MODELS = ("trained", "untrained")
 # Probe targets: columns of ground_truth_targets' last axis (x, y, vx, vy). The headline probe
@@ -159,6 +160,8 @@ def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) 
         "by_target": by_target,
         "by_coordinate": by_coordinate,
     }
+    verdict = alignment_verdict(metrics["alignment"])  # the documented target, in one word
+    metrics["alignment"].update(verdict=verdict["verdict"], verdict_reason=verdict["reason"])
     arrays["r2"] = r2
 
     z_flat = posterior.flat("means").flatten(0, 1)  # (N T, D)
