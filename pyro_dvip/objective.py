@@ -116,8 +116,9 @@ class NegELBO(nn.Module):
         self.free_bits = free_bits
 
     def forward(self, x: torch.Tensor, kl_scale: float = 1.0, with_terms: bool = False):
-        """-ELBO per video; with ``with_terms`` also the per-video reconstruction and KL (B,)
-        of the very sample the loss used, read from traces recorded inside Pyro's own run.
+        """-ELBO per video; with ``with_terms`` also the per-video reconstruction (B,) and each
+        factor's KL (B, K) of the very sample the loss used, read from traces recorded inside
+        Pyro's own run.
         (Both go through ``forward`` so that DistributedDataParallel syncs either.)
         The guide hands the model its transition predictions (``DVIP.sharing_predictions``)."""
         if not (with_terms or self.free_bits):
@@ -133,12 +134,13 @@ class NegELBO(nn.Module):
             loss = loss + kl_scale * free_bits_penalty(kl, self.free_bits * x.shape[1])
         if not with_terms:
             return loss
-        return loss, recon.detach(), kl.sum(-1).detach()
+        return loss, recon.detach(), kl.detach()
 
     def forward_with_terms(
         self, x: torch.Tensor, kl_scale: float = 1.0
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``forward(x, kl_scale, with_terms=True)``: loss, reconstruction (B,), KL (B,)."""
+        """``forward(x, kl_scale, with_terms=True)``: loss, reconstruction (B,), and each
+        factor's KL (B, K), both unscaled sums over the sequence."""
         return self(x, kl_scale, with_terms=True)
 
 

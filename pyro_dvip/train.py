@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 METRICS_COLUMNS = [
     "step", "kl_scale", "elbo", "recon", "kl", "objective_avg", "test_elbo", "seconds",
-    "frames_per_s", "skipped_steps",
+    "frames_per_s", "skipped_steps", "kl_factors",
 ]  # fmt: skip
 # Options that may differ on --resume: they change how long or where a run goes, not what it is.
 RESUMABLE_CHANGES = {
@@ -304,6 +304,8 @@ class _MetricsLog:
         for key in ("elbo", "recon", "kl", "test_elbo", "frames_per_s"):
             if key in row:
                 self.board.add_scalar(f"train/{key}", row[key], row["step"])
+        for k, value in enumerate(row.get("kl_factors", "").split()):
+            self.board.add_scalar(f"train/kl_factor_{k}", float(value), row["step"])
         if self.bar is not None and "elbo" in row:
             self.bar.set_postfix(elbo=f"{row['elbo']:.1f}", fps=f"{row['frames_per_s']:.0f}")
         self.rows.append(row)
@@ -455,7 +457,8 @@ def _guarded_step(
     parameters, Adam's moments and BatchNorm's running statistics are then left as they were.
     ``autocast`` runs the loss (its networks) in that dtype; with fp16's ``scaler``, gradients
     that overflow are the scaler's to skip (it lowers the scale), only a non-finite loss is
-    skipped here. Returns (loss, (recon, kl) or None); the loss is None for a skipped step."""
+    skipped here. Returns (loss, (recon (B,), KL per factor (B, K)) or None); the loss is None
+    for a skipped step."""
     buffers = list(dvip.buffers())
     saved_buffers = [b.clone() for b in buffers]  # BatchNorm statistics, small
     terms = None
@@ -533,14 +536,19 @@ def _log_compile_cost(first_s: float, first_ended: float, steps_since: int) -> N
 
 
 def _log_row(interval: _Interval, recon, kl, config: TrainConfig, metrics) -> dict:
-    """The training columns of a log row: per-frame bound of this step, mean objective and
-    speed since the last row, and the training seconds so far."""
+    """The training columns of a log row: per-frame bound of this step (from recon (B,) and
+    each factor's KL (B, K)), mean objective and speed since the last row, and the training
+    seconds so far. ``kl_factors`` is each factor's KL per frame, space-separated: a factor
+    whose KL falls to ~0 has collapsed (carries nothing), and the row says when."""
     objective_sum, steps, elapsed = interval.take()
     T = config.seq_len
+    per_factor = (kl.mean(0) / T).tolist()
+    kl = kl.sum(-1)
     row = dict(
         elbo=(recon - kl).mean().item() / T,
         recon=recon.mean().item() / T,
         kl=kl.mean().item() / T,
+        kl_factors=" ".join(f"{v:.4f}" for v in per_factor),
         objective_avg=-objective_sum / (max(steps, 1) * T),
         frames_per_s=round(steps * config.batch_size * T / elapsed, 1),
     )

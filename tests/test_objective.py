@@ -45,7 +45,8 @@ class UndetachedGuide(DVIP):
 
 def terms_by_hand(dvip, x, guide_trace):
     """From the guide's sample, with torch.distributions only: log p(x_t | z_t) summed over
-    steps (B,), and per step (B, T) log q(z_t), log p(z_t | z_{t-1}) and the closed-form KL."""
+    steps (B,), and per step and factor (B, T, K) log q(z_t), log p(z_t | z_{t-1}) and the
+    closed-form KL."""
     zs = [guide_trace.nodes[f"z_{t}"]["value"] for t in range(1, x.shape[1] + 1)]  # (B, K, d)
     mean = dvip.decoder(torch.stack(zs, 1).flatten(0, 1).flatten(1)).view(x.shape)
     recon = Normal(mean, dvip.obs_var**0.5).log_prob(x).flatten(1).sum(-1)
@@ -58,9 +59,9 @@ def terms_by_hand(dvip, x, guide_trace):
         else:
             loc, logvar = dvip.transition.moments(zs[t - 2])
             p = Normal(loc, (0.5 * logvar).exp())
-        log_q.append(q.log_prob(z).sum((-2, -1)))
-        log_p.append(p.log_prob(z).sum((-2, -1)))
-        kl.append(kl_divergence(q, p).sum((-2, -1)))
+        log_q.append(q.log_prob(z).sum(-1))
+        log_p.append(p.log_prob(z).sum(-1))
+        kl.append(kl_divergence(q, p).sum(-1))
     return recon, *(torch.stack(v, 1) for v in (log_q, log_p, kl))
 
 
@@ -75,10 +76,12 @@ def test_loss_is_minus_recon_plus_kl_scale_times_kl(elbo, kl_scale):
         guide = poutine.trace(dvip.guide).get_trace(x, kl_scale)
         want_recon, log_q, log_p, analytic_kl = terms_by_hand(dvip, x, guide)
     # Trace_ELBO's KL is the single-sample log q - log p; TraceMeanField_ELBO's the closed form
-    want_kl = (log_q - log_p if elbo == "trace" else analytic_kl).sum(-1)  # (B,)
-    torch.testing.assert_close(loss, -(want_recon - kl_scale * want_kl).mean(), rtol=1e-6, atol=0)
+    want_kl = (log_q - log_p if elbo == "trace" else analytic_kl).sum(1)  # (B, K)
+    assert kl.shape == want_kl.shape == (x.shape[0], dvip.num_factors)
+    want_loss = -(want_recon - kl_scale * want_kl.sum(-1)).mean()
+    torch.testing.assert_close(loss, want_loss, rtol=1e-6, atol=0)
     torch.testing.assert_close(recon, want_recon)  # the terms are unscaled
-    torch.testing.assert_close(kl, want_kl)
+    torch.testing.assert_close(kl, want_kl)  # each factor's own
 
 
 @pytest.mark.parametrize("elbo", ["trace", "meanfield"])

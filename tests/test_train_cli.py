@@ -36,6 +36,9 @@ def test_train_three_steps_writes_the_run_directory(tmp_path):
     c, pixels = 0.5 * math.log(2 * math.pi * 0.25), 3 * 16 * 16
     for row in rows:
         assert -pixels * (2 + c) <= float(row["recon"]) <= -pixels * c
+        per_factor = [float(v) for v in row["kl_factors"].split()]  # one per factor, 4 decimals
+        assert len(per_factor) == 2
+        assert sum(per_factor) == pytest.approx(float(row["kl"]), abs=1e-4 * 2 + 1e-6)
     # frames per second: B T frames a step, over the training seconds since the last row
     # (seconds rounded to 1 ms, frames/s to 0.1)
     seconds = [0.0] + [float(r["seconds"]) for r in rows]
@@ -80,6 +83,12 @@ def test_resume_continues_the_same_run_step_for_step(tmp_path):
     assert run_cli("train", *tiny_args(steps=6), "--out", whole, "--quiet").exit_code == 0
     parts = tmp_path / "parts"
     assert run_cli("train", *tiny_args(steps=4), "--out", parts, "--quiet").exit_code == 0
+    # a run logged before the kl_factors column: resuming it keeps its rows under the new header
+    old = [{k: v for k, v in r.items() if k != "kl_factors"} for r in read_metrics(parts)]
+    with open(parts / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(old[0]))
+        writer.writeheader()
+        writer.writerows(old)
     result = run_cli("train", "--out", parts, "--resume", "--steps", 6, "--quiet")
     assert result.exit_code == 0, result.output
 
@@ -87,6 +96,8 @@ def test_resume_continues_the_same_run_step_for_step(tmp_path):
     assert [int(r["step"]) for r in rows_parts] == [1, 2, 3, 4, 5, 6]
     for a, b in zip(rows_whole, rows_parts):
         assert (a["step"], a["elbo"], a["test_elbo"]) == (b["step"], b["elbo"], b["test_elbo"])
+    assert [bool(r["kl_factors"]) for r in rows_parts] == [False] * 4 + [True] * 2
+    assert rows_parts[-1]["kl_factors"] == rows_whole[-1]["kl_factors"]
     assert json.loads((parts / "config.json").read_text())["steps"] == 6
 
 
