@@ -16,6 +16,7 @@ from pyro_dvip.config import (
     ARENAS,
     DEVICES,
     ELBOS,
+    ENCODERS,
     LR_SCHEDULES,
     PRECISIONS,
     PRESETS,
@@ -29,7 +30,7 @@ from pyro_dvip.train import train as run_training
 CONFIG_OPTIONS = [
     "factors", "factor_dim", "entangled", "transition", "transition_layers",
     "encoder_linear_act", "decoder", "decoder_weights", "decoder_sum",
-    "decoder_init", "image_size",
+    "decoder_init", "encoder", "image_size",
     "channels", "width", "obs_var", "num_digits", "digit_speed", "arena", "mnist_root",
     "test_sequences",
     "steps", "batch_size", "seq_len", "lr", "elbo", "kl_anneal", "free_bits", "seed", "device",
@@ -115,6 +116,14 @@ POSITIVE = click.IntRange(min=1)
     help="additive/composite: where the output starts. grey: default biases (a sum of K "
     "sigmoid layers starts near K x 0.5); black: biased so the mean starts near 0.02.  "
     "[default: grey]",
+)
+@click.option(
+    "--encoder",
+    type=click.Choice(ENCODERS),
+    help="The guide's encoder. paper: one encoder of the frame for every factor. Beyond the "
+    "paper: residual (with --decoder additive): factor k > 1 reads, through its own encoder, "
+    "the frame minus what factors 1..k-1 draw at their posterior means, so a factor sees what "
+    "the others leave unexplained (as in MONet).  [default: paper]",
 )
 @click.option(
     "--image-size", type=POSITIVE, help="Frame size: 16, 32, 64, 128 or 256.  [default: 64]"

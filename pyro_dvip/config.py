@@ -17,6 +17,7 @@ ELBOS = ("trace", "meanfield")
 LR_SCHEDULES = ("constant", "cosine", "step")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")  # the networks' autocast dtype; fp16 is CUDA only
+ENCODERS = ("paper", "residual")
 ARENAS = ("box", "circle")  # Moving MNIST walls: the paper's box, or a round wall
 # What a config.json saved before a field existed was trained with, where that differs from
 # today's default: the encoder then had a LeakyReLU after its final Linear.
@@ -41,6 +42,9 @@ class TrainConfig:
     decoder_weights: str = "shared"  # per-factor decoders: one generator for all, or one each
     decoder_sum: str = "sigmoids"  # additive: sum of sigmoid layers, or sigmoid of summed logits
     decoder_init: str = "grey"  # per-factor decoders: default output biases, or start near black
+    # The guide's encoder: "paper" (one of x_t), or beyond the paper "residual": block k > 1
+    # of the posterior reads x_t minus what blocks before it draw (additive decoder; model.py).
+    encoder: str = "paper"
     image_size: int = 64
     channels: int = 3
     width: int = 64
@@ -149,6 +153,16 @@ class TrainConfig:
                 raise ValueError(f"{name}: applies to --decoder additive or composite only")
         if self.decoder == "composite" and self.decoder_sum != defaults.decoder_sum:
             raise ValueError("decoder_sum: applies to --decoder additive only")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder: must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
+        if self.encoder == "residual" and (
+            self.decoder != "additive" or self.decoder_sum != "sigmoids" or self.factors < 2
+        ):
+            raise ValueError(
+                "encoder: residual needs --decoder additive with --decoder-sum sigmoids and "
+                f"--factors >= 2 (got decoder {self.decoder}, sum {self.decoder_sum}, "
+                f"{self.factors} factors)"
+            )
         if self.device not in DEVICES:
             raise ValueError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")
 

@@ -139,6 +139,25 @@ def _kl(q: Independent, p, z: torch.Tensor) -> tuple[torch.Tensor, str]:
         return q.log_prob(z) - p.log_prob(z), MONTE_CARLO
 
 
+def _residual_posterior(dvip, x_t, loc, logvar, prior_loc, prior_logvar):
+    """Block k of the residual encoder's posterior, one block at a time: block 1 as given,
+    block k > 1 from its encoder of x_t - sum_{j<k} sigmoid(g_j(m^j)), where g_j is block j's
+    generator alone (the others' blocks are zeros) and m^j block j's posterior mean."""
+    parts = dvip.decoder.num_parts
+    size = dvip.z_dim // parts
+    out_loc, out_logvar = loc.clone(), logvar.clone()
+    residual = x_t
+    for k in range(1, parts):
+        only_j = torch.zeros_like(loc)
+        only_j[:, (k - 1) * size : k * size] = out_loc[:, (k - 1) * size : k * size]
+        residual = residual - dvip.decoder.parts(only_j)["layers"][:, k - 1]
+        h = dvip.residual_encoders[k - 1](residual)
+        loc_k, logvar_k = dvip.posterior(h, prior_loc, prior_logvar)
+        out_loc[:, k * size : (k + 1) * size] = loc_k[:, k * size : (k + 1) * size]
+        out_logvar[:, k * size : (k + 1) * size] = logvar_k[:, k * size : (k + 1) * size]
+    return out_loc, out_logvar
+
+
 def hand_written_terms(
     dvip: DVIP, x: torch.Tensor, eps: torch.Tensor, derivation: str = "paper"
 ) -> Terms:
@@ -147,7 +166,9 @@ def hand_written_terms(
     The filtering posterior of Appendix A, step by step: q(z_t | z_{t-1}, x_t) = N(m_t, s_t^2)
     from the encoder features of x_t and the prior's predicted moments at z_{t-1} (zeros at
     t = 1); z_t = m_t + s_t eps_t; KL_t against p(z_t | z_{t-1}) (p(z_1) at t = 1); then the
-    decoder on all z_t and the Gaussian likelihood.
+    decoder on all z_t and the Gaussian likelihood. With the residual encoder (beyond the
+    paper) block k > 1 of (m_t, log s_t^2) comes from its encoder's features of x_t minus the
+    sigmoid layers that blocks j < k draw at m_t^j.
     """
     B, T = x.shape[:2]
     K, d = dvip.num_factors, dvip.factor_dim
@@ -164,6 +185,8 @@ def hand_written_terms(
             )
             p = dvip.transition(z_prev)
         loc, logvar = dvip.posterior(features[:, t], prior_loc, prior_logvar)
+        if dvip.residual_encoders is not None:
+            loc, logvar = _residual_posterior(dvip, x[:, t], loc, logvar, prior_loc, prior_logvar)
         q = Independent(Normal(loc.view(B, K, d), (0.5 * logvar).exp().view(B, K, d)), 1)
         z = q.base_dist.loc + q.base_dist.scale * eps[t]  # (B, K, d)
         if derivation == "prior-wrong-step" and t > 0:

@@ -23,12 +23,22 @@ g is the paper's generator of the whole z_t unless ``decoder`` replaces it: any 
 z (N, z_dim) -> mean (N, C, H, W), e.g. the per-factor ``networks.AdditiveDecoder``
 (g(z_t) = sum_k g_k(z_t^k)) or ``networks.CompositeDecoder``. Only the mean of p(x_t | z_t)
 changes; the sites, plates and the bound do not.
+
+Beyond the paper, ``encoder="residual"`` (with an additive decoder of sigmoid layers) makes the
+guide explain away, as MONet's attention does: block 1 of q(z_t | z_{t-1}, x_t) reads x_t as
+above; block k > 1 reads its own encoder's view of what blocks 1..k-1 do not draw,
+
+    r_t^k = x_t - sum_{j<k} sigmoid(g_j(m_t^j))        m_t^j: block j's posterior mean at t
+
+(rendered without gradient and without touching BatchNorm statistics), through the same
+posterior head, of which it keeps block k. It is still q(z_t | z_{t-1}, x_t): the m_t^j are
+functions of x_t and z_{t-1}. Same sites, plates and bound; only the guide's networks change.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import pyro
 import torch
@@ -58,6 +68,9 @@ class DVIP(nn.Module):
         decoder: the mean of p(x_t | z_t): a module z (N, z_dim) -> (N, C, H, W), or a
             callable with no arguments that builds one (called where the paper's decoder is
             built, so the other networks draw the same initial weights); default the paper's.
+        encoder: "paper" (one encoder of x_t for every factor) or "residual" (block k > 1 of
+            the posterior reads what blocks before it do not draw; see the module docstring).
+            "residual" needs an ``AdditiveDecoder`` summing sigmoid layers.
     """
 
     def __init__(
@@ -72,6 +85,7 @@ class DVIP(nn.Module):
         transition_layers: int = 3,
         encoder_linear_act: bool = False,
         decoder: nn.Module | Callable[[], nn.Module] | None = None,
+        encoder: str = "paper",
     ):
         super().__init__()
         for name, value in [
@@ -117,6 +131,19 @@ class DVIP(nn.Module):
         if getattr(decoder, "z_dim", self.z_dim) != self.z_dim:
             raise ValueError(f"decoder is for z_dim {decoder.z_dim}, the model has {self.z_dim}")
         self.decoder = decoder
+        self.residual_encoders = None
+        if encoder == "residual":
+            if getattr(decoder, "sum_of", None) != "sigmoids" or decoder.num_parts < 2:
+                raise ValueError(
+                    "encoder 'residual' needs an additive decoder of sigmoid layers with at "
+                    "least 2 parts (--decoder additive --decoder-sum sigmoids, --factors >= 2)"
+                )
+            self.residual_encoders = nn.ModuleList(
+                Encoder(channels, image_size, self.z_dim, width, encoder_linear_act)
+                for _ in range(decoder.num_parts - 1)
+            )  # built last: the paper's networks draw the same initial weights either way
+        elif encoder != "paper":
+            raise ValueError(f"encoder: must be one of paper, residual, got {encoder!r}")
         # z_{t-1} -> (z_{t-1}, p(z_t | z_{t-1})) from the guide, inside ``sharing_predictions``
         self._shared: dict | None = None
 
@@ -155,12 +182,32 @@ class DVIP(nn.Module):
                         m.detach().reshape(B, self.z_dim) for m in self._prior_moments(z)
                     )
                 loc, logvar = self.posterior(features[:, t - 1], prior_loc, prior_logvar)
+                if self.residual_encoders is not None:
+                    loc, logvar = self._explain_away(
+                        x[:, t - 1], loc, logvar, prior_loc, prior_logvar
+                    )
                 q_z = dist.Normal(
                     loc.view(B, self.num_factors, self.factor_dim),
                     (0.5 * logvar).exp().view(B, self.num_factors, self.factor_dim),
                 ).to_event(1)
                 with factors, poutine.scale(scale=kl_scale):
                     z = pyro.sample(f"z_{t}", q_z)  # (B, K, d)
+
+    def _explain_away(self, x_t, loc, logvar, prior_loc, prior_logvar):
+        """``encoder="residual"``: the posterior's block k > 1 from its encoder's view of
+        x_t - (the sigmoid layers of blocks 1..k-1 at their posterior means); block 1 is
+        ``loc``/``logvar``'s, from x_t. Returns loc and log-variance (B, z_dim)."""
+        size = self.z_dim // self.decoder.num_parts
+        locs, logvars = [loc[:, :size]], [logvar[:, :size]]
+        for k, encoder in enumerate(self.residual_encoders, 1):
+            with torch.no_grad(), _batchnorm_statistics_frozen(self.decoder):
+                means = torch.cat([*locs, loc.new_zeros(loc.shape[0], self.z_dim - k * size)], 1)
+                drawn = self.decoder.parts(means)["layers"][:, :k].sum(1)  # (B, C, H, W)
+            h = encoder(x_t - drawn)
+            loc_k, logvar_k = self.posterior(h, prior_loc, prior_logvar)
+            locs.append(loc_k[:, k * size : (k + 1) * size])
+            logvars.append(logvar_k[:, k * size : (k + 1) * size])
+        return torch.cat(locs, 1), torch.cat(logvars, 1)
 
     @contextmanager
     def sharing_predictions(self):
@@ -194,3 +241,25 @@ class DVIP(nn.Module):
         p, moments = self.transition.predict(z_prev)
         self._shared[id(z_prev)] = (z_prev, p)
         return moments
+
+
+def _batchnorm_statistics_frozen(module: nn.Module):
+    """Within, BatchNorm layers of ``module`` in training mode still normalise by the batch
+    but leave their running statistics as they were (momentum 0)."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or not module.training:
+        return nullcontext()
+    return _momentum_zero(norms)
+
+
+@contextmanager
+def _momentum_zero(norms):
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    try:
+        for m in norms:
+            m.momentum = 0.0
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)

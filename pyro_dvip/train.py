@@ -110,6 +110,7 @@ def build_model(config: TrainConfig) -> DVIP:
         transition_layers=config.transition_layers,
         encoder_linear_act=config.encoder_linear_act,
         decoder=decoder,
+        encoder=config.encoder,
     )
 
 
