@@ -3,7 +3,8 @@
     python -m benchmarks.decoders                       # cpu-objects size, 1 thread
     python -m benchmarks.decoders --preset cpu-demo --rounds 10 --threads 2
 
-For every ``--decoder``/``--decoder-weights`` variant, times (a) the decoder's forward and
+For every ``--decoder``/``--decoder-weights`` variant (and the per-factor additive decoder with
+``--encoder residual``), times (a) the decoder's forward and
 backward on the B T frames of one batch and (b) a whole training step (``NegELBO`` with
 Trace_ELBO, backward, Adam), in interleaved rounds after a warm-up so that drift in machine
 load hits every variant alike. Prints a Markdown table of medians and the ratio to the
@@ -27,6 +28,7 @@ VARIANTS = [
     ("additive", dict(decoder_weights="per-factor")),
     ("composite", dict(decoder_weights="shared")),
     ("composite", dict(decoder_weights="per-factor")),
+    ("additive", dict(decoder_weights="per-factor", encoder="residual")),
 ]
 
 
@@ -41,6 +43,8 @@ def main() -> None:
     for kind, options in VARIANTS:
         config = make_config(args.preset, decoder=kind, **options)
         name = f"{kind}, {options.get('decoder_weights', 'whole latent')}"
+        if options.get("encoder"):
+            name += f", {options['encoder']} encoder"
         torch.manual_seed(0)
         dvip = build_model(config)
         loss, optimizer = NegELBO(dvip), torch.optim.Adam(dvip.parameters(), lr=config.lr)
