@@ -314,6 +314,7 @@ def train(ctx: click.Context, preset, out, resume, until, quiet, nproc, **option
       dvip train --preset paper-mnist-entangled --out runs/entangled
       dvip train --out runs/demo --resume --steps 3000
       dvip train --preset cpu-objects --until 4000 --out runs/a   # stop part-way
+      dvip train --preset cpu-objects-residual --until 4000 --out runs/objects  # ~22 min
       dvip train --data ~/videos --preset paper-video --out runs/street
 
     Writes config.json, metrics.csv, TensorBoard events and checkpoints into the run directory.

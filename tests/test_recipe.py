@@ -35,6 +35,17 @@ def test_the_recipe_preset_resolves_to_the_measured_values():
     assert entangled.arena == "circle"
 
 
+def test_the_residual_recipe_is_cpu_objects_in_the_box_with_the_screened_options():
+    config = make_config("cpu-objects-residual")
+    changed = dict(arena="box", factor_dim=4)
+    assert {name: getattr(config, name) for name in RECIPE} == {**RECIPE, **changed}
+    options = ("decoder", "decoder_weights", "decoder_sum", "decoder_init", "encoder")
+    assert [getattr(config, name) for name in options] == [
+        "additive", "per-factor", "sigmoids", "black", "residual"
+    ]  # fmt: skip
+    assert make_config("cpu-objects").encoder == "paper"  # the paper decoder's recipe unchanged
+
+
 def test_digit_speed_reaches_the_run_config_and_the_data(tmp_path):
     result = run_cli("train", *tiny_args(steps=1), "--digit-speed", 9, "--quiet", "--out", tmp_path)
     assert result.exit_code == 0, result.output
