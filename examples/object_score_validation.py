@@ -14,7 +14,8 @@ each decoder on its own (a decoder family can set the score's level, so a correl
 families may only say which decoder a run had): printed, and written as the last rows of the
 CSV. Runs without ground truth (video), without an object score (evaluated before it
 existed) or with a silent factor (one that moves almost no pixel, which voids the score:
-evaluation.md) are listed and left out of the correlations.
+evaluation.md; "unknown" for an evaluation made before that check) are listed and left out of
+the correlations.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ def record(run: str, metrics: dict) -> dict:
     config, trained = metrics["config"], metrics["trained"]
     alignment = trained["alignment"]
     score = lambda m: m.get("object_score", {}).get("normalised")  # noqa: E731
-    silent = trained.get("object_score", {}).get("silent_factors") or []
+    score_of_run = trained.get("object_score", {})
+    # evaluated before dvip evaluate checked for silent factors: whether the score holds is unknown
+    silent = score_of_run.get("silent_factors", ["unknown"] if score_of_run else []) or []
     return {
         "run": run,
         "decoder": config.get("decoder", "paper"),
@@ -107,7 +110,10 @@ def main() -> None:
             continue
         records.append(record(str(run), json.loads(path.read_text())))
     for r in records:
-        if r["silent_factors"]:
+        if r["silent_factors"] == "unknown":
+            print(f"left out of the correlations: {r['run']} (evaluated before the silent-factor"
+                  " check: evaluate it again)")  # fmt: skip
+        elif r["silent_factors"]:
             print(f"left out of the correlations: {r['run']} (silent factor {r['silent_factors']}:"
                   " score void)")  # fmt: skip
         elif not usable(r):

@@ -38,6 +38,11 @@ def test_rank_correlations_against_hand_computed_spearman(example):
     # a silent factor voids the score: a run that would break the ranking is left out
     silent = example.record("silent", metrics(0.0, 0.9, -0.9, silent=[1]))
     assert example.rank_correlations(records + [silent])["max_leakage"] == out["max_leakage"]
+    old = metrics(0.0, 0.9, -0.9)  # evaluated before the silent-factor check existed
+    del old["trained"]["object_score"]["silent_factors"]
+    old = example.record("old", old)
+    assert old["silent_factors"] == "unknown"
+    assert example.rank_correlations(records + [old])["max_leakage"] == out["max_leakage"]
 
 
 def test_correlations_are_also_given_within_each_decoder(example):
