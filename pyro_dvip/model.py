@@ -38,7 +38,7 @@ functions of x_t and z_{t-1}. Same sites, plates and bound; only the guide's net
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import pyro
 import torch
@@ -243,17 +243,14 @@ class DVIP(nn.Module):
         return moments
 
 
+@contextmanager
 def _batchnorm_statistics_frozen(module: nn.Module):
     """Within, BatchNorm layers of ``module`` in training mode still normalise by the batch
     but leave their running statistics as they were (momentum 0)."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms or not module.training:
-        return nullcontext()
-    return _momentum_zero(norms)
-
-
-@contextmanager
-def _momentum_zero(norms):
+    norms = [
+        m for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]  # fmt: skip
     saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
     try:
         for m in norms:
