@@ -180,11 +180,16 @@ def test_bad_decoder_options_are_one_line_errors_naming_the_option(args, message
     assert "Traceback" not in result.output
 
 
-def test_check_elbo_command_accepts_a_per_factor_decoder_with_a_transition_prior():
+@pytest.mark.parametrize(
+    "extra",
+    [["--transition", "examples.custom_prior:CoupledLinearTransition"],
+     ["--encoder", "residual"]],  # the residual guide, written by hand in elbo_check
+)  # fmt: skip
+def test_check_elbo_command_accepts_a_per_factor_decoder_with_a_prior_or_encoder(extra):
     result = run_cli(
         "check-elbo", "--factors", 2, "--factor-dim", 3, "--image-size", 16, "--width", 4,
         "--transition-layers", 1, "--batch-size", 3, "--seq-len", 3, "--particles", 10,
-        "--decoder", "additive", "--transition", "examples.custom_prior:CoupledLinearTransition",
+        "--decoder", "additive", *extra,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "verdict: PASS" in result.output
