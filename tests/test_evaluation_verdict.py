@@ -63,3 +63,26 @@ def test_entangled_control_is_not_objects_and_says_it_is_of_a_split():
 def test_video_has_no_verdict():
     v = alignment_verdict({"applicable": False, "note": "not applicable: no ground truth"})
     assert v == {"verdict": "n/a", "reason": "not applicable: no ground truth"}
+
+
+def test_clean_but_weakly_read_digit_is_under_encoded_not_mixed():
+    # Residual box seed 5: digit 1 alone in factor 1 but read at 0.64, and no better from the
+    # whole latent (0.65); no leakage.
+    xy = [[[0.99, 0.97], [-0.00, -0.01]], [[0.07, 0.00], [0.55, 0.73]]]
+    v = alignment_verdict(_alignment([[0.98, -0.00], [0.04, 0.64]], [0.98, 0.65], xy))
+    assert v["verdict"] == "under-encoded"
+    assert v["reason"] == "digit 1 read at R² 0.64 from factor 1 only (whole latent 0.65)"
+
+
+def test_weak_digit_that_the_whole_latent_reads_well_is_mixed():
+    # The same probes, but the whole latent reads digit 1 at 0.95: the digit is spread over
+    # the factors in a way no single factor reads, which is not a clean grouping.
+    v = alignment_verdict(_alignment([[0.98, 0.20], [0.04, 0.64]], [0.98, 0.95]))
+    assert v["verdict"] == "mixed"
+    assert v["reason"] == "matched 0.64, gap 0.60"  # factor 1: 0.64 - 0.04
+
+
+def test_weak_digit_with_leakage_is_mixed():
+    # Paper decoder, circle seed 3 at 12,000 steps: digit 0 at 0.42, factor 1 leaks 0.36 of it.
+    v = alignment_verdict(_alignment([[0.01, 0.42], [0.92, 0.36]], [0.92, 0.78]))
+    assert v["verdict"] == "mixed"

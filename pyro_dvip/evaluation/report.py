@@ -118,7 +118,7 @@ def _kl_rows(b: dict) -> dict[str, str]:
 def _alignment_rows(a: dict) -> dict[str, str]:
     verdict = {}
     if "verdict" in a:  # absent from metrics written before it existed
-        label = "verdict (objects / axis split / dropped / mixed; evaluation.md)"
+        label = "verdict (objects / axis split / dropped / under-encoded / mixed; evaluation.md)"
         verdict = {label: f"{a['verdict']}: {a['verdict_reason']}"}
     return {
         **verdict,

@@ -11,6 +11,10 @@ The target of docs/results.md, applied to the position probes of the trained mod
 - ``axis split``: some digit's x is held (R^2 >= ``HOLDS_COORD``, 0.5) by one factor that does
   not hold its y, and its y by another that does not hold its x: the factors cut that digit by
   axis (the paper's box makes such a split as independent as a digit).
+- ``under-encoded``: the grouping is right but some digit is read weakly: no leakage (every
+  factor holds under R^2 0.3 of the digits it is not matched to), no digit held by two
+  factors, and each digit under the matched 0.8 is read no better from the whole latent
+  (whole-latent R^2 under 0.8 too). The factor has its digit and nothing else, coarsely.
 - ``mixed``: anything else (a digit held by several factors, duplicated or spread).
 
 The thresholds are the documented target's, fixed before any run they judge. For a model
@@ -64,9 +68,19 @@ def alignment_verdict(alignment: dict) -> dict:
         for o in range(r2.shape[1])
         if (r2[:, o] >= HOLDS_COORD).sum() > 1
     ]
-    reason = (
-        "; ".join(shared)
-        if shared
-        else (f"matched {alignment['min_matched']:.2f}, gap {alignment['min_gap']:.2f}")
-    )
+    if shared:
+        return {"verdict": "mixed", "reason": "; ".join(shared) + split_note}
+    # (factor, digit, matched R^2) of each matched digit read under MATCHED
+    weak = [
+        (k, o, r)
+        for (k, o), r in zip(alignment["assignment"], alignment["matched"])
+        if r < MATCHED
+    ]
+    if alignment["max_leakage"] < LEAKAGE and all(whole[o] < MATCHED for _, o, _ in weak):
+        reasons = ", ".join(
+            f"digit {o} read at R² {r:.2f} from factor {k} only (whole latent {whole[o]:.2f})"
+            for k, o, r in weak
+        )
+        return {"verdict": "under-encoded", "reason": reasons + split_note}
+    reason = f"matched {alignment['min_matched']:.2f}, gap {alignment['min_gap']:.2f}"
     return {"verdict": "mixed", "reason": reason + split_note}
