@@ -72,9 +72,7 @@ def alignment_verdict(alignment: dict) -> dict:
         return {"verdict": "mixed", "reason": "; ".join(shared) + split_note}
     # (factor, digit, matched R^2) of each matched digit read under MATCHED
     weak = [
-        (k, o, r)
-        for (k, o), r in zip(alignment["assignment"], alignment["matched"])
-        if r < MATCHED
+        (k, o, r) for (k, o), r in zip(alignment["assignment"], alignment["matched"]) if r < MATCHED
     ]
     if alignment["max_leakage"] < LEAKAGE and all(whole[o] < MATCHED for _, o, _ in weak):
         reasons = ", ".join(
