@@ -4,6 +4,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 from conftest import TINY, run_cli
 from PIL import Image
@@ -33,6 +34,10 @@ def runs(tmp_path_factory):
     for name, options in {
         "video": video,
         "video-entangled": dict(video, entangled=True),
+        "video-residual": dict(
+            video, decoder="additive", decoder_weights="per-factor", decoder_init="black",
+            encoder="residual",
+        ),  # the cpu-objects-residual recipe's networks
         "mnist": {},
     }.items():
         train(make_config(**TINY, steps=2, **options), root / name, progress=False)
@@ -116,6 +121,42 @@ def test_entangled_video_run_uses_the_partition_protocol(runs, tmp_path):
     assert metrics["trained"]["alignment"]["applicable"] is False
     for k in range(2):  # one generation per MI group
         assert (tmp_path / "generations" / "trained" / f"independent_factor{k}.gif").exists()
+
+
+def _pixels(path):
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.int64)
+
+
+def test_a_video_run_with_per_factor_layers_gets_the_object_score_and_its_layers(runs):
+    # Real video has no labels: the object score and each factor's layer are what a user has.
+    result = run_cli("evaluate", runs["video-residual"], *FAST)
+    assert result.exit_code == 0, result.output
+    out = runs["video-residual"] / "eval"
+    metrics = json.loads((out / "metrics.json").read_text())
+    for model in ("trained", "untrained"):
+        score = metrics[model]["object_score"]
+        assert 0 <= score["normalised"] <= 1 and score["groups"] == "factors"
+        assert len(score["factor_share"]) == 2
+        assert metrics[model]["alignment"]["applicable"] is False
+    assert "object score" in result.output and "verdict" not in result.output.lower()
+    folder = out / "generations" / "trained"
+    for stem in ("layer_factor0", "layer_factor1"):
+        with Image.open(folder / f"{stem}.png") as image:
+            assert image.size == grid_size(EXAMPLES, SEQ_LEN, SIZE)
+        with Image.open(folder / f"{stem}.gif") as gif:
+            assert gif.n_frames == SEQ_LEN
+    # additive: the mean is the sum of the layers, wherever the sum is not clipped at white
+    layers = _pixels(folder / "layer_factor0.png") + _pixels(folder / "layer_factor1.png")
+    reconstruction = _pixels(folder / "reconstructions.png")
+    inside = layers < 250
+    assert inside.mean() > 0.5
+    assert np.abs(layers - reconstruction)[inside].max() <= 2  # 8-bit rounding of each layer
+    # the black start draws little, so also check that no single layer is the reconstruction
+    sum_error = np.abs(layers - reconstruction)[inside].mean()
+    for stem in ("layer_factor0", "layer_factor1"):
+        alone = np.abs(_pixels(folder / f"{stem}.png") - reconstruction)[inside].mean()
+        assert alone > 2 * sum_error
 
 
 def test_compare_shows_n_a_for_a_video_runs_alignment(evaluated, tmp_path):
