@@ -35,7 +35,10 @@ def runs(tmp_path_factory):
         "video": video,
         "video-entangled": dict(video, entangled=True),
         "video-residual": dict(
-            video, decoder="additive", decoder_weights="per-factor", decoder_init="black",
+            video,
+            decoder="additive",
+            decoder_weights="per-factor",
+            decoder_init="black",
             encoder="residual",
         ),  # the cpu-objects-residual recipe's networks
         "mnist": {},
