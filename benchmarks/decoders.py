@@ -1,6 +1,6 @@
 """Decoder benchmark: the paper's decoder against the per-factor ones, at one preset's size.
 
-    python -m benchmarks.decoders                       # cpu-objects size, 1 thread
+    python -m benchmarks.decoders                       # cpu-objects-paper size, 1 thread
     python -m benchmarks.decoders --preset cpu-demo --rounds 10 --threads 2
 
 For every ``--decoder``/``--decoder-weights`` variant (and the per-factor additive decoder with
@@ -34,7 +34,7 @@ VARIANTS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="cpu-objects")
+    parser.add_argument("--preset", default="cpu-objects-paper")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()

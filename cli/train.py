@@ -87,7 +87,7 @@ POSITIVE = click.IntRange(min=1)
     "--encoder-linear-act/--no-encoder-linear-act",
     default=None,
     help="A LeakyReLU after the encoder's final Linear: not in the authors' code, but in every "
-    "run before this option (docs/results.md).  [default: off; on in cpu-objects]",
+    "run before this option (docs/results.md).  [default: off; on in the cpu-objects presets]",
 )
 @click.option(
     "--decoder",
@@ -226,6 +226,14 @@ POSITIVE = click.IntRange(min=1)
     "at batch 100).  [default: constant; step in the paper-* presets]",
 )
 @click.option(
+    "--lr-decay-steps",
+    type=POSITIVE,
+    metavar="STEPS",
+    help="With --lr-schedule cosine: the steps the decay spans, at least --steps (a run that "
+    "stops before its end keeps a part of the learning rate).  [default: --steps; 12,000 in "
+    "cpu-objects, which trains 4,000]",
+)
+@click.option(
     "--kl-anneal",
     type=click.IntRange(min=0),
     metavar="STEPS",
@@ -313,8 +321,8 @@ def train(ctx: click.Context, preset, out, resume, until, quiet, nproc, **option
       dvip train --factors 8                  # paper defaults, 8 factors
       dvip train --preset paper-mnist-entangled --out runs/entangled
       dvip train --out runs/demo --resume --steps 3000
-      dvip train --preset cpu-objects --until 4000 --out runs/a   # stop part-way
-      dvip train --preset cpu-objects-residual --until 4000 --out runs/objects  # ~22 min
+      dvip train --preset cpu-objects --out runs/objects   # objects, ~21 min on 2 cores
+      dvip train --preset cpu-objects-paper --until 4000 --out runs/a   # stop part-way
       dvip train --data ~/videos --preset paper-video --out runs/street
 
     Writes config.json, metrics.csv, TensorBoard events and checkpoints into the run directory.
@@ -326,8 +334,8 @@ def train(ctx: click.Context, preset, out, resume, until, quiet, nproc, **option
         for name in options
         if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
     }
-    try:
-        config = make_config(preset, **options)
+    try:  # on --resume, checked once merged with the saved run's configuration
+        config = make_config(preset, validate=not resume, **options)
     except ValueError as e:
         raise option_error(str(e)) from e
     if out is None:

@@ -4,14 +4,16 @@
 # and compare them in the layout of the paper's Table 2. docs/results.md records what this
 # measured and how long it took.
 #
-#   bash examples/factored_vs_entangled.sh                      # seed 0, the cpu-objects preset
+#   bash examples/factored_vs_entangled.sh                      # seed 0, the paper's model
 #   SEEDS="0 1 2" bash examples/factored_vs_entangled.sh        # mean ± sd over three seeds
+#   PRESET=cpu-objects bash examples/factored_vs_entangled.sh   # the ablation: per-factor
+#                       # rendering and the residual guide, factored against a coupled prior
 #   OUT=runs/x TRAIN_ARGS="--steps 4000" bash examples/factored_vs_entangled.sh
 #
 # Settings (environment variables):
 #   OUT         run folder                          [runs/factored-vs-entangled]
 #   SEEDS       seeds, one pair of runs each        [0]
-#   PRESET      dvip train preset                   [cpu-objects]
+#   PRESET      dvip train preset                   [cpu-objects-paper]
 #   TRAIN_ARGS  extra `dvip train` options          []
 #   EVAL_ARGS   extra `dvip evaluate` options       []
 #   DVIP        the dvip command                    [dvip, or .venv/bin/dvip if it exists]
@@ -23,7 +25,7 @@ set -euo pipefail
 
 OUT=${OUT:-runs/factored-vs-entangled}
 SEEDS=${SEEDS:-0}
-PRESET=${PRESET:-cpu-objects}
+PRESET=${PRESET:-cpu-objects-paper}
 read -r -a train_args <<< "${TRAIN_ARGS:-}"
 read -r -a eval_args <<< "${EVAL_ARGS:-}"
 if [[ -z ${DVIP:-} ]]; then

@@ -169,7 +169,12 @@ def main(argv: list[str] | None = None) -> None:
         "--variant", type=parse_variant, action="append", required=True,
         help="NAME=ARGS: extra `dvip train` options of one variant (ARGS may be empty).",
     )  # fmt: skip
-    parser.add_argument("--preset", default="cpu-objects", help="[default: cpu-objects]")
+    parser.add_argument(
+        "--preset",
+        default="cpu-objects",
+        help="The recipe every variant starts from (cpu-objects-paper: the paper's model). "
+        "[default: cpu-objects]",
+    )
     parser.add_argument("--until", type=int, help="Stop every run after this step (resumable).")
     parser.add_argument("--jobs", type=int, default=2, help="Runs at a time [default: 2].")
     parser.add_argument("--eval-args", default="", help="Extra `dvip evaluate` options.")

@@ -48,7 +48,7 @@ METRICS_COLUMNS = [
 # Options that may differ on --resume: they change how long or where a run goes, not what it is.
 RESUMABLE_CHANGES = {
     "steps", "device", "log_every", "checkpoint_every", "keep_checkpoints", "max_nonfinite_steps",
-    "precision", "compile",
+    "precision", "compile", "lr_decay_steps",
 }  # fmt: skip
 # The authors' learning-rate decay (original-code-notes.md): x0.985 every 320,000 sequences.
 LR_DECAY_FACTOR = 0.985
@@ -192,9 +192,10 @@ def lr_at(step: int, config: TrainConfig) -> float:
     run continues the schedule.
 
     - "constant": ``lr``.
-    - "cosine": ``lr (1 + cos(pi (step - 1) / steps)) / 2``: ``lr`` at step 1, falling towards
-      0, which it would reach one step after the last (the last step gets about
-      ``lr pi^2 / (4 steps^2)``); resuming with more ``--steps`` stretches what is left of it.
+    - "cosine": ``lr (1 + cos(pi (step - 1) / S)) / 2`` with ``S = lr_decay_steps`` (``steps``
+      when unset): ``lr`` at step 1, falling towards 0, which it would reach one step after step
+      S (step S gets about ``lr pi^2 / (4 S^2)``). Without ``lr_decay_steps``, resuming with
+      more ``--steps`` stretches what is left of it; with it, the decay keeps its length.
     - "step": the authors' decay, ``lr 0.985^n`` after n whole blocks of 320,000 sequences
       seen before this step, i.e. ``n = floor((step - 1) B / 320,000)`` at batch size B
       (every :func:`lr_decay_interval` steps; ``steps`` plays no part).
@@ -204,7 +205,8 @@ def lr_at(step: int, config: TrainConfig) -> float:
     if config.lr_schedule == "step":
         decays = (step - 1) * config.batch_size // LR_DECAY_SEQUENCES  # integer: exact
         return config.lr * LR_DECAY_FACTOR**decays
-    return config.lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / config.steps))
+    span = config.steps if config.lr_decay_steps is None else config.lr_decay_steps
+    return config.lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / span))
 
 
 def resume_config(saved: TrainConfig, requested: TrainConfig, explicit: set[str]) -> TrainConfig:

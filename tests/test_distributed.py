@@ -38,7 +38,7 @@ def test_a_torchrun_worker_exits_with_the_commands_status_and_flushed_output(tmp
     # Workers end through distributed.exit_worker (os._exit): nothing printed may be lost and
     # the status must be the command's.
     env = {**os.environ, "WORLD_SIZE": "2", "RANK": "1"}
-    ok = subprocess.run([sys.executable, "-m", "dvip_cli", "presets", "cpu-objects"],
+    ok = subprocess.run([sys.executable, "-m", "dvip_cli", "presets", "cpu-objects-paper"],
                         capture_output=True, text=True, env=env)  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["lr_schedule"] == "cosine"

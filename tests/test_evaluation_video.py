@@ -40,7 +40,7 @@ def runs(tmp_path_factory):
             decoder_weights="per-factor",
             decoder_init="black",
             encoder="residual",
-        ),  # the cpu-objects-residual recipe's networks
+        ),  # the cpu-objects recipe's networks
         "mnist": {},
     }.items():
         train(make_config(**TINY, steps=2, **options), root / name, progress=False)

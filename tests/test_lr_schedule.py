@@ -3,13 +3,15 @@ by hand from their documented definitions."""
 
 import importlib
 import json
+import re
 
 import pytest
-from conftest import run_cli, tiny_args
+import torch
+from conftest import TINY, run_cli, tiny_args
 
 from pyro_dvip.checkpoint import list_checkpoints, load_checkpoint
 from pyro_dvip.config import make_config
-from pyro_dvip.train import kl_scale_at, lr_at, lr_decay_interval
+from pyro_dvip.train import kl_scale_at, lr_at, lr_decay_interval, train
 
 
 @pytest.mark.parametrize(
@@ -41,6 +43,7 @@ def test_paper_presets_use_the_authors_decay_and_others_do_not():
         assert lr_at(3200, config) == 3e-4 and lr_at(3201, config) == pytest.approx(3e-4 * 0.985)
     assert make_config().lr_schedule == "constant"
     assert make_config("cpu-demo").lr_schedule == "constant"
+    assert make_config("cpu-objects-paper").lr_schedule == "cosine"
     assert make_config("cpu-objects").lr_schedule == "cosine"
 
 
@@ -84,3 +87,53 @@ def test_unknown_schedule_is_refused_with_the_choices(tmp_path):
     )
     assert result.exit_code == 2
     assert "'exponential' is not one of 'constant', 'cosine', 'step'" in result.output
+
+
+def test_a_longer_cosine_decay_is_the_longer_schedule_cut_short():
+    # steps 4 of a decay over 12: the learning rates of a 12-step cosine's first 4 steps,
+    # (1 + cos(pi (s - 1) / 12)) / 2 = 1, (1 + cos 15°) / 2, (1 + cos 30°) / 2, (1 + cos 45°) / 2
+    cut = make_config(lr=1.0, steps=4, lr_schedule="cosine", lr_decay_steps=12)
+    expected = [1.0, (1 + 0.9659258262890683) / 2, (1 + 3**0.5 / 2) / 2, (1 + 2**-0.5) / 2]
+    assert [lr_at(s, cut) for s in range(1, 5)] == pytest.approx(expected, rel=1e-12)
+    full = make_config(lr=1.0, steps=12, lr_schedule="cosine")
+    assert [lr_at(s, cut) for s in range(1, 5)] == [lr_at(s, full) for s in range(1, 5)]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(steps=5, lr_schedule="cosine", lr_decay_steps=4), "must be at least steps (5)"),
+        (dict(lr_schedule="constant", lr_decay_steps=100), "only the cosine schedule"),
+        (dict(lr_schedule="step", lr_decay_steps=100), "only the cosine schedule"),
+    ],
+)
+def test_lr_decay_steps_errors_name_the_option(options, message):
+    with pytest.raises(ValueError, match=rf"^lr_decay_steps: .*{re.escape(message)}"):
+        make_config(**options)
+
+
+def test_a_run_with_a_longer_decay_equals_the_longer_run_stopped_with_until(tmp_path):
+    # What cpu-objects relies on: steps S of a decay over H trains exactly what a run of H
+    # steps stopped with --until S trained (same weights, bit for bit).
+    cut = train(make_config(**TINY, steps=3, lr_schedule="cosine", lr_decay_steps=9),
+                tmp_path / "cut", progress=False)  # fmt: skip
+    stopped = train(make_config(**TINY, steps=9, lr_schedule="cosine"), tmp_path / "stopped",
+                    until=3, progress=False)  # fmt: skip
+    assert cut.step == stopped.step == 3
+    a, b = (load_checkpoint(list_checkpoints(tmp_path / run)[-1]) for run in ("cut", "stopped"))
+    assert a["step"] == b["step"] == 3
+    assert a["model"].keys() == b["model"].keys()
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name
+    assert [r["elbo"] for r in cut.metrics] == [r["elbo"] for r in stopped.metrics]
+
+
+def test_resuming_past_the_decay_needs_a_longer_decay(tmp_path):
+    args = [*tiny_args(steps=2), "--lr-schedule", "cosine", "--lr-decay-steps", 3, "--quiet"]
+    assert run_cli("train", *args, "--out", tmp_path).exit_code == 0
+    past = run_cli("train", "--out", tmp_path, "--resume", "--steps", 4)
+    assert past.exit_code != 0 and "lr_decay_steps: must be at least steps (4)" in past.output
+    assert list_checkpoints(tmp_path)[-1].name.endswith("2.pt")  # nothing saved is lost
+    longer = run_cli("train", "--out", tmp_path, "--resume", "--steps", 4, "--lr-decay-steps", 4)
+    assert longer.exit_code == 0, longer.output
+    assert json.loads((tmp_path / "config.json").read_text())["lr_decay_steps"] == 4

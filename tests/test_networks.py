@@ -49,7 +49,8 @@ def test_runs_saved_before_the_option_keep_the_old_encoder(tmp_path):
     old = TrainConfig.load(tmp_path / "config.json")
     assert old.encoder_linear_act is True
     assert make_config(**TINY).encoder_linear_act is False  # new runs: the authors' encoder
-    assert make_config("cpu-objects").encoder_linear_act is True  # the measured recipe
+    for preset in ("cpu-objects", "cpu-objects-paper"):  # the measured recipes
+        assert make_config(preset).encoder_linear_act is True
     torch.manual_seed(0)
     new_model = build_model(make_config(**TINY)).eval()
     old_model = build_model(old).eval()

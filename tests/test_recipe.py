@@ -13,6 +13,7 @@ import pytest
 from conftest import TINY, run_cli, tiny_args
 
 from pyro_dvip import make_config
+from pyro_dvip.config import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "factored_vs_entangled.sh"
@@ -27,23 +28,27 @@ RECIPE = dict(
 
 
 def test_the_recipe_preset_resolves_to_the_measured_values():
-    config = make_config("cpu-objects")
+    config = make_config("cpu-objects-paper")
     assert {name: getattr(config, name) for name in RECIPE} == RECIPE
-    entangled = make_config("cpu-objects", entangled=True)
+    assert (config.decoder, config.encoder, config.lr_decay_steps) == ("paper", "paper", None)
+    entangled = make_config("cpu-objects-paper", entangled=True)
     assert (entangled.model_factors, entangled.model_factor_dim) == (1, 20)  # same total size
     assert entangled.digit_speed == RECIPE["digit_speed"] and entangled.obs_var == RECIPE["obs_var"]
     assert entangled.arena == "circle"
 
 
-def test_the_residual_recipe_is_cpu_objects_in_the_box_with_the_screened_options():
-    config = make_config("cpu-objects-residual")
-    changed = dict(arena="box", factor_dim=4)
+def test_cpu_objects_is_the_paper_recipe_in_the_box_with_the_screened_options():
+    # Measured as the paper recipe's 12,000-step run stopped with --until 4000: the preset
+    # trains 4,000 steps of the same 12,000-step decay.
+    config = make_config("cpu-objects")
+    changed = dict(arena="box", factor_dim=4, steps=4000)
     assert {name: getattr(config, name) for name in RECIPE} == {**RECIPE, **changed}
+    assert config.lr_decay_steps == RECIPE["steps"]
     options = ("decoder", "decoder_weights", "decoder_sum", "decoder_init", "encoder")
     assert [getattr(config, name) for name in options] == [
         "additive", "per-factor", "sigmoids", "black", "residual"
     ]  # fmt: skip
-    assert make_config("cpu-objects").encoder == "paper"  # the paper decoder's recipe unchanged
+    assert "cpu-objects-residual" not in PRESETS  # its measurement name; now cpu-objects
 
 
 def test_digit_speed_reaches_the_run_config_and_the_data(tmp_path):
@@ -96,7 +101,7 @@ def test_the_example_script_trains_evaluates_and_compares_two_seeds(tmp_path):
     out = tmp_path / "recipe"
     for name in ("factored-s0", "entangled-s0", "factored-s1", "entangled-s1"):
         config = json.loads((out / name / "config.json").read_text())
-        assert config["preset"] == "cpu-objects" and config["steps"] == 2
+        assert config["preset"] == "cpu-objects-paper" and config["steps"] == 2
         assert config["digit_speed"] == RECIPE["digit_speed"]
         assert config["arena"] == RECIPE["arena"]
         assert config["entangled"] == name.startswith("entangled")
