@@ -265,7 +265,10 @@ def test_evaluate_a_chosen_checkpoint_reports_the_known_numbers_of_a_known_model
     # the latents carry nothing about the frames: no digit can be read, the verdict says so
     assert metrics["trained"]["alignment"]["verdict"] == "dropped"
     assert "  verdict: dropped (not encoded: digit 0 (whole-latent R² " in result.output
-    assert "| verdict (objects / axis split / dropped / mixed; evaluation.md) | dropped: " in report
+    assert (
+        "| verdict (objects / axis split / dropped / under-encoded / mixed; evaluation.md) | dropped: "
+        in report
+    )
     bound = metrics["trained"]["bound"]
     assert bound["elbo_per_frame"] == pytest.approx(elbo, rel=1e-5)
     assert bound["iw_bound_per_frame"] <= log_lik.item() + 0.1  # log p(x) = the likelihood here
