@@ -331,7 +331,9 @@ def test_compare_labels_name_a_per_factor_decoder_and_old_runs_group_as_the_pape
     old = {k: v for k, v in config.items() if not k.startswith("decoder")}
     additive = {**config, "decoder": "additive", "decoder_weights": "per-factor"}
     assert "additive decoder (per-factor weights)" in group_label(additive)
-    assert "decoder" not in group_label(config)
+    assert "decoder" not in group_label(config) and "encoder" not in group_label(config)
+    residual = group_label({**additive, "encoder": "residual"})
+    assert "additive decoder (per-factor weights), residual encoder, 16px" in residual
     groups = group_runs({
         Path("paper-s0"): {"config": {**config, "seed": 0}},
         Path("paper-s1"): {"config": {**old, "seed": 1}},

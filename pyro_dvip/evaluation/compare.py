@@ -79,6 +79,8 @@ def group_label(config: dict) -> str:
     )
     if config.get("decoder", "paper") != "paper":
         model += f", {config['decoder']} decoder ({config['decoder_weights']} weights)"
+    if config.get("encoder", "paper") != "paper":
+        model += f", {config['encoder']} encoder"
     return (
         f"{model}, {config['image_size']}px, obs var {config['obs_var']}, {data}, "
         f"{config['seq_len']} frames, {config['steps']} steps"
