@@ -86,3 +86,15 @@ def test_weak_digit_with_leakage_is_mixed():
     # Paper decoder, circle seed 3 at 12,000 steps: digit 0 at 0.42, factor 1 leaks 0.36 of it.
     v = alignment_verdict(_alignment([[0.01, 0.42], [0.92, 0.36]], [0.92, 0.78]))
     assert v["verdict"] == "mixed"
+
+
+def test_a_coupled_prior_with_a_per_factor_decoder_is_judged_on_the_decoders_blocks():
+    # The coupled-prior ablation (box seed 1): one factor, probed on the decoder's two blocks;
+    # the reason must say so, not "best split" (no random partition was searched).
+    xy = [[[0.46, 0.05], [0.97, 0.95]], [[0.97, 0.96], [0.52, 0.04]]]
+    alignment = _alignment([[0.27, 0.96], [0.96, 0.27]], [0.97, 0.97], xy, "the decoder's blocks")
+    v = alignment_verdict(alignment)
+    assert v == {
+        "verdict": "objects",
+        "reason": "matched ≥ 0.96, leakage ≤ 0.27 (the decoder's blocks)",
+    }

@@ -51,7 +51,7 @@ from .outcome import NUMERICAL_ERRORS, failed, is_failed, made, not_computable
 from .posterior import consecutive_pairs, filter_sequences, held_out_sequences, held_out_video
 from .prediction import prediction_scores
 from .report import write_report
-from .verdict import alignment_verdict
+from .verdict import BLOCKS, alignment_verdict
 
 MODELS = ("trained", "untrained")
 # Probe targets: columns of ground_truth_targets' last axis (x, y, vx, vy). The headline probe
@@ -103,7 +103,7 @@ def _groups(dvip: DVIP, config: TrainConfig, options: EvalOptions, pairs) -> tup
         return contiguous_groups(dvip.z_dim, dvip.factor_dim), {"protocol": "factors"}
     if _blocks(dvip) > 1:
         blocks = contiguous_groups(dvip.z_dim, dvip.z_dim // _blocks(dvip))
-        return blocks, {"protocol": "the decoder's blocks"}
+        return blocks, {"protocol": BLOCKS}
     size = options.group_size or config.factor_dim
     contiguous_groups(dvip.z_dim, size)  # raises when the size does not divide z_dim
     if size == dvip.z_dim:
@@ -125,7 +125,7 @@ def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) 
     )  # fmt: skip
     if _blocks(dvip) > 1:
         probe_groups = groups
-        probe_protocol = "factors" if dvip.num_factors > 1 else "the decoder's blocks"
+        probe_protocol = "factors" if dvip.num_factors > 1 else BLOCKS
         r2 = probe.matrix(groups)
     else:
         probe_groups, r2, _ = best_probe_partition(

@@ -18,7 +18,8 @@ The target of docs/results.md, applied to the position probes of the trained mod
 - ``mixed``: anything else (a digit held by several factors, duplicated or spread).
 
 The thresholds are the documented target's, fixed before any run they judge. For a model
-without factors the verdict is that of its most favourable split into groups, and says so.
+without factors the verdict is that of its most favourable split into groups, or of the
+decoder's blocks where a per-factor decoder has them, and says which.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ MATCHED = 0.8  # a digit's matched R^2
 LEAKAGE = 0.3  # the most a factor may hold of a digit it is not matched to
 HOLDS = 0.3  # whole-latent R^2 below this: the digit is not encoded at all
 HOLDS_COORD = 0.5  # a factor "holds" a coordinate when its probe reads it this well
+BLOCKS = "the decoder's blocks"  # the probes' groups of a one-factor model with block rendering
 
 
 def alignment_verdict(alignment: dict) -> dict:
@@ -37,7 +39,8 @@ def alignment_verdict(alignment: dict) -> dict:
         return {"verdict": "n/a", "reason": alignment.get("note", "no ground truth")}
     r2 = np.asarray(alignment["r2"], dtype=float)  # (K, O) position probes
     whole = np.asarray(alignment["whole_r2"], dtype=float)  # (O,)
-    split_note = "" if alignment.get("protocol", "factors") == "factors" else " (best split)"
+    protocol = alignment.get("protocol", "factors")
+    split_note = {"factors": "", BLOCKS: " (the decoder's blocks)"}.get(protocol, " (best split)")
     dropped = [o for o, w in enumerate(whole) if not w >= HOLDS]
     if dropped:
         reasons = ", ".join(f"digit {o} (whole-latent R² {whole[o]:.2f})" for o in dropped)
