@@ -137,3 +137,12 @@ def test_resuming_past_the_decay_needs_a_longer_decay(tmp_path):
     longer = run_cli("train", "--out", tmp_path, "--resume", "--steps", 4, "--lr-decay-steps", 4)
     assert longer.exit_code == 0, longer.output
     assert json.loads((tmp_path / "config.json").read_text())["lr_decay_steps"] == 4
+
+
+def test_lr_decay_steps_on_the_command_line_is_a_one_line_error_off_the_cosine(tmp_path):
+    result = run_cli("train", *tiny_args(steps=2), "--lr-decay-steps", 5, "--out", tmp_path)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "lr_decay_steps: only the cosine schedule has a length" in result.output
+    assert not (tmp_path / "config.json").exists()
+    zero = run_cli("train", *tiny_args(steps=2), "--lr-decay-steps", 0, "--out", tmp_path)
+    assert zero.exit_code == 2 and "Invalid value for '--lr-decay-steps'" in zero.output
