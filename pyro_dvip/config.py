@@ -143,7 +143,8 @@ class TrainConfig:
             if self.lr_decay_steps < self.steps:
                 raise ValueError(
                     f"lr_decay_steps: must be at least steps ({self.steps}): past its end the "
-                    f"cosine would rise again (give a longer --lr-decay-steps), got {self.lr_decay_steps}"
+                    "cosine would rise again (give a longer --lr-decay-steps), "
+                    f"got {self.lr_decay_steps}"
                 )
         if self.elbo not in ELBOS:
             raise ValueError(f"elbo: must be one of {', '.join(ELBOS)}, got {self.elbo!r}")
