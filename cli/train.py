@@ -30,7 +30,7 @@ from pyro_dvip.train import train as run_training
 CONFIG_OPTIONS = [
     "factors", "factor_dim", "entangled", "transition", "transition_layers",
     "encoder_linear_act", "decoder", "decoder_weights", "decoder_sum",
-    "decoder_init", "encoder", "image_size",
+    "decoder_init", "decoder_width", "encoder", "residual_width", "image_size",
     "channels", "width", "obs_var", "num_digits", "digit_speed", "arena", "mnist_root",
     "test_sequences",
     "steps", "batch_size", "seq_len", "lr", "elbo", "kl_anneal", "free_bits", "seed", "device",
@@ -118,12 +118,24 @@ POSITIVE = click.IntRange(min=1)
     "[default: grey]",
 )
 @click.option(
+    "--decoder-width",
+    type=POSITIVE,
+    help="additive/composite: the channel multiplier of each factor's generator (the factors' generators together cost about K "
+    "times one; width / K costs about one paper decoder).  [default: --width]",
+)
+@click.option(
     "--encoder",
     type=click.Choice(ENCODERS),
     help="The guide's encoder. paper: one encoder of the frame for every factor. Beyond the "
     "paper: residual (with --decoder additive): factor k > 1 reads, through its own encoder, "
     "the frame minus what factors 1..k-1 draw at their posterior means, so a factor sees what "
     "the others leave unexplained (as in MONet).  [default: paper]",
+)
+@click.option(
+    "--residual-width",
+    type=POSITIVE,
+    help="--encoder residual: the channel multiplier of the K - 1 residual encoders.  "
+    "[default: --width]",
 )
 @click.option(
     "--image-size", type=POSITIVE, help="Frame size: 16, 32, 64, 128 or 256.  [default: 64]"

@@ -42,9 +42,13 @@ class TrainConfig:
     decoder_weights: str = "shared"  # per-factor decoders: one generator for all, or one each
     decoder_sum: str = "sigmoids"  # additive: sum of sigmoid layers, or sigmoid of summed logits
     decoder_init: str = "grey"  # per-factor decoders: default output biases, or start near black
+    # Per-factor decoders: each generator's channel multiplier; None = ``width`` (e.g. width / K
+    # gives K generators together about the paper decoder's cost)
+    decoder_width: int | None = None
     # The guide's encoder: "paper" (one of x_t), or beyond the paper "residual": block k > 1
     # of the posterior reads x_t minus what blocks before it draw (additive decoder; model.py).
     encoder: str = "paper"
+    residual_width: int | None = None  # residual encoders' channel multiplier; None = ``width``
     image_size: int = 64
     channels: int = 3
     width: int = 64
@@ -168,6 +172,13 @@ class TrainConfig:
                 raise ValueError(f"{name}: applies to --decoder additive or composite only")
         if self.decoder == "composite" and self.decoder_sum != defaults.decoder_sum:
             raise ValueError("decoder_sum: applies to --decoder additive only")
+        for name in ("decoder_width", "residual_width"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.decoder_width is not None and self.decoder == "paper":
+            raise ValueError("decoder_width: applies to --decoder additive or composite only")
+        if self.residual_width is not None and self.encoder != "residual":
+            raise ValueError("residual_width: applies to --encoder residual only")
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder: must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
         if self.encoder == "residual" and (

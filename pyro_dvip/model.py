@@ -71,6 +71,7 @@ class DVIP(nn.Module):
         encoder: "paper" (one encoder of x_t for every factor) or "residual" (block k > 1 of
             the posterior reads what blocks before it do not draw; see the module docstring).
             "residual" needs an ``AdditiveDecoder`` summing sigmoid layers.
+        residual_width: channel multiplier of the residual encoders (default ``width``).
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class DVIP(nn.Module):
         encoder_linear_act: bool = False,
         decoder: nn.Module | Callable[[], nn.Module] | None = None,
         encoder: str = "paper",
+        residual_width: int | None = None,
     ):
         super().__init__()
         for name, value in [
@@ -139,11 +141,14 @@ class DVIP(nn.Module):
                     "least 2 parts (--decoder additive --decoder-sum sigmoids, --factors >= 2)"
                 )
             self.residual_encoders = nn.ModuleList(
-                Encoder(channels, image_size, self.z_dim, width, encoder_linear_act)
+                Encoder(channels, image_size, self.z_dim, residual_width or width,
+                        encoder_linear_act)
                 for _ in range(decoder.num_parts - 1)
             )  # built last: the paper's networks draw the same initial weights either way
         elif encoder != "paper":
             raise ValueError(f"encoder: must be one of paper, residual, got {encoder!r}")
+        elif residual_width is not None:
+            raise ValueError("residual_width: applies to encoder 'residual' only")
         # z_{t-1} -> (z_{t-1}, p(z_t | z_{t-1})) from the guide, inside ``sharing_predictions``
         self._shared: dict | None = None
 
@@ -199,10 +204,14 @@ class DVIP(nn.Module):
         ``loc``/``logvar``'s, from x_t. Returns loc and log-variance (B, z_dim)."""
         size = self.z_dim // self.decoder.num_parts
         locs, logvars = [loc[:, :size]], [logvar[:, :size]]
+        drawn = 0.0
         for k, encoder in enumerate(self.residual_encoders, 1):
             with torch.no_grad(), _batchnorm_statistics_frozen(self.decoder):
                 means = torch.cat([*locs, loc.new_zeros(loc.shape[0], self.z_dim - k * size)], 1)
-                drawn = self.decoder.parts(means)["layers"][:, :k].sum(1)  # (B, C, H, W)
+                if self.decoder.blocks_render_alone:  # add block k - 1's layer to the others'
+                    drawn = drawn + self.decoder.parts(means, [k - 1])["layers"][:, 0]
+                else:  # a shared generator's BatchNorm pools the blocks: render them together
+                    drawn = self.decoder.parts(means)["layers"][:, :k].sum(1)  # (B, C, H, W)
             h = encoder(x_t - drawn)
             loc_k, logvar_k = self.posterior(h, prior_loc, prior_logvar)
             locs.append(loc_k[:, k * size : (k + 1) * size])

@@ -9,8 +9,10 @@ paper's; 32 keeps tests and CPU runs small).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128, 256)
@@ -182,13 +184,16 @@ def _logit(p: float) -> float:
 
 
 class FactorGenerators(nn.Module):
-    """K DCGAN generators, one per block of d latent units, run in one pass:
+    """K DCGAN generators, one per block of d latent units:
     z (N, K d) -> outputs (N, K, C_out, H, W), block k's output a function of block k alone.
 
     Each generator has the structure of :class:`Decoder` with z_dim = d (a per-factor Linear
     as a 1x1 convolution, transposed convolutions with BatchNorm + ReLU) and no output
-    non-linearity. ``shared``: one generator applied to the N K blocks; otherwise one per
-    factor as grouped convolutions (groups=K), so both run as one batched pass.
+    non-linearity. ``shared``: one generator applied to the N K blocks in one pass; otherwise
+    one per factor, stored as grouped convolutions (groups=K, block k's weights the k-th
+    slice of each layer) but run one generator at a time: PyTorch's CPU kernels for grouped
+    transposed convolutions are its slow path (docs/performance.md), and a block can then be
+    rendered alone. ``width`` is each generator's channel multiplier.
     """
 
     def __init__(
@@ -228,12 +233,91 @@ class FactorGenerators(nn.Module):
         with torch.no_grad():
             self.last.bias.copy_(value.repeat(self.last.bias.numel() // len(value)))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, blocks: Sequence[int] | None = None) -> torch.Tensor:
+        """Outputs (N, len(blocks), C_out, H, W) of the given blocks (default all K), each from
+        its own d units of z (N, K d); the other blocks' units are not read."""
         N, K, d = z.shape[0], self.num_parts, self.part_dim
-        # shared: row n K + k is block k of frame n; grouped: channels [k d, (k+1) d) are block k
-        h = z.reshape(N * K, d, 1, 1) if self.shared else z.reshape(N, K * d, 1, 1)
-        out = self.deconv(h)  # (N K, C_out, H, W) or (N, K C_out, H, W)
-        return full_precision(out.reshape(N, K, self.out_channels, *out.shape[-2:]))
+        blocks = range(K) if blocks is None else blocks
+        parts = z.view(N, K, d)[:, list(blocks)]  # (N, n, d)
+        n = parts.shape[1]
+        if self.shared:  # row m n + j is block blocks[j] of frame m
+            out = self.deconv(parts.reshape(N * n, d, 1, 1))  # (N n, C_out, H, W)
+            return full_precision(out.reshape(N, n, self.out_channels, *out.shape[-2:]))
+        for norm in self.deconv:  # counted once a pass, as one grouped layer would
+            if isinstance(norm, nn.BatchNorm2d) and norm.training and norm.track_running_stats:
+                norm.num_batches_tracked.add_(1)
+        outs = []
+        for j, k in enumerate(blocks):
+            h = parts[:, j].reshape(N, d, 1, 1)
+            for layer in self.deconv:
+                h = _block_of(layer, h, k, K)
+            outs.append(h)
+        return full_precision(torch.stack(outs, 1))
+
+
+class _TransposedConv(torch.autograd.Function):
+    """F.conv_transpose2d (no output padding or dilation, one group) with its backward pass
+    written as the convolutions it is the adjoint of: the input's gradient is conv2d(g, w)
+    and the weight's is conv2d's weight gradient with g as input and x as output gradient.
+    The same gradients as autograd's; on the CPU, oneDNN runs these 2-5x faster than the
+    transposed convolution's own backward kernels (docs/performance.md)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding):
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.padding = stride, padding
+        return F.conv_transpose2d(x, weight, bias, stride, padding)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = F.conv2d(grad, weight, None, ctx.stride, ctx.padding)
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.ops.aten.convolution_backward(
+                x, grad, weight, None, ctx.stride, ctx.padding, (1, 1), False, (0, 0), 1,
+                (False, True, False),
+            )[1]  # fmt: skip
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad.sum((0, 2, 3))
+        return grad_x, grad_weight, grad_bias, None, None
+
+
+def _average_factor(norm: nn.BatchNorm2d) -> float:
+    """The running-statistics update weight nn.BatchNorm2d uses (after counting the batch)."""
+    if norm.momentum is not None:
+        return norm.momentum
+    return 1.0 / float(norm.num_batches_tracked) if norm.num_batches_tracked > 0 else 0.0
+
+
+def _block_of(layer: nn.Module, h: torch.Tensor, k: int, groups: int) -> torch.Tensor:
+    """Group ``k`` of a layer built with ``groups`` groups, applied to that group's input h:
+    exactly the grouped layer's output channels for group k."""
+    if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+        c_out = layer.out_channels // groups
+        bias = layer.bias[k * c_out : (k + 1) * c_out]
+        if isinstance(layer, nn.ConvTranspose2d):  # weight (C_in, C_out / groups, kH, kW)
+            c_in = layer.in_channels // groups
+            weight = layer.weight[k * c_in : (k + 1) * c_in]
+            return _TransposedConv.apply(h, weight, bias, layer.stride, layer.padding)
+        weight = layer.weight[k * c_out : (k + 1) * c_out]  # (C_out, C_in / groups, kH, kW)
+        return F.conv2d(h, weight, bias, layer.stride, layer.padding)
+    if isinstance(layer, nn.BatchNorm2d):
+        c = layer.num_features // groups
+        rows = slice(k * c, (k + 1) * c)
+        use_stats = not layer.training or layer.track_running_stats
+        return F.batch_norm(
+            h,
+            layer.running_mean[rows] if use_stats else None,  # views: updated in place
+            layer.running_var[rows] if use_stats else None,
+            layer.weight[rows],
+            layer.bias[rows],
+            layer.training or not layer.track_running_stats,
+            _average_factor(layer),
+            layer.eps,
+        )
+    return layer(h)
 
 
 class AdditiveDecoder(nn.Module):
@@ -269,9 +353,16 @@ class AdditiveDecoder(nn.Module):
             start = _logit(BLACK / num_parts) if sum_of == "sigmoids" else _logit(BLACK) / num_parts
             self.generators.set_output_bias(torch.full((channels,), start))
 
-    def parts(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        """{"layers": (N, K, C, H, W)}: what each factor draws, sigmoid(g_k(z^k))."""
-        return {"layers": torch.sigmoid(self.generators(z))}
+    @property
+    def blocks_render_alone(self) -> bool:
+        """Whether a block's layer is the same rendered alone as with the others: one
+        generator each (a shared one normalises its batch over all the blocks it renders)."""
+        return not self.generators.shared
+
+    def parts(self, z: torch.Tensor, blocks: Sequence[int] | None = None) -> dict:
+        """{"layers": (N, K, C, H, W)}: what each factor draws, sigmoid(g_k(z^k)); with
+        ``blocks``, only theirs, (N, len(blocks), C, H, W)."""
+        return {"layers": torch.sigmoid(self.generators(z, blocks))}
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         logits = self.generators(z)  # (N, K, C, H, W)

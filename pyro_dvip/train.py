@@ -96,7 +96,7 @@ def build_model(config: TrainConfig) -> DVIP:
     if config.decoder != "paper":
         decoder = functools.partial(
             make_decoder, config.decoder, config.channels, config.image_size, config.factors,
-            config.factor_dim, config.width, weights=config.decoder_weights,
+            config.factor_dim, config.decoder_width or config.width, weights=config.decoder_weights,
             sum_of=config.decoder_sum, init=config.decoder_init,
         )  # fmt: skip
     return DVIP(
@@ -111,6 +111,7 @@ def build_model(config: TrainConfig) -> DVIP:
         encoder_linear_act=config.encoder_linear_act,
         decoder=decoder,
         encoder=config.encoder,
+        residual_width=config.residual_width,
     )
 
 
