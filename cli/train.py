@@ -120,8 +120,9 @@ POSITIVE = click.IntRange(min=1)
 @click.option(
     "--decoder-width",
     type=POSITIVE,
-    help="additive/composite: the channel multiplier of each factor's generator (the factors' generators together cost about K "
-    "times one; width / K costs about one paper decoder).  [default: --width]",
+    help="additive/composite: the channel multiplier of each factor's generator (K "
+    "generators at --width cost about K paper decoders; --width / K about one).  "
+    "[default: --width]",
 )
 @click.option(
     "--encoder",

@@ -141,8 +141,9 @@ class DVIP(nn.Module):
                     "least 2 parts (--decoder additive --decoder-sum sigmoids, --factors >= 2)"
                 )
             self.residual_encoders = nn.ModuleList(
-                Encoder(channels, image_size, self.z_dim, residual_width or width,
-                        encoder_linear_act)
+                Encoder(
+                    channels, image_size, self.z_dim, residual_width or width, encoder_linear_act
+                )
                 for _ in range(decoder.num_parts - 1)
             )  # built last: the paper's networks draw the same initial weights either way
         elif encoder != "paper":
