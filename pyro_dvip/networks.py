@@ -260,13 +260,20 @@ class _TransposedConv(torch.autograd.Function):
     written as the convolutions it is the adjoint of: the input's gradient is conv2d(g, w)
     and the weight's is conv2d's weight gradient with g as input and x as output gradient.
     The same gradients as autograd's; on the CPU, oneDNN runs these 2-5x faster than the
-    transposed convolution's own backward kernels (docs/performance.md)."""
+    transposed convolution's own backward kernels (docs/performance.md). Forward mode (the
+    object score's Jacobian) and vmap work as for F.conv_transpose2d: it is bilinear in x, w."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding):
-        ctx.save_for_backward(x, weight)
-        ctx.stride, ctx.padding = stride, padding
+    def forward(x, weight, bias, stride, padding):
         return F.conv_transpose2d(x, weight, bias, stride, padding)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, _, ctx.stride, ctx.padding = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.save_for_forward(x, weight)
 
     @staticmethod
     def backward(ctx, grad):
@@ -282,6 +289,22 @@ class _TransposedConv(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             grad_bias = grad.sum((0, 2, 3))
         return grad_x, grad_weight, grad_bias, None, None
+
+    @staticmethod
+    def jvp(ctx, x_dot, weight_dot, bias_dot, *_):
+        x, weight = ctx.saved_tensors
+        out_dot = None
+        for a, b in ((x_dot, weight), (x, weight_dot)):
+            if a is not None and b is not None:
+                term = F.conv_transpose2d(a, b, None, ctx.stride, ctx.padding)
+                out_dot = term if out_dot is None else out_dot + term
+        if bias_dot is not None:
+            out_dot = (
+                bias_dot.view(1, -1, 1, 1)
+                if out_dot is None
+                else out_dot + bias_dot.view(1, -1, 1, 1)
+            )
+        return out_dot
 
 
 def _average_factor(norm: nn.BatchNorm2d) -> float:

@@ -56,7 +56,18 @@ def test_transposed_convolution_gradients_are_autograds():
     b = torch.randn(5, dtype=torch.float64, requires_grad=True)
     for stride, padding in [((2, 2), (1, 1)), ((1, 1), (0, 0))]:
         conv = lambda x, w, b, s=stride, p=padding: _TransposedConv.apply(x, w, b, s, p)  # noqa: E731
-        assert torch.autograd.gradcheck(conv, (x, w, b))
+        assert torch.autograd.gradcheck(conv, (x, w, b), check_forward_ad=True)
+
+
+def test_the_object_scores_forward_mode_jacobian_through_the_generators_is_reverse_modes():
+    torch.manual_seed(3)  # the object score takes vmap(jacfwd(decoder)) at posterior samples
+    dec = AdditiveDecoder(3, S, K, d, width=4, weights="per-factor").eval().double()
+    z = torch.randn(4, K * d, dtype=torch.float64)
+    mean = lambda v: dec(v[None])[0]  # noqa: E731
+    forward = torch.func.vmap(torch.func.jacfwd(mean))(z)
+    reverse = torch.stack([torch.autograd.functional.jacobian(mean, v) for v in z])
+    assert forward.shape == (4, 3, S, S, K * d)
+    assert torch.allclose(forward, reverse, atol=1e-12)
 
 
 def test_a_narrower_generator_block_depends_on_its_own_factor_only():
