@@ -38,16 +38,18 @@ def test_the_recipe_preset_resolves_to_the_measured_values():
 
 
 def test_cpu_objects_is_the_paper_recipe_in_the_box_with_the_screened_options():
-    # Measured as the paper recipe's 12,000-step run stopped with --until 4000: the preset
-    # trains 4,000 steps of the same 12,000-step decay.
+    # Measured as the paper recipe's 12,000-step run stopped part-way: the preset trains 3,000
+    # steps of the same 12,000-step decay (the step-3,000 checkpoints of 4,000-step runs).
     config = make_config("cpu-objects")
-    changed = dict(arena="box", factor_dim=4, steps=4000)
+    changed = dict(arena="box", factor_dim=4, steps=3000)
     assert {name: getattr(config, name) for name in RECIPE} == {**RECIPE, **changed}
     assert config.lr_decay_steps == RECIPE["steps"]
-    options = ("decoder", "decoder_weights", "decoder_sum", "decoder_init", "encoder")
+    options = ("decoder", "decoder_weights", "decoder_sum", "decoder_init", "encoder",
+               "decoder_width", "residual_width")  # fmt: skip
     assert [getattr(config, name) for name in options] == [
-        "additive", "per-factor", "sigmoids", "black", "residual"
+        "additive", "per-factor", "sigmoids", "black", "residual", 8, 8
     ]  # fmt: skip
+    assert config.width == 16  # the first encoder keeps the recipe's width
     assert "cpu-objects-residual" not in PRESETS  # its measurement name; now cpu-objects
 
 
