@@ -138,6 +138,8 @@ def test_entangled_run_is_split_by_the_partition_protocol(evaluated):
     # the split's groups are not the prior's factors: no KL per group, no factor unused
     assert "kl_per_factor_per_frame" not in metrics["trained"]["alignment"]
     assert metrics["trained"]["alignment"]["unused"] == []
+    report = (runs["entangled"] / "eval" / "report.md").read_text()
+    assert "| unused factors (unmatched, KL < 0.1 nats per frame) | n/a (no KL per probed" in report
     assert len(metrics["trained"]["identity"]["factors"]) == 2  # the split's groups, followed
 
 

@@ -118,3 +118,23 @@ def test_four_factors_that_cost_no_kl_leave_the_two_unmatched_ones_unused(runs, 
     assert "verdict: dropped (not encoded: digit 0" in result.output
     report = (tmp_path / "eval" / "report.md").read_text()
     assert f"| unused factors (unmatched, KL < 0.1 nats per frame) | {names} |" in report
+
+
+def test_an_identity_that_fails_leaves_the_probes_made(runs, tmp_path, monkeypatch):
+    from pyro_dvip.evaluation import run as evaluation_run
+
+    def singular(*args, **kwargs):
+        raise ValueError("Input contains NaN")  # what scikit-learn raises on a NaN latent
+
+    monkeypatch.setattr(evaluation_run, "probe_positions", singular)
+    result = run_cli("evaluate", runs["one-channel"], *FAST, "--out", tmp_path)
+    assert result.exit_code == 1
+    assert "(trained identity, untrained identity)" in result.output.strip().splitlines()[-1]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for model in MODELS:
+        m = metrics[model]
+        assert m["identity"] == {
+            "applicable": False, "failed": True, "note": "failed: ValueError: Input contains NaN"
+        }  # fmt: skip
+        assert len(m["alignment"]["r2"]) == 2 and "verdict" in m["alignment"]
+    assert not (tmp_path / "identity.csv").exists() and not (tmp_path / "identity.png").exists()

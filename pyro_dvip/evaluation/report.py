@@ -123,7 +123,11 @@ def _alignment_rows(a: dict) -> dict[str, str]:
         verdict = {label: f"{a['verdict']}: {a['verdict_reason']}"}
     if "unused" in a:  # absent from metrics written before it existed
         label = f"unused factors (unmatched, KL < {UNUSED_NATS:g} nats per frame)"
-        verdict[label] = ", ".join(map(str, a["unused"])) or "none"
+        verdict[label] = (
+            ", ".join(map(str, a["unused"])) or "none"
+            if "kl_per_factor_per_frame" in a
+            else "n/a (no KL per probed group)"  # a one-factor model's split, a failed bound
+        )
     return {
         **verdict,
         f"probe R² on {a['targets']} [factor, digit]": _matrix(a["r2"]),

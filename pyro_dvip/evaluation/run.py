@@ -119,9 +119,8 @@ def _groups(dvip: DVIP, config: TrainConfig, options: EvalOptions, pairs) -> tup
 
 
 def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) -> list:
-    """Probes, intervention and identity across crossings against the ground truth of ``data``
-    into ``metrics`` and ``arrays``; returns the unit groups probed (the factors, or the most
-    favourable split)."""
+    """Probes and intervention against the ground truth of ``data`` into ``metrics`` and
+    ``arrays``; returns the unit groups probed (the factors, or the most favourable split)."""
     features = posterior.flat("means").cpu().numpy()  # (N, T, D)
     targets = ground_truth_targets(data.positions, data.velocities)  # (N, T, O, 4)
     probe = Probe(
@@ -175,7 +174,6 @@ def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) 
         unused=unused_factors(metrics["alignment"]),
     )  # fmt: skip
     arrays["r2"] = r2
-    _identity(config, data, features, probe_groups, by_target, options, metrics, arrays)
 
     if config.channels < config.num_digits:  # the test reads digit o's change in channel o
         metrics["intervention"] = not_applicable(
@@ -195,16 +193,18 @@ def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) 
     return probe_groups
 
 
-def _identity(config, data, features, groups, by_target, options, metrics, arrays) -> None:
-    """Which digit each factor matched by position follows, and its swaps at crossings
-    (``identity.py``), into ``metrics`` and ``arrays``."""
+def _identity(config, data, posterior, groups, options, metrics, arrays) -> None:
+    """Which digit each factor (of the probed ``groups``) matched by position follows, and its
+    swaps at crossings (``identity.py``), into ``metrics`` and ``arrays``."""
     if config.num_digits < 2:
         metrics["identity"] = not_applicable(
             "no crossing, no other digit to follow", "not applicable: one digit per sequence"
         )
         return
     # matched on position, whatever the headline probe decodes: a factor follows a position
-    assignment = alignment_summary(np.array(by_target["position"]["r2"]))["assignment"]
+    position_r2 = np.array(metrics["alignment"]["by_target"]["position"]["r2"])
+    assignment = alignment_summary(position_r2)["assignment"]
+    features = posterior.flat("means").cpu().numpy()  # (N, T, D)
     positions = data.positions.cpu().numpy()  # (N, T, O, 2)
     predicted, scored = probe_positions(
         features, positions, groups, assignment, options.seed, options.probe
@@ -300,11 +300,15 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
         metrics["intervention"] = not_applicable("real video has no colour channel per object")
         metrics["identity"] = not_applicable("real video has no object positions to follow")
     elif posterior is not None:
-        probed = attempt(
+        probed = attempt(  # without the probes' matching the identity cannot be made either
             ("alignment", "intervention", "identity"),
             lambda: _alignment(dvip, config, data, posterior, groups, options, metrics, arrays),
         )
         probe_groups = groups if probed is None else probed
+        if probed is not None:
+            attempt(("identity",), lambda: _identity(
+                config, data, posterior, probed, options, metrics, arrays
+            ))  # fmt: skip
 
     T = frames.shape[1]
     context = options.context or max(1, T // 2)
@@ -605,8 +609,8 @@ def evaluate(
     A video run (``config.data``) is measured on its own test split; the probes, the
     intervention and the identity across crossings need Moving MNIST ground truth and are
     recorded as not applicable (no probe_r2, intervention or identity table or figure is
-    written). The intervention is not applicable either where digits share a colour channel
-    (``--channels 1``), nor the identity with one digit.
+    written). Nor is the intervention applicable where digits share a colour channel
+    (``--channels 1``), nor the identity with one digit per sequence.
 
     A part that fails numerically is recorded as failed with its reason (see :func:`measure`)
     and the others are made; ``metrics["failed"]`` lists them (``"model part: reason"``,
