@@ -87,3 +87,18 @@ def test_the_probe_pipeline_finds_factors_that_exchange_their_digits_where_digit
     assert swapped["swaps_per_crossing"] == 1.0
     # the far-apart sequences keep their digits, every crossing one exchanges them
     assert swapped["consistent_share"] == pytest.approx(1 - crossing[scored].mean())
+
+
+def test_one_digit_per_sequence_has_no_identity_to_lose():
+    from conftest import TINY
+
+    from pyro_dvip import make_config
+    from pyro_dvip.evaluation.run import EvalOptions, _identity
+
+    metrics = {}
+    config = make_config(**TINY, num_digits=1)
+    _identity(config, None, None, None, EvalOptions(), metrics, {})  # nothing to read: n/a
+    assert metrics["identity"] == {
+        "applicable": False,
+        "note": "not applicable: one digit per sequence (no crossing, no other digit to follow)",
+    }
