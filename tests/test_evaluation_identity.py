@@ -2,7 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import TINY
 
+from pyro_dvip import make_config
 from pyro_dvip.evaluation.identity import (
     crossings,
     followed_digits,
@@ -10,6 +12,7 @@ from pyro_dvip.evaluation.identity import (
     probe_positions,
 )
 from pyro_dvip.evaluation.mutual_info import contiguous_groups
+from pyro_dvip.evaluation.run import EvalOptions, _identity
 
 THRESHOLD = 7.0  # half the 14-pixel digit box of a 32x32 frame
 
@@ -90,11 +93,6 @@ def test_the_probe_pipeline_finds_factors_that_exchange_their_digits_where_digit
 
 
 def test_one_digit_per_sequence_has_no_identity_to_lose():
-    from conftest import TINY
-
-    from pyro_dvip import make_config
-    from pyro_dvip.evaluation.run import EvalOptions, _identity
-
     metrics = {}
     config = make_config(**TINY, num_digits=1)
     _identity(config, None, None, None, EvalOptions(), metrics, {})  # nothing to read: n/a
