@@ -43,6 +43,20 @@ def _pair(m: dict, part: str, key: str) -> str:
     return f"{m[part][key]:.2f}" if made(m[part]) else "n/a"
 
 
+def _identity(m: dict) -> str:
+    """One model's identity swaps per crossing, its crossings and consistent share, or n/a."""
+    from pyro_dvip.evaluation.outcome import made
+
+    i = m["identity"]
+    if not made(i):
+        return "n/a"
+    swaps = "n/a" if i["swaps_per_crossing"] is None else f"{i['swaps_per_crossing']:.2f}"
+    return (
+        f"{swaps} swaps per crossing ({i['crossings']} crossings), "
+        f"{i['consistent_share']:.2f} of sequences consistent"
+    )
+
+
 @click.command()
 @click.argument("run_dir", type=RUN_DIR)
 @click.option(
@@ -181,10 +195,11 @@ def evaluate(ctx: click.Context, run_dir: Path, out: Path | None, samples: int, 
              **options) -> None:  # fmt: skip
     """Measure a trained run and its untrained floor: bound, Figure 2 correlations, Table 2
     mutual information, the label-free object score (compositional contrast), factor-object
-    probes, intervention test, prediction, Figure 3 (and each factor's layer and mask for a
-    per-factor decoder).
+    probes, intervention test, identity swaps at crossings, prediction, Figure 3 (and each
+    factor's layer and mask for a per-factor decoder).
     A video run (trained with --data) is measured on its test split, without the probes and
-    the intervention test (no ground truth).
+    the intervention test (no ground truth); with digits sharing a colour channel
+    (--channels 1) the intervention test does not apply.
 
     A part that fails numerically (e.g. a NaN in the prior) is reported as failed, with its
     reason, in report.md and metrics.json; the other parts are made and the exit status is 1.
@@ -197,7 +212,7 @@ def evaluate(ctx: click.Context, run_dir: Path, out: Path | None, samples: int, 
     Writes metrics.json, CSV tables, PNG figures, GIFs and report.md into RUN_DIR/eval.
     """
     from pyro_dvip.evaluation import evaluate as run_evaluation  # slow imports, only here
-    from pyro_dvip.evaluation.alignment import NO_GROUND_TRUTH, applicable
+    from pyro_dvip.evaluation.alignment import NO_GROUND_TRUTH, SHARED_CHANNEL, applicable
     from pyro_dvip.evaluation.outcome import made
 
     try:
@@ -256,8 +271,12 @@ def evaluate(ctx: click.Context, run_dir: Path, out: Path | None, samples: int, 
             f"{_pair(u, 'alignment', 'min_matched')} / {_pair(u, 'alignment', 'max_leakage')}"
         )
         click.echo(f"  verdict: {t['alignment']['verdict']} ({t['alignment']['verdict_reason']})")
+        if t["intervention"].get("note", "").startswith(SHARED_CHANNEL):
+            click.echo(f"  intervention test: {t['intervention']['note']}")
     elif t["alignment"]["note"].startswith(NO_GROUND_TRUTH):
         click.echo(f"  probes, intervention test: {NO_GROUND_TRUTH} (video run)")
+    if made(t.get("identity", {"applicable": False})):
+        click.echo(f"  identity: {_identity(t)}   untrained {_identity(u)}")
     for note in metrics["held_out"]["notes"]:
         click.echo(f"  note: {note}")
     click.echo(f"  report: {out / 'report.md'}")

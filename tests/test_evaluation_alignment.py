@@ -179,3 +179,11 @@ def test_an_unknown_probe_model_is_named_in_the_error():
     truth = digits_truth(np.random.default_rng(0))
     with pytest.raises(ValueError, match="probe: unknown 'forest'; choose from ridge, mlp"):
         Probe(truth[:, :, 0], truth, model="forest")
+
+
+def test_with_more_factors_than_digits_every_digit_is_matched_and_the_rest_still_leak():
+    r2 = np.array([[0.01, 0.00], [0.02, 0.93], [0.95, 0.03], [0.00, 0.40]])  # (K=4, O=2)
+    summary = alignment_summary(r2)
+    assert summary["assignment"] == [[1, 1], [2, 0]]  # the best factor of each digit
+    assert summary["matched"] == [0.93, 0.95] and summary["leakage"] == [0.02, 0.03]
+    assert summary["max_leakage"] == 0.40  # factor 3 is matched to nothing, yet holds digit 1

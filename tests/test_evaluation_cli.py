@@ -63,8 +63,8 @@ def test_evaluate_writes_every_file_with_valid_images(evaluated):
     assert len(kl["active_units"]) == 2 and all(0 <= n <= 3 for n in kl["active_units"])
     for name in [
         "metrics.json", "report.md", "summary.csv", "probe_r2.csv", "mutual_info.csv",
-        "intervention.csv", "prediction.csv", "correlation.png", "mutual_info.png",
-        "probe_r2.png", "intervention.png", "prediction.png",
+        "intervention.csv", "identity.csv", "prediction.csv", "correlation.png",
+        "mutual_info.png", "probe_r2.png", "intervention.png", "identity.png", "prediction.png",
     ]:  # fmt: skip
         assert (out / name).stat().st_size > 0, name
     for model in ("trained", "untrained"):
@@ -108,6 +108,10 @@ def test_metrics_hold_every_measurement_for_the_model_and_its_floor(evaluated):
         assert position == pytest.approx(np.array(a["r2"]), abs=1e-6)
         assert len(m["intervention"]["fractions"]) == 2
         assert sum(m["intervention"]["fractions"][0]) == pytest.approx(1.0)
+        # every digit's matched factor is followed, on the scored half of the 20 sequences
+        assert sorted(m["identity"]["digits"]) == [0, 1] and m["identity"]["sequences"] == 10
+        assert a["kl_per_factor_per_frame"] == m["bound"]["kl_per_factor_per_frame"]
+        assert a["unused"] == []  # as many factors as digits: every factor is matched
         assert len(m["prediction"]["model"]["psnr"]) == 2  # context 1 of 3 frames
         assert m["object_score"]["groups"] == "factors"  # the paper's decoder is scored too
         assert 0 <= m["object_score"]["normalised"] <= 1
@@ -131,6 +135,12 @@ def test_entangled_run_is_split_by_the_partition_protocol(evaluated):
     score = metrics["trained"]["object_score"]  # label-free: scored on the MI partition
     assert score["units"] == mi["units"] and 0 <= score["normalised"] <= 1
     assert metrics["trained"]["alignment"]["protocol"].startswith("most favourable of 3")
+    # the split's groups are not the prior's factors: no KL per group, no factor unused
+    assert "kl_per_factor_per_frame" not in metrics["trained"]["alignment"]
+    assert metrics["trained"]["alignment"]["unused"] == []
+    report = (runs["entangled"] / "eval" / "report.md").read_text()
+    assert "| unused factors (unmatched, KL < 0.1 nats per frame) | n/a (no KL per probed" in report
+    assert len(metrics["trained"]["identity"]["factors"]) == 2  # the split's groups, followed
 
 
 def test_probe_targets_choose_what_the_headline_probe_decodes(runs, tmp_path):

@@ -2,9 +2,10 @@
 every probe by hand (circle seeds 1 and 5, box seed 2, the shared-generator additive try)."""
 
 import numpy as np
+import pytest
 
 from pyro_dvip.evaluation.alignment import COORDINATES, alignment_summary
-from pyro_dvip.evaluation.verdict import alignment_verdict
+from pyro_dvip.evaluation.verdict import alignment_verdict, unused_factors
 
 
 def _alignment(r2, whole, xy=None, protocol="factors"):
@@ -98,3 +99,63 @@ def test_a_coupled_prior_with_a_per_factor_decoder_is_judged_on_the_decoders_blo
         "verdict": "objects",
         "reason": "matched ≥ 0.96, leakage ≤ 0.27 (the decoder's blocks)",
     }
+
+
+def _four_factors(extra_row, kl=None):
+    """Two digits, four factors: factors 0 and 1 hold one digit each, factor 3 nothing, factor
+    2 ``extra_row``; ``kl`` the KL per factor per frame, or none (metrics from before it)."""
+    alignment = _alignment([[0.95, 0.02], [0.03, 0.92], extra_row, [-0.01, 0.02]], [0.96, 0.94])
+    if kl is not None:
+        alignment["kl_per_factor_per_frame"] = kl
+    return alignment
+
+
+def test_two_object_factors_and_two_silent_ones_are_objects_with_two_unused():
+    alignment = _four_factors([0.01, 0.00], kl=[4.5, 4.4, 0.001, 0.002])
+    assert alignment["assignment"] == [[0, 0], [1, 1]]  # every digit matched, two factors left
+    v = alignment_verdict(alignment)
+    assert v == {  # only these two keys: examples/seed_grid.py writes them as CSV columns
+        "verdict": "objects",
+        "reason": "matched ≥ 0.92, leakage ≤ 0.03; unused: factors 2, 3 (unmatched, KL < 0.1 "
+        "nats per frame)",
+    }
+    assert unused_factors(alignment) == [2, 3]
+
+
+def test_an_extra_factor_with_large_kl_that_holds_part_of_a_digit_is_leakage_not_unused():
+    alignment = _four_factors([0.45, 0.02], kl=[4.5, 4.4, 3.0, 0.002])
+    assert alignment["max_leakage"] == 0.45  # the unmatched factor's share of digit 0
+    v = alignment_verdict(alignment)
+    assert v["verdict"] == "mixed"
+    assert unused_factors(alignment) == [3]
+    assert v["reason"].endswith("; unused: factor 3 (unmatched, KL < 0.1 nats per frame)")
+
+
+def test_a_cheap_factor_that_still_reads_a_digit_is_not_called_unused():
+    alignment = _four_factors([0.40, 0.02], kl=[4.5, 4.4, 0.05, 0.002])
+    assert unused_factors(alignment) == [3]
+    assert alignment_verdict(alignment)["verdict"] == "mixed"
+
+
+def test_without_kl_per_factor_no_factor_is_unused():
+    alignment = _four_factors([0.01, 0.00])  # metrics.json written before the KL reached it
+    assert unused_factors(alignment) == []
+    assert alignment_verdict(alignment) == {
+        "verdict": "objects",
+        "reason": "matched ≥ 0.92, leakage ≤ 0.03",
+    }
+
+
+def test_a_collapsed_factor_matched_to_a_dropped_digit_is_dropped_not_unused():
+    # Two factors, two digits (every factor matched): the cpu-objects-paper seed with KL
+    # [0.00, 5.89] dropped a digit; nothing is left unmatched to call unused.
+    alignment = _alignment([[-0.01, 0.17], [-0.00, 0.79]], [-0.01, 0.83])
+    alignment["kl_per_factor_per_frame"] = [0.0, 5.89]
+    assert unused_factors(alignment) == []
+    assert alignment_verdict(alignment)["verdict"] == "dropped"
+
+
+def test_a_kl_list_of_the_wrong_length_is_a_one_line_error():
+    alignment = _four_factors([0.01, 0.00], kl=[4.5, 4.4, 0.0])
+    with pytest.raises(ValueError, match="^alignment: kl_per_factor_per_frame has 3 values for 4"):
+        alignment_verdict(alignment)

@@ -73,7 +73,7 @@ def test_video_run_measures_everything_but_the_ground_truth_tests(evaluated):
         assert m["mutual_info"]["protocol"] == "factors"
         assert m["correlation"]["same_abs_corr"] is not None
         assert len(m["prediction"]["model"]["psnr"]) == SEQ_LEN - 1
-        for measurement in ("alignment", "intervention"):
+        for measurement in ("alignment", "intervention", "identity"):
             assert m[measurement]["applicable"] is False
             assert m[measurement]["note"].startswith(NO_GROUND_TRUTH)
 
@@ -87,7 +87,9 @@ def test_video_report_marks_probes_and_intervention_not_applicable(evaluated):
     assert "test split of the video" in report and "nan" not in report.lower()
     summary = (out / "summary.csv").read_text().splitlines()
     assert summary[1].endswith(",n/a,n/a,n/a,n/a,n/a,n/a")
-    for absent in ("probe_r2.png", "intervention.png", "probe_r2.csv", "intervention.csv"):
+    assert f"| identity across crossings | {NO_GROUND_TRUTH} | {NO_GROUND_TRUTH} |" in report
+    for absent in ("probe_r2.png", "intervention.png", "identity.png", "probe_r2.csv",
+                   "intervention.csv", "identity.csv"):  # fmt: skip
         assert not (out / absent).exists(), absent
 
 

@@ -31,6 +31,11 @@ MNIST_SIZE = 28
 REFERENCE_IMAGE_SIZE = 64  # image size at which `speed` and the 28-pixel digit box are given
 
 
+def digit_box(image_size: int) -> int:
+    """The side in pixels of a digit's box at ``image_size``: 28 at 64, scaled with the frame."""
+    return round(MNIST_SIZE * image_size / REFERENCE_IMAGE_SIZE)
+
+
 @dataclass
 class MovingMNISTBatch:
     """A batch of Moving MNIST sequences with the ground truth that generated them.
@@ -136,7 +141,7 @@ class MovingMNIST:
             raise ValueError(
                 f"channels must be 1 or at least num_digits={num_digits}, got {channels}"
             )
-        digit_size = round(MNIST_SIZE * image_size / REFERENCE_IMAGE_SIZE)
+        digit_size = digit_box(image_size)
         if image_size < 16 or image_size <= digit_size:
             raise ValueError(
                 f"image_size must be at least 16 and larger than its {digit_size}-pixel "

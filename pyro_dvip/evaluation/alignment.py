@@ -33,7 +33,9 @@ for a one-to-one map and 0 when everything is mixed.
 **Intervention** (``intervention``). Swap factor k between two sequences, decode, and
 measure where the change in the image lands: ``fractions[k, c]`` is the share of the summed
 squared change in colour channel c. Digit o is drawn in channel o, so an aligned factor puts
-most of its change into one digit's channel.
+most of its change into one digit's channel. With fewer channels than digits (``--channels
+1``: every digit in one channel) a channel names no digit, and the test does not apply
+(``SHARED_CHANNEL``).
 """
 
 from __future__ import annotations
@@ -63,10 +65,27 @@ def ground_truth_targets(positions: torch.Tensor, velocities: torch.Tensor) -> n
     return torch.cat([positions, velocities], -1).cpu().numpy()
 
 
-def _standardise(fit: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def standardise(fit: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays standardised by the fitting array's mean and standard deviation."""
     mean, std = fit.mean(0), fit.std(0)
     std = np.where(std > 0, std, 1.0)
     return (fit - mean) / std, (score - mean) / std
+
+
+def fit_score_split(num_sequences: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sequences the probes are fitted on and those they are scored on: a seeded half each."""
+    order = np.random.default_rng(seed).permutation(num_sequences)
+    return order[: num_sequences // 2], order[num_sequences // 2 :]
+
+
+def regressor(model: str, seed: int, alpha: float = 1.0):
+    """An unfitted probe of kind ``model`` (``PROBE_MODELS``), on standardised inputs."""
+    if model == "ridge":
+        return Ridge(alpha=alpha)
+    return MLPRegressor(
+        hidden_layer_sizes=(64, 64), alpha=1e-3, max_iter=500, early_stopping=True,
+        random_state=seed,
+    )  # fmt: skip
 
 
 class Probe:
@@ -90,8 +109,7 @@ class Probe:
         if model not in PROBE_MODELS:
             raise ValueError(f"probe: unknown {model!r}; choose from {', '.join(PROBE_MODELS)}")
         self.model, self.seed = model, seed
-        order = np.random.default_rng(seed).permutation(N)
-        fit, score = order[: N // 2], order[N // 2 :]
+        fit, score = fit_score_split(N, seed)
 
         def samples(array, rows):
             return array[rows, first_step:].reshape(len(rows) * (array.shape[1] - first_step), -1)
@@ -99,23 +117,17 @@ class Probe:
         self.x_fit, self.x_score = samples(features, fit), samples(features, score)
         self.num_objects, self.num_targets = targets.shape[2], targets.shape[3]
         y_fit, y_score = samples(targets, fit), samples(targets, score)
-        self.y_fit, self.y_score = _standardise(y_fit, y_score)
+        self.y_fit, self.y_score = standardise(y_fit, y_score)
         self.alpha = alpha
 
     def r2(self, units: np.ndarray, obj: int) -> float:
         """Held-out R^2 of a probe from the latent ``units`` to digit ``obj``."""
-        x_fit, x_score = _standardise(self.x_fit[:, units], self.x_score[:, units])
+        x_fit, x_score = standardise(self.x_fit[:, units], self.x_score[:, units])
         cols = slice(obj * self.num_targets, (obj + 1) * self.num_targets)
-        if self.model == "ridge":
-            regressor = Ridge(alpha=self.alpha)
-        else:
-            regressor = MLPRegressor(
-                hidden_layer_sizes=(64, 64), alpha=1e-3, max_iter=500, early_stopping=True,
-                random_state=self.seed,
-            )  # fmt: skip
+        probe = regressor(self.model, self.seed, self.alpha)
         y_fit, y_score = self.y_fit[:, cols], self.y_score[:, cols]
-        regressor.fit(x_fit, y_fit[:, 0] if y_fit.shape[1] == 1 else y_fit)  # sklearn: 1-d y
-        return float(r2_score(y_score, regressor.predict(x_score).reshape(y_score.shape)))
+        probe.fit(x_fit, y_fit[:, 0] if y_fit.shape[1] == 1 else y_fit)  # sklearn: 1-d y
+        return float(r2_score(y_score, probe.predict(x_score).reshape(y_score.shape)))
 
     def matrix(self, groups: list[np.ndarray]) -> np.ndarray:
         """R^2[k, o] for unit groups (K,) and every digit: (K, O)."""
@@ -250,11 +262,15 @@ def intervention_summary(fractions: np.ndarray, num_objects: int) -> dict:
 
 
 NO_GROUND_TRUTH = "not applicable: no ground truth"
+# Digits drawn in fewer colour channels than there are digits (--channels 1): no channel is a
+# digit's, so nothing may read a digit from its channel.
+SHARED_CHANNEL = "not applicable: digits share a colour channel"
 
 
-def not_applicable(reason: str) -> dict:
-    """The record of a probe or intervention on data without ground truth (real video)."""
-    return {"applicable": False, "note": f"{NO_GROUND_TRUTH} ({reason})"}
+def not_applicable(reason: str, cause: str = NO_GROUND_TRUTH) -> dict:
+    """The record of a measurement the data do not allow: by default one needing ground truth
+    on data without it (real video); ``cause`` names another (``SHARED_CHANNEL``)."""
+    return {"applicable": False, "note": f"{cause} ({reason})"}
 
 
 def applicable(measurement: dict) -> bool:

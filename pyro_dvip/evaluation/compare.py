@@ -4,7 +4,8 @@ Runs whose configurations differ only in the seed (and in where or how verbosely
 form one group, reported as mean ± sd over its runs (one run proves little: VAE results
 vary with the seed). The paper's published Moving MNIST rows are a reference line; they used
 64x64 frames, sequences of 5 and 1,000 MI pairs, so only like-for-like runs compare directly.
-Video runs have no ground truth: their alignment columns read "n/a".
+Video runs have no ground truth: their alignment columns read "n/a", as does the intervention
+column of a run whose digits share a colour channel (``--channels 1``).
 
 ELBOs are comparable only on the same sequences: each Moving MNIST run is evaluated on the
 test sequences of its own seed unless ``dvip evaluate --held-out-seed`` chose others, and
@@ -245,7 +246,8 @@ def compare(run_dirs: list[str | Path], out: str | Path) -> dict:
         "matched − leakage) and the intervention test (smallest share of a matched factor's "
         "change in its digit's channel). n/a: not applicable, the run is on real video, which "
         "has no ground truth (object positions, a colour channel per object) for the alignment "
-        "columns. Prediction saving: 1 − KL(t≥2)/KL(t=1), the share of a frame's KL that the "
+        "columns, or, in the intervention column only, its digits share a colour channel. "
+        "Prediction saving: 1 − KL(t≥2)/KL(t=1), the share of a frame's KL that the "
         "factors' own transitions remove, averaged over factors (≈0: nothing predicted). "
         "The paper's rows are Moving MNIST, 64×64, sequences of 5, 1,000 MI pairs.",
         "",

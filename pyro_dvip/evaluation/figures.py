@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 
 def heatmaps(
@@ -54,6 +56,34 @@ def prediction_curves(scores: dict[str, dict], path: Path) -> None:
         ax.set_xlabel("steps after the context")
         ax.set_ylabel(label)
         ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def identity_tracks(
+    panels: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, digits: int
+) -> None:
+    """Which of ``digits`` digits each followed factor follows: one panel per model of
+    (follows (n, T, M), close (n, T)), a row per sequence and factor, a column per step,
+    coloured by digit; a dot marks the steps at which two digits are closer than the crossing
+    threshold."""
+    colours = ListedColormap(sns.color_palette("tab10", digits))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.2), squeeze=False)
+    for ax, (title, (follows, close)) in zip(axes[0], panels.items()):
+        n, T, M = follows.shape
+        rows = follows.transpose(0, 2, 1).reshape(n * M, T)  # sequence by sequence, M rows each
+        ax.imshow(rows, cmap=colours, vmin=-0.5, vmax=colours.N - 0.5, aspect="auto")
+        marked = np.argwhere(np.repeat(close, M, axis=0))  # (row, step) of close steps
+        ax.scatter(marked[:, 1], marked[:, 0], s=8, color="black", marker="o")
+        for b in range(M, n * M, M):
+            ax.axhline(b - 0.5, color="white", lw=2)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"sequence × factor ({M} rows per sequence)")
+        ax.set_yticks([])
+    handles = [Patch(color=colours(o), label=f"follows digit {o}") for o in range(digits)]
+    axes[0, -1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

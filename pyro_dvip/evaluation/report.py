@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .alignment import NO_GROUND_TRUTH, PROBE_MODELS, applicable
 from .outcome import made
+from .verdict import UNUSED_NATS
 
 
 def _f(value, digits: int = 2) -> str:
@@ -120,6 +121,13 @@ def _alignment_rows(a: dict) -> dict[str, str]:
     if "verdict" in a:  # absent from metrics written before it existed
         label = "verdict (objects / axis split / dropped / under-encoded / mixed; evaluation.md)"
         verdict = {label: f"{a['verdict']}: {a['verdict_reason']}"}
+    if "unused" in a:  # absent from metrics written before it existed
+        label = f"unused factors (unmatched, KL < {UNUSED_NATS:g} nats per frame)"
+        verdict[label] = (
+            ", ".join(map(str, a["unused"])) or "none"
+            if "kl_per_factor_per_frame" in a
+            else "n/a (no KL per probed group)"  # a one-factor model's split, a failed bound
+        )
     return {
         **verdict,
         f"probe R² on {a['targets']} [factor, digit]": _matrix(a["r2"]),
@@ -145,6 +153,19 @@ def _intervention_rows(iv: dict) -> dict[str, str]:
     return {"intervention: share of change in matched channel": _list(iv["matched_share"])}
 
 
+def _identity_rows(i: dict) -> dict[str, str]:
+    followed = ", ".join(f"factor {k}: digit {o}" for k, o in zip(i["factors"], i["digits"]))
+    return {
+        "identity: factors followed (matched by position)": followed,
+        f"identity: crossings (digit centres < {_f(i['threshold_pixels'], 1)} px) in "
+        f"{i['sequences']} scored sequences": str(i["crossings"]),
+        "identity swaps per crossing (a factor leaves its digit for the other)": _f(
+            i["swaps_per_crossing"]
+        ),
+        "sequences in which every factor follows one digit throughout": _f(i["consistent_share"]),
+    }
+
+
 def _prediction_rows(p: dict) -> dict[str, str]:
     return {
         "prediction PSNR per step (dB)": ", ".join(_f(v, 1) for v in p["model"]["psnr"]),
@@ -162,6 +183,7 @@ SECTIONS = [
     ("bound", _kl_rows, None),
     ("alignment", _alignment_rows, "factor–object probes"),
     ("intervention", _intervention_rows, "intervention test"),
+    ("identity", _identity_rows, "identity across crossings"),
     ("prediction", _prediction_rows, "prediction"),
 ]
 
@@ -228,6 +250,11 @@ FIGURES = [
     ("intervention.png", "Share of the decoded change that lands in each colour channel when "
      "one factor is swapped between two sequences (digit o is drawn in channel o). An object "
      "factor puts almost all of its change in one digit's channel."),
+    ("identity.png", "Which digit each factor matched by position follows (colour), in the "
+     "first scored sequences, one row per sequence and factor, one column per step: the digit "
+     "nearest the factor's probe prediction. Dots mark steps at which two digits are closer "
+     "than the crossing threshold. A factor that keeps its digit is one colour along its row "
+     "outside the dots; a colour change across dots is an identity swap."),
     ("prediction.png", "PSNR and SSIM of the mean of prior rollouts after the context frames, "
      "against copying the last context frame. A model that predicts motion stays above the "
      "copy baseline."),
@@ -251,7 +278,7 @@ IMAGES = [
 
 FIGURE_PARTS = {"correlation.png": "correlation", "mutual_info.png": "mutual_info",
                 "probe_r2.png": "alignment", "intervention.png": "intervention",
-                "prediction.png": "prediction"}  # fmt: skip
+                "identity.png": "identity", "prediction.png": "prediction"}  # fmt: skip
 IMAGE_PARTS = {"truth": None, "reconstructions": "reconstructions",
                "prior_samples": "prior_samples", "independent_factor{k}": "independent_factor",
                "rollout_factor{k}": "rollout_factor", "layer_factor{k}": "layers",

@@ -19,12 +19,14 @@ import torch
 
 from ..config import TrainConfig
 from ..data import MovingMNISTBatch
+from ..data.moving_mnist import digit_box
 from ..model import DVIP
 from ..train import RunError, build_model, load
 from . import figures
 from .alignment import (
     COORDINATES,
     PROBE_MODELS,
+    SHARED_CHANNEL,
     Probe,
     alignment_summary,
     best_probe_partition,
@@ -45,13 +47,14 @@ from .generations import (
     save_gif,
     save_grid,
 )
+from .identity import CROSSING, close_steps, followed_digits, identity_swaps, probe_positions
 from .mutual_info import best_partition, contiguous_groups, factor_mi
 from .object_score import object_score
 from .outcome import NUMERICAL_ERRORS, failed, is_failed, made, not_computable
 from .posterior import consecutive_pairs, filter_sequences, held_out_sequences, held_out_video
 from .prediction import prediction_scores
 from .report import write_report
-from .verdict import BLOCKS, alignment_verdict
+from .verdict import BLOCKS, alignment_verdict, unused_factors
 
 MODELS = ("trained", "untrained")
 # Probe targets: columns of ground_truth_targets' last axis (x, y, vx, vy). The headline probe
@@ -62,6 +65,7 @@ PROBE_TARGETS = {
     "position+velocity": slice(0, 4),
 }
 MIN_PAIRS = 3  # KSG finds k = 3 neighbours of each pair: it needs more pairs than that
+IDENTITY_SHOWN = 8  # scored sequences drawn in identity.png
 
 
 @dataclass
@@ -160,10 +164,24 @@ def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) 
         "by_target": by_target,
         "by_coordinate": by_coordinate,
     }
+    if probe_protocol == "factors" and _has(metrics, "bound"):
+        # the prior's factors are the probed groups: their KL tells an unused factor (verdict.py)
+        kl = metrics["bound"]["kl_per_factor_per_frame"]
+        metrics["alignment"]["kl_per_factor_per_frame"] = kl
     verdict = alignment_verdict(metrics["alignment"])  # the documented target, in one word
-    metrics["alignment"].update(verdict=verdict["verdict"], verdict_reason=verdict["reason"])
+    metrics["alignment"].update(
+        verdict=verdict["verdict"], verdict_reason=verdict["reason"],
+        unused=unused_factors(metrics["alignment"]),
+    )  # fmt: skip
     arrays["r2"] = r2
 
+    if config.channels < config.num_digits:  # the test reads digit o's change in channel o
+        metrics["intervention"] = not_applicable(
+            f"{config.num_digits} digits drawn in {config.channels} channel: no channel is one "
+            "digit's, and the test reads digit o's change in channel o",
+            SHARED_CHANNEL,
+        )
+        return probe_groups
     z_flat = posterior.flat("means").flatten(0, 1)  # (N T, D)
     swap = intervention(
         lambda z: dvip.decoder(z).cpu(), z_flat, probe_groups, options.intervention_pairs,
@@ -175,10 +193,39 @@ def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) 
     return probe_groups
 
 
+def _identity(config, data, posterior, groups, options, metrics, arrays) -> None:
+    """Which digit each factor (of the probed ``groups``) matched by position follows, and its
+    swaps at crossings (``identity.py``), into ``metrics`` and ``arrays``."""
+    if config.num_digits < 2:
+        metrics["identity"] = not_applicable(
+            "no crossing, no other digit to follow", "not applicable: one digit per sequence"
+        )
+        return
+    # matched on position, whatever the headline probe decodes: a factor follows a position
+    position_r2 = np.array(metrics["alignment"]["by_target"]["position"]["r2"])
+    assignment = alignment_summary(position_r2)["assignment"]
+    features = posterior.flat("means").cpu().numpy()  # (N, T, D)
+    positions = data.positions.cpu().numpy()  # (N, T, O, 2)
+    predicted, scored = probe_positions(
+        features, positions, groups, assignment, options.seed, options.probe
+    )
+    truth = positions[scored]
+    follows = followed_digits(predicted, truth)  # (n, T, M)
+    threshold = CROSSING * digit_box(config.image_size)
+    metrics["identity"] = {
+        "factors": [k for k, _ in assignment],
+        "digits": [o for _, o in assignment],
+        "probe": options.probe,
+        **identity_swaps(follows, truth, threshold),
+    }
+    arrays["identity"] = (follows[:IDENTITY_SHOWN], close_steps(truth, threshold)[:IDENTITY_SHOWN])
+
+
 def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tuple[dict, dict]:
     """All measurements of one model on held-out ``data`` on the device: a MovingMNISTBatch
-    (with ground truth), or VideoSequences, on which the probes and the intervention are
-    recorded as not applicable.
+    (with ground truth), or VideoSequences, on which the probes, the intervention and the
+    identity across crossings are recorded as not applicable (and the intervention also where
+    digits share a colour channel).
 
     Each part is made on its own: a part that fails numerically (a NaN reaching a distribution)
     is recorded as failed with its reason (:mod:`.outcome`) and the others are still made; the
@@ -200,7 +247,7 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
             metrics.update({name: failed(e) for name in names})
             return None
 
-    latent_parts = ("mutual_info", "correlation", "alignment", "intervention")
+    latent_parts = ("mutual_info", "correlation", "alignment", "intervention", "identity")
     posterior = attempt(latent_parts, lambda: filter_sequences(dvip, frames, options.batch_size))
     bound = attempt(("bound",), lambda: held_out_bound(
         dvip, frames[: options.bound_sequences], options.particles, options.iw_samples,
@@ -251,12 +298,17 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
     if not isinstance(data, MovingMNISTBatch):  # no positions to probe, no channel per object
         metrics["alignment"] = not_applicable("real video has no object positions to probe")
         metrics["intervention"] = not_applicable("real video has no colour channel per object")
+        metrics["identity"] = not_applicable("real video has no object positions to follow")
     elif posterior is not None:
-        probed = attempt(
-            ("alignment", "intervention"),
+        probed = attempt(  # without the probes' matching the identity cannot be made either
+            ("alignment", "intervention", "identity"),
             lambda: _alignment(dvip, config, data, posterior, groups, options, metrics, arrays),
         )
         probe_groups = groups if probed is None else probed
+        if probed is not None:
+            attempt(("identity",), lambda: _identity(
+                config, data, posterior, probed, options, metrics, arrays
+            ))  # fmt: skip
 
     T = frames.shape[1]
     context = options.context or max(1, T // 2)
@@ -372,11 +424,13 @@ def _write_csvs(out: Path, results: dict) -> None:
         w.writerow(
             ["model", "elbo_per_frame", "elbo_per_frame_se", "iw_bound_per_frame", "same_mi",
              "cross_mi", "object_score", "min_matched_r2", "max_leakage", "mean_gap",
-             "disentanglement", "completeness", "min_intervention_share"]
+             "disentanglement", "completeness", "min_intervention_share", "swaps_per_crossing",
+             "identity_consistent_share"]
         )  # fmt: skip
         for name, m in results.items():
-            b, mi, a, iv = (m[part] if _has(m, part) else {} for part in
-                            ("bound", "mutual_info", "alignment", "intervention"))  # fmt: skip
+            b, mi, a, iv, ident = (m[part] if _has(m, part) else {} for part in
+                                   ("bound", "mutual_info", "alignment", "intervention",
+                                    "identity"))  # fmt: skip
             w.writerow(
                 [name] + [b.get(k, "n/a") for k in ("elbo_per_frame", "elbo_per_frame_se",
                                                     "iw_bound_per_frame")]
@@ -385,6 +439,8 @@ def _write_csvs(out: Path, results: dict) -> None:
                 + [a.get(k, "n/a") for k in ("min_matched", "max_leakage", "mean_gap",
                                              "disentanglement", "completeness")]
                 + [iv.get("min_matched_share", "n/a")]
+                + [_csv(ident["swaps_per_crossing"]) if ident else "n/a",
+                   ident.get("consistent_share", "n/a")]
             )  # fmt: skip
 
     def table(name: str, header: list[str], part: str, key: str) -> None:
@@ -403,6 +459,18 @@ def _write_csvs(out: Path, results: dict) -> None:
           "matrix")  # fmt: skip
     table("intervention.csv", ["model", "factor", "channel", "share_of_change"], "intervention",
           "fractions")  # fmt: skip
+    identity_columns = ["threshold_pixels", "sequences", "crossings", "swaps",
+                        "swaps_per_crossing", "consistent_share"]  # fmt: skip
+    if identity := [n for n, m in results.items() if _has(m, "identity")]:
+        with open(out / "identity.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["model", "factors", "digits", *identity_columns])
+            for name in identity:
+                m = results[name]["identity"]
+                w.writerow(
+                    [name, " ".join(map(str, m["factors"])), " ".join(map(str, m["digits"]))]
+                    + [_csv(m[c]) for c in identity_columns]
+                )
     with open(out / "prediction.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["model", "step_after_context", "mse", "psnr", "ssim"])
@@ -418,7 +486,7 @@ def _write_csvs(out: Path, results: dict) -> None:
                     w.writerow([label, h, *values])
 
 
-def _write_figures(out: Path, results: dict, arrays: dict) -> None:
+def _write_figures(out: Path, results: dict, arrays: dict, num_digits: int) -> None:
     """The heatmaps and curves, with a panel for each model that has the numbers (none is
     drawn when no model has them), and every generation that was made."""
 
@@ -453,6 +521,8 @@ def _write_figures(out: Path, results: dict, arrays: dict) -> None:
             vmin=0.0, vmax=1.0, annotate=True, cmap="viridis",
             xlabel="colour channel (digit o in channel o)", ylabel="swapped factor",
         )  # fmt: skip
+    if tracks := panels("identity"):
+        figures.identity_tracks(tracks, out / "identity.png", num_digits)
     curves = {name: results[name]["prediction"]["model"] for name in MODELS
               if _has(results[name], "prediction")}  # fmt: skip
     if _has(results["trained"], "prediction"):
@@ -530,15 +600,17 @@ def evaluate(
     ``checkpoint`` picks one checkpoint file (default: the newest that loads), e.g. to follow
     a measurement over training time.
 
-    Writes metrics.json, CSV tables (summary, probe_r2, mutual_info, intervention,
+    Writes metrics.json, CSV tables (summary, probe_r2, mutual_info, intervention, identity,
     prediction), PNG heatmaps and curves, image grids and GIFs under generations/ (with each
     factor's layer, and mask, for a per-factor decoder), and report.md. Every model, the
     floor included, gets the label-free object score (``object_score.py``). ``options`` are
     the other fields of :class:`EvalOptions`.
 
-    A video run (``config.data``) is measured on its own test split; the probes and the
-    intervention need Moving MNIST ground truth and are recorded as not applicable (no
-    probe_r2 or intervention table or figure is written).
+    A video run (``config.data``) is measured on its own test split; the probes, the
+    intervention and the identity across crossings need Moving MNIST ground truth and are
+    recorded as not applicable (no probe_r2, intervention or identity table or figure is
+    written). Nor is the intervention applicable where digits share a colour channel
+    (``--channels 1``), nor the identity with one digit per sequence.
 
     A part that fails numerically is recorded as failed with its reason (see :func:`measure`)
     and the others are made; ``metrics["failed"]`` lists them (``"model part: reason"``,
@@ -593,7 +665,7 @@ def evaluate(
     }
     metrics["failed"] = failures(metrics)
     _write_csvs(out, results)
-    _write_figures(out, results, arrays)
+    _write_figures(out, results, arrays, config.num_digits)
     metrics["seconds"] = round(time.perf_counter() - start, 1)
     (out / "metrics.json").write_text(json.dumps(_null_nan(metrics), indent=2))
     write_report(out, metrics)

@@ -17,6 +17,18 @@ The target of docs/results.md, applied to the position probes of the trained mod
   (whole-latent R^2 under 0.8 too). The factor has its digit and nothing else, coarsely.
 - ``mixed``: anything else (a digit held by several factors, duplicated or spread).
 
+**More factors than digits** (K > N). Each digit is matched to its best factor
+(``linear_sum_assignment`` on the (K, N) probe matrix matches every digit and leaves K - N
+factors unmatched), and the verdict reads every factor's probes as above: an unmatched factor
+that holds part of a digit is leakage. An unmatched factor that costs under ``UNUSED_NATS``
+(0.1 nats per frame, the ELBO's KL of that factor, ``kl_per_factor_per_frame`` in the
+alignment record) and reads under ``LEAKAGE`` of every digit is **unused** (``unused_factors``)
+and named in the reason. The verdict itself still reads every factor's probes, and an unused
+factor reads too little of any digit to count as leakage, so two factors holding one digit
+each and two silent ones are ``objects``. Alignments without the KL (metrics written before it, a
+failed bound, the groups of a one-factor model, which are not the prior's factors) call no
+factor unused.
+
 The thresholds are the documented target's, fixed before any run they judge. For a model
 without factors the verdict is that of its most favourable split into groups, or of the
 decoder's blocks where a per-factor decoder has them, and says which.
@@ -30,13 +42,46 @@ MATCHED = 0.8  # a digit's matched R^2
 LEAKAGE = 0.3  # the most a factor may hold of a digit it is not matched to
 HOLDS = 0.3  # whole-latent R^2 below this: the digit is not encoded at all
 HOLDS_COORD = 0.5  # a factor "holds" a coordinate when its probe reads it this well
+UNUSED_NATS = 0.1  # an unmatched factor costing less KL per frame than this carries nothing
 BLOCKS = "the decoder's blocks"  # the probes' groups of a one-factor model with block rendering
 
 
+def unused_factors(alignment: dict) -> list[int]:
+    """The factors matched to no digit that cost under ``UNUSED_NATS`` of KL per frame and
+    read under ``LEAKAGE`` of every digit; [] when the alignment holds no KL per factor."""
+    kl = alignment.get("kl_per_factor_per_frame")
+    if kl is None:
+        return []
+    r2 = np.asarray(alignment["r2"], dtype=float)  # (K, O)
+    if len(kl) != len(r2):
+        raise ValueError(
+            f"alignment: kl_per_factor_per_frame has {len(kl)} values for {len(r2)} factors"
+        )
+    matched = {k for k, _ in alignment["assignment"]}
+    return [
+        k
+        for k in range(len(r2))
+        # None: a NaN KL, as metrics.json writes it; it is not a small one
+        if k not in matched and kl[k] is not None and kl[k] < UNUSED_NATS and r2[k].max() < LEAKAGE
+    ]
+
+
 def alignment_verdict(alignment: dict) -> dict:
-    """``{"verdict": word, "reason": one line}`` for ``metrics["trained"]["alignment"]``."""
+    """``{"verdict": word, "reason": one line}`` for ``metrics["trained"]["alignment"]``; the
+    reason ends by naming the unused factors (``unused_factors``), if any."""
     if not alignment.get("applicable", True):
         return {"verdict": "n/a", "reason": alignment.get("note", "no ground truth")}
+    verdict = _verdict(alignment)
+    unused = unused_factors(alignment)
+    if unused:
+        names = ", ".join(map(str, unused))
+        verdict["reason"] += f"; unused: factor{'s' if len(unused) > 1 else ''} {names} " + (
+            f"(unmatched, KL < {UNUSED_NATS:g} nats per frame)"
+        )
+    return verdict
+
+
+def _verdict(alignment: dict) -> dict:
     r2 = np.asarray(alignment["r2"], dtype=float)  # (K, O) position probes
     whole = np.asarray(alignment["whole_r2"], dtype=float)  # (O,)
     protocol = alignment.get("protocol", "factors")

@@ -1,0 +1,140 @@
+"""`dvip evaluate` on scenes without the gifts: one colour channel for every digit, and more
+factors than digits."""
+
+import csv
+import json
+
+import pytest
+import torch
+from conftest import TINY, make_known_answer, run_cli
+
+from pyro_dvip import load, make_config, train
+from pyro_dvip.checkpoint import load_checkpoint
+from pyro_dvip.evaluation.alignment import SHARED_CHANNEL
+
+# Measurement sizes small enough for a 2-core CPU; every code path still runs.
+FAST = [
+    "--samples", 40, "--particles", 2, "--iw-samples", 2, "--bootstrap", 5,
+    "--intervention-pairs", 8, "--rollouts", 2, "--examples", 2,
+]  # fmt: skip
+MODELS = ("trained", "untrained")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A run whose two digits share one channel, and one with four factors for two digits."""
+    root = tmp_path_factory.mktemp("scenes")
+    made = {}
+    for name, options in {"one-channel": dict(channels=1), "four-factors": dict(factors=4)}.items():
+        train(make_config(**{**TINY, **options}, steps=2), root / name, progress=False)
+        made[name] = root / name
+    return made
+
+
+def test_one_channel_run_marks_the_intervention_not_applicable_and_measures_identity(runs):
+    run = runs["one-channel"]
+    result = run_cli("evaluate", run, *FAST)
+    assert result.exit_code == 0, result.output
+    out = run / "eval"
+    metrics = json.loads((out / "metrics.json").read_text())
+    note = metrics["trained"]["intervention"]["note"]
+    assert note == (
+        f"{SHARED_CHANNEL} (2 digits drawn in 1 channel: no channel is one digit's, and the "
+        "test reads digit o's change in channel o)"
+    )
+    assert f"  intervention test: {note}" in result.output
+    for model in MODELS:
+        m = metrics[model]
+        assert m["intervention"] == {"applicable": False, "note": note}
+        assert len(m["alignment"]["r2"]) == 2  # the probes read positions, not channels
+        identity = m["identity"]
+        assert identity["factors"] == [k for k, _ in m["alignment"]["assignment"]]
+        assert identity["sequences"] == 10  # the scored half of 20 sequences
+        assert identity["threshold_pixels"] == 3.5  # half the 7-pixel digit box at 16x16
+        assert 0 <= identity["swaps"] <= identity["crossings"]
+        assert 0 <= identity["consistent_share"] <= 1
+    report = (out / "report.md").read_text()
+    assert f"| intervention test | {note} | {note} |" in report
+    assert f"Intervention test: {note}." in report
+    assert f"## intervention.png\n\nNot written: {note}." in report
+    assert "| identity swaps per crossing (a factor leaves its digit for the other) |" in report
+    assert "![identity.png](identity.png)" in report
+    assert not (out / "intervention.csv").exists() and not (out / "intervention.png").exists()
+    assert (out / "identity.png").stat().st_size > 0
+    with open(out / "identity.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["model"] for r in rows] == list(MODELS)
+    assert [int(r["crossings"]) for r in rows] == [
+        metrics[m]["identity"]["crossings"] for m in MODELS
+    ]
+    with open(out / "summary.csv", newline="") as f:
+        summary = list(csv.DictReader(f))
+    assert summary[0]["min_intervention_share"] == "n/a"
+    assert (
+        float(summary[0]["identity_consistent_share"])
+        == (metrics["trained"]["identity"]["consistent_share"])
+    )
+    assert "identity: " in result.output and " swaps per crossing (" in result.output
+
+
+def test_four_factor_run_matches_every_digit_and_passes_the_kl_to_the_verdict(runs):
+    run = runs["four-factors"]
+    result = run_cli("evaluate", run, *FAST)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    for model in MODELS:
+        a, kl = metrics[model]["alignment"], metrics[model]["bound"]["kl_per_factor_per_frame"]
+        assert len(a["r2"]) == 4 and len(a["assignment"]) == 2  # every digit, two factors left
+        assert a["kl_per_factor_per_frame"] == kl
+        unmatched = sorted(set(range(4)) - {k for k, _ in a["assignment"]})
+        assert a["unused"] == [k for k in unmatched if kl[k] < 0.1 and max(a["r2"][k]) < 0.3]
+        assert len(metrics[model]["identity"]["factors"]) == 2
+        assert len(metrics[model]["intervention"]["fractions"]) == 4  # three channels: applies
+    report = (run / "eval" / "report.md").read_text()
+    assert "| unused factors (unmatched, KL < 0.1 nats per frame) |" in report
+
+
+def test_four_factors_that_cost_no_kl_leave_the_two_unmatched_ones_unused(runs, tmp_path):
+    """A checkpoint made into a model whose posterior is the prior N(0, I) for every factor
+    (conftest.make_known_answer): every factor's KL is exactly 0 and its latents hold nothing,
+    so nothing encodes a digit (dropped) and the two factors left unmatched are unused."""
+    run = runs["four-factors"]
+    newest = sorted((run / "checkpoints").glob("step_*.pt"))[-1]
+    zeros = torch.zeros(4, TINY["factor_dim"])
+    dvip = make_known_answer(load(run, checkpoint=newest), zeros, zeros)
+    known = tmp_path / "known.pt"
+    torch.save({**load_checkpoint(newest), "model": dvip.state_dict()}, known)
+    result = run_cli("evaluate", run, *FAST, "--checkpoint", known, "--out", tmp_path / "eval")
+    assert result.exit_code == 0, result.output
+    a = json.loads((tmp_path / "eval" / "metrics.json").read_text())["trained"]["alignment"]
+    assert a["kl_per_factor_per_frame"] == pytest.approx([0.0] * 4, abs=1e-6)
+    unmatched = sorted(set(range(4)) - {k for k, _ in a["assignment"]})
+    assert len(unmatched) == 2 and a["unused"] == unmatched
+    assert a["verdict"] == "dropped"
+    names = ", ".join(map(str, unmatched))
+    assert a["verdict_reason"].endswith(
+        f"; unused: factors {names} (unmatched, KL < 0.1 nats per frame)"
+    )
+    assert "verdict: dropped (not encoded: digit 0" in result.output
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert f"| unused factors (unmatched, KL < 0.1 nats per frame) | {names} |" in report
+
+
+def test_an_identity_that_fails_leaves_the_probes_made(runs, tmp_path, monkeypatch):
+    from pyro_dvip.evaluation import run as evaluation_run
+
+    def singular(*args, **kwargs):
+        raise ValueError("Input contains NaN")  # what scikit-learn raises on a NaN latent
+
+    monkeypatch.setattr(evaluation_run, "probe_positions", singular)
+    result = run_cli("evaluate", runs["one-channel"], *FAST, "--out", tmp_path)
+    assert result.exit_code == 1
+    assert "(trained identity, untrained identity)" in result.output.strip().splitlines()[-1]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for model in MODELS:
+        m = metrics[model]
+        assert m["identity"] == {
+            "applicable": False, "failed": True, "note": "failed: ValueError: Input contains NaN"
+        }  # fmt: skip
+        assert len(m["alignment"]["r2"]) == 2 and "verdict" in m["alignment"]
+    assert not (tmp_path / "identity.csv").exists() and not (tmp_path / "identity.png").exists()
