@@ -133,6 +133,7 @@ def test_two_gloo_ranks_match_each_other_and_one_process_on_the_global_batch(tmp
             if update_single.norm() < negligible:  # a conv bias before BatchNorm: no gradient
                 assert update_ddp.norm() < negligible, name
                 continue
-            # float32 sums in another order: the updates agree to a small fraction
+            # float32 sums in another order: the updates agree to a small fraction (which one
+            # depends on the CPU's kernels: up to 1.4e-4 on an AMD EPYC VM, under 1e-4 on Intel)
             relative = (update_ddp - update_single).norm() / update_single.norm()
-            assert relative < 1e-4, (name, relative.item())
+            assert relative < 1e-3, (name, relative.item())
