@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -39,7 +38,13 @@ from pathlib import Path
 import pyro
 import torch
 
-from benchmarks.step_speed import Stepper, import_baseline, warm_up
+from benchmarks.step_speed import (
+    Stepper,
+    add_timing_arguments,
+    import_baseline,
+    run_header,
+    warm_up,
+)
 from pyro_dvip.config import make_config
 
 BASELINE = "41bb5c4"
@@ -123,22 +128,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--baseline", default=BASELINE, help="commit of the old recipe")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    add_timing_arguments(parser, repeats=30)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     results = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-        else f"CPU ({platform.machine()})",
-        "torch": torch.__version__, "pyro": pyro.__version__, "threads": args.threads,
-        "baseline": args.baseline, "warmup": args.warmup, "repeats": args.repeats,
+        **run_header(args, device),
         "load_average": " ".join(f"{v:.1f}" for v in os.getloadavg()),
-    }  # fmt: skip
+    }
     with tempfile.TemporaryDirectory() as root:
         base = import_baseline(args.baseline, Path(root)) if "baseline" in args.methods else None
         results["methods"] = run(args.methods, device, base, args.warmup, args.repeats)

@@ -222,6 +222,26 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def add_timing_arguments(parser: argparse.ArgumentParser, repeats: int) -> None:
+    """The options every interleaved-rounds benchmark takes."""
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+
+
+def run_header(args, device: torch.device) -> dict:
+    """What a result file records of the run: when, where, which versions, how it was timed."""
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else f"CPU ({platform.machine()})",
+        "torch": torch.__version__, "pyro": pyro.__version__, "threads": args.threads,
+        "baseline": args.baseline, "warmup": args.warmup, "repeats": args.repeats,
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
@@ -229,22 +249,12 @@ def main() -> None:
                         choices=list(VARIANTS))  # fmt: skip
     parser.add_argument("--no-handwritten", action="store_true")
     parser.add_argument("--baseline", default=BASELINE, help="commit of the old step")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    add_timing_arguments(parser, repeats=20)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     methods = ["baseline", *args.variants] + ([] if args.no_handwritten else ["handwritten"])
-    results = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-        else f"CPU ({platform.machine()})",
-        "torch": torch.__version__, "pyro": pyro.__version__, "threads": args.threads,
-        "baseline": args.baseline, "warmup": args.warmup, "repeats": args.repeats, "sizes": {},
-    }  # fmt: skip
+    results = {**run_header(args, device), "sizes": {}}
     with tempfile.TemporaryDirectory() as root:
         base = import_baseline(args.baseline, Path(root))
         for size in args.sizes:
