@@ -28,7 +28,6 @@ minutes a run of the preset's steps would take at that step time (training only)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -44,6 +43,7 @@ from benchmarks.step_speed import (
     import_baseline,
     run_header,
     warm_up,
+    write_results,
 )
 from pyro_dvip.config import make_config
 
@@ -139,11 +139,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         base = import_baseline(args.baseline, Path(root)) if "baseline" in args.methods else None
         results["methods"] = run(args.methods, device, base, args.warmup, args.repeats)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"recipe-step-{device.type}"
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(results) + "\n")
-    print(markdown(results))
+    write_results(args.out, f"recipe-step-{device.type}", results, markdown(results))
 
 
 if __name__ == "__main__":

@@ -242,6 +242,14 @@ def run_header(args, device: torch.device) -> dict:
     }  # fmt: skip
 
 
+def write_results(out: Path, stem: str, results: dict, table: str) -> None:
+    """``out/stem.json`` and ``out/stem.md``, and the table printed."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(table + "\n")
+    print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
@@ -268,11 +276,7 @@ def main() -> None:
             results["sizes"][size] = r
             print(f"{size}: " + ", ".join(f"{m} {ms:.1f} ms" for m, ms in r["step_ms"].items()),
                   flush=True)  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"step-{device.type}"
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(results) + "\n")
-    print(markdown(results))
+    write_results(args.out, f"step-{device.type}", results, markdown(results))
 
 
 if __name__ == "__main__":
