@@ -271,23 +271,27 @@ class _TransposedConv(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, weight, _, ctx.stride, ctx.padding = inputs
+        x, weight, bias, ctx.stride, ctx.padding = inputs
+        ctx.bias_dtype = bias.dtype if bias is not None else None
         ctx.save_for_backward(x, weight)
         ctx.save_for_forward(x, weight)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
+        # Under autocast the forward ran in grad's dtype: so do its adjoints, and each
+        # gradient returns in its input's dtype, as autograd's own would.
+        x_low, weight_low = x.to(grad.dtype), weight.to(grad.dtype)
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_x = F.conv2d(grad, weight, None, ctx.stride, ctx.padding)
+            grad_x = F.conv2d(grad, weight_low, None, ctx.stride, ctx.padding).to(x.dtype)
         if ctx.needs_input_grad[1]:
             grad_weight = torch.ops.aten.convolution_backward(
-                x, grad, weight, None, ctx.stride, ctx.padding, (1, 1), False, (0, 0), 1,
-                (False, True, False),
-            )[1]  # fmt: skip
+                x_low, grad, weight_low, None, ctx.stride, ctx.padding, (1, 1), False, (0, 0),
+                1, (False, True, False),
+            )[1].to(weight.dtype)  # fmt: skip
         if ctx.needs_input_grad[2]:
-            grad_bias = grad.sum((0, 2, 3))
+            grad_bias = grad.sum((0, 2, 3)).to(ctx.bias_dtype)
         return grad_x, grad_weight, grad_bias, None, None
 
     @staticmethod

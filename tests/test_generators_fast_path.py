@@ -49,6 +49,22 @@ def test_one_generator_at_a_time_equals_the_grouped_layers_values_gradients_and_
     assert torch.allclose(blocks, out_grouped[:, [2, 0]], atol=1e-12)
 
 
+def test_under_bf16_autocast_the_gradients_are_the_grouped_layers_in_their_dtypes():
+    torch.manual_seed(4)  # --precision bf16: the networks run under autocast
+    fast = FactorGenerators(K, d, 3, S, width=4, shared=False)
+    grouped = FactorGenerators(K, d, 3, S, width=4, shared=False)
+    grouped.load_state_dict(fast.state_dict())
+    z = torch.randn(6, K * d)
+    for run in (fast, lambda v: grouped_pass(grouped, v)):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = run(z)
+        out.float().square().sum().backward()
+    for (name, a), b in zip(fast.named_parameters(), grouped.parameters()):
+        assert a.grad.dtype == a.dtype == torch.float32, name
+        scale = b.grad.abs().max().clamp(min=1e-6)
+        assert ((a.grad - b.grad).abs().max() / scale) < 0.05, name  # bf16 rounding
+
+
 def test_transposed_convolution_gradients_are_autograds():
     torch.manual_seed(1)
     x = torch.randn(2, 4, 3, 3, dtype=torch.float64, requires_grad=True)
