@@ -31,18 +31,16 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
-import pyro
 import torch
 
 from benchmarks.step_speed import (
     Stepper,
     add_timing_arguments,
     import_baseline,
+    interleaved_times,
     run_header,
-    warm_up,
     write_results,
 )
 from pyro_dvip.config import make_config
@@ -68,16 +66,7 @@ def run(methods: list[str], device, base, warmup: int, repeats: int) -> dict:
     torch.manual_seed(1)
     x = torch.rand(c.batch_size, c.seq_len, c.channels, c.image_size, c.image_size,
                    device=device)  # fmt: skip
-    times: dict[str, list[float]] = {m: [] for m in methods}
-    first = {}
-    with pyro.validation_enabled(False):  # as in training
-        for m in methods:
-            first[m] = warm_up(steppers[m], x, warmup)
-        for r in range(repeats):
-            for m in methods[r % len(methods) :] + methods[: r % len(methods)]:
-                started = time.perf_counter()
-                steppers[m].step(x)
-                times[m].append(time.perf_counter() - started)
+    times, first = interleaved_times(steppers, x, warmup, repeats)
     frames = c.batch_size * c.seq_len
 
     def paired(m, ref):

@@ -127,12 +127,11 @@ def warm_up(stepper: Stepper, x: torch.Tensor, steps: int) -> float:
     return first
 
 
-def time_size(size: str, methods: list[str], device, base, warmup: int, repeats: int) -> dict:
-    config = config_for(size)
-    steppers = {m: Stepper(m, config, device, base) for m in methods}
-    torch.manual_seed(1)
-    x = torch.rand(config.batch_size, config.seq_len, config.channels, config.image_size,
-                   config.image_size, device=device)  # fmt: skip
+def interleaved_times(steppers: dict, x: torch.Tensor, warmup: int, repeats: int):
+    """Warm every stepper up, then time one step of each per round, in a rotating order, so
+    load from other processes hits every method alike: ({method: [seconds per round]},
+    {method: first step's seconds})."""
+    methods = list(steppers)
     times: dict[str, list[float]] = {m: [] for m in methods}
     first: dict[str, float] = {}
     with pyro.validation_enabled(False):  # as in training
@@ -143,6 +142,16 @@ def time_size(size: str, methods: list[str], device, base, warmup: int, repeats:
                 started = time.perf_counter()
                 steppers[m].step(x)
                 times[m].append(time.perf_counter() - started)
+    return times, first
+
+
+def time_size(size: str, methods: list[str], device, base, warmup: int, repeats: int) -> dict:
+    config = config_for(size)
+    steppers = {m: Stepper(m, config, device, base) for m in methods}
+    torch.manual_seed(1)
+    x = torch.rand(config.batch_size, config.seq_len, config.channels, config.image_size,
+                   config.image_size, device=device)  # fmt: skip
+    times, first = interleaved_times(steppers, x, warmup, repeats)
     frames = config.batch_size * config.seq_len
     result = {
         "batch": config.batch_size, "seq_len": config.seq_len, "image_size": config.image_size,
