@@ -23,8 +23,8 @@ from .train import train as train_command
 # Options of `dvip train` that describe a fresh model (and its data) when no RUN_DIR is given.
 MODEL_OPTIONS = [
     "preset", "factors", "factor_dim", "entangled", "transition", "transition_layers",
-    "decoder", "decoder_weights", "decoder_sum", "decoder_init", "decoder_width", "encoder",
-    "residual_width",
+    "decoder", "decoder_weights", "decoder_sum", "decoder_init", "decoder_width", "background",
+    "encoder", "residual_width",
     "image_size", "channels", "width", "obs_var", "num_digits", "digit_speed", "arena",
     "mnist_root",
 ]  # fmt: skip

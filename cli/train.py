@@ -22,7 +22,13 @@ from pyro_dvip.config import (
     PRESETS,
     make_config,
 )
-from pyro_dvip.networks import DECODER_INITS, DECODER_SUMS, DECODER_WEIGHTS, DECODERS
+from pyro_dvip.networks import (
+    BACKGROUNDS,
+    DECODER_INITS,
+    DECODER_SUMS,
+    DECODER_WEIGHTS,
+    DECODERS,
+)  # fmt: skip
 from pyro_dvip.train import RunError, TrainingInterrupted, import_transition
 from pyro_dvip.train import train as run_training
 
@@ -30,7 +36,7 @@ from pyro_dvip.train import train as run_training
 CONFIG_OPTIONS = [
     "factors", "factor_dim", "entangled", "transition", "transition_layers",
     "encoder_linear_act", "decoder", "decoder_weights", "decoder_sum",
-    "decoder_init", "decoder_width", "encoder", "residual_width", "image_size",
+    "decoder_init", "decoder_width", "background", "encoder", "residual_width", "image_size",
     "channels", "width", "obs_var", "num_digits", "digit_speed", "arena", "mnist_root",
     "test_sequences",
     "steps", "batch_size", "seq_len", "lr", "elbo", "kl_anneal", "free_bits", "seed", "device",
@@ -125,12 +131,20 @@ POSITIVE = click.IntRange(min=1)
     "[default: --width]",
 )
 @click.option(
+    "--background",
+    type=click.Choice(BACKGROUNDS),
+    help="additive/composite: none, or static: a learned image that no factor draws (one more "
+    "layer of the additive decoder; one more slot, with its own learned mask, in the "
+    "composite's softmax), for a scene on a fixed background.  [default: none]",
+)
+@click.option(
     "--encoder",
     type=click.Choice(ENCODERS),
     help="The guide's encoder. paper: one encoder of the frame for every factor. Beyond the "
-    "paper: residual (with --decoder additive): factor k > 1 reads, through its own encoder, "
-    "the frame minus what factors 1..k-1 draw at their posterior means, so a factor sees what "
-    "the others leave unexplained (as in MONet).  [default: paper]",
+    "paper: residual (with --decoder additive or composite): factor k > 1 reads, through its "
+    "own encoder, the frame minus what factors 1..k-1 draw at their posterior means (composite: "
+    "minus their composite, beside the share of each pixel they leave unclaimed), so a factor "
+    "sees what the others leave unexplained (as in MONet).  [default: paper]",
 )
 @click.option(
     "--residual-width",

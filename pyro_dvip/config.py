@@ -11,7 +11,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .networks import DECODER_INITS, DECODER_SUMS, DECODER_WEIGHTS, DECODERS, SUPPORTED_IMAGE_SIZES
+from .networks import (
+    BACKGROUNDS,
+    DECODER_INITS,
+    DECODER_SUMS,
+    DECODER_WEIGHTS,
+    DECODERS,
+    SUPPORTED_IMAGE_SIZES,
+)  # fmt: skip
 
 ELBOS = ("trace", "meanfield")
 LR_SCHEDULES = ("constant", "cosine", "step")
@@ -45,6 +52,9 @@ class TrainConfig:
     # Per-factor decoders: each generator's channel multiplier; None = ``width`` (e.g. width / K
     # gives K generators together about the paper decoder's cost)
     decoder_width: int | None = None
+    # Per-factor decoders: "none", or "static": a learned image no factor draws (a layer of the
+    # additive decoder, a slot of the composite's softmax); beyond the paper (docs/model.md)
+    background: str = "none"
     # The guide's encoder: "paper" (one of x_t), or beyond the paper "residual": block k > 1
     # of the posterior reads x_t minus what blocks before it draw (additive decoder; model.py).
     encoder: str = "paper"
@@ -161,13 +171,14 @@ class TrainConfig:
         for name, choices in [
             ("decoder", DECODERS), ("decoder_weights", DECODER_WEIGHTS),
             ("decoder_sum", DECODER_SUMS), ("decoder_init", DECODER_INITS),
+            ("background", BACKGROUNDS),
         ]:  # fmt: skip
             if getattr(self, name) not in choices:
                 raise ValueError(
                     f"{name}: must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
                 )
         defaults = TrainConfig()
-        for name in ("decoder_weights", "decoder_sum", "decoder_init"):
+        for name in ("decoder_weights", "decoder_sum", "decoder_init", "background"):
             if self.decoder == "paper" and getattr(self, name) != getattr(defaults, name):
                 raise ValueError(f"{name}: applies to --decoder additive or composite only")
         if self.decoder == "composite" and self.decoder_sum != defaults.decoder_sum:
@@ -181,13 +192,14 @@ class TrainConfig:
             raise ValueError("residual_width: applies to --encoder residual only")
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder: must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
-        if self.encoder == "residual" and (
-            self.decoder != "additive" or self.decoder_sum != "sigmoids" or self.factors < 2
-        ):
+        residual_decoder = self.decoder == "composite" or (
+            self.decoder == "additive" and self.decoder_sum == "sigmoids"
+        )
+        if self.encoder == "residual" and (not residual_decoder or self.factors < 2):
             raise ValueError(
-                "encoder: residual needs --decoder additive with --decoder-sum sigmoids and "
-                f"--factors >= 2 (got decoder {self.decoder}, sum {self.decoder_sum}, "
-                f"{self.factors} factors)"
+                "encoder: residual needs --decoder additive with --decoder-sum sigmoids, or "
+                f"--decoder composite, and --factors >= 2 (got decoder {self.decoder}, sum "
+                f"{self.decoder_sum}, {self.factors} factors)"
             )
         if self.device not in DEVICES:
             raise ValueError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")

@@ -51,6 +51,7 @@ from pyro.poutine.util import prune_subsample_sites
 from torch.distributions import Independent, Normal, kl_divergence
 
 from .model import DVIP
+from .networks import CompositeDecoder
 from .objective import latent_sites, make_elbo
 from .priors import Transition
 
@@ -141,21 +142,50 @@ def _kl(q: Independent, p, z: torch.Tensor) -> tuple[torch.Tensor, str]:
 
 def _residual_posterior(dvip, x_t, loc, logvar, prior_loc, prior_logvar):
     """Block k of the residual encoder's posterior, one block at a time: block 1 as given,
-    block k > 1 from its encoder of x_t - sum_{j<k} sigmoid(g_j(m^j)), where g_j is block j's
-    generator alone (the others' blocks are zeros) and m^j block j's posterior mean."""
+    block k > 1 from its encoder of what blocks j < k leave unexplained at their posterior
+    means m^j, each rendered by its generator alone (the others' blocks are zeros): additive,
+    x_t - sum_{j<k} sigmoid(g_j(m^j)) (and the static background's layer); composite, x_t minus
+    the composite of the blocks j < k beside a rest slot, and the rest's share."""
     parts = dvip.decoder.num_parts
     size = dvip.z_dim // parts
     out_loc, out_logvar = loc.clone(), logvar.clone()
-    residual = x_t
+    composite = isinstance(dvip.decoder, CompositeDecoder)
+    background = dvip.decoder.background
+    residual = x_t if background is None or composite else x_t - torch.sigmoid(background)
+    outputs = []
     for k in range(1, parts):
         only_j = torch.zeros_like(loc)
         only_j[:, (k - 1) * size : k * size] = out_loc[:, (k - 1) * size : k * size]
-        residual = residual - dvip.decoder.parts(only_j)["layers"][:, k - 1]
-        h = dvip.residual_encoders[k - 1](residual)
+        outputs.append(dvip.decoder.generators(only_j)[:, k - 1])
+        if composite:
+            reads = _composite_residual(dvip.decoder, x_t, outputs)
+        else:
+            residual = residual - torch.sigmoid(outputs[-1])
+            reads = residual
+        h = dvip.residual_encoders[k - 1](reads)
         loc_k, logvar_k = dvip.posterior(h, prior_loc, prior_logvar)
         out_loc[:, k * size : (k + 1) * size] = loc_k[:, k * size : (k + 1) * size]
         out_logvar[:, k * size : (k + 1) * size] = logvar_k[:, k * size : (k + 1) * size]
     return out_loc, out_logvar
+
+
+def _composite_residual(decoder, x_t, outputs):
+    """x_t minus the composite of the blocks' ``outputs`` (each (B, C + 1, H, W)) beside the
+    rest slot (the static background, else black at mask logit 0), and the rest's share:
+    (B, C + 1, H, W), the softmax written out as exponentials over their maximum."""
+    C = x_t.shape[1]
+    if decoder.background is None:
+        rest_logit, rest_colour = torch.zeros_like(x_t[:, :1]), torch.zeros_like(x_t)
+    else:
+        rest_logit = decoder.background[C:].expand_as(x_t[:, :1])
+        rest_colour = torch.sigmoid(decoder.background[:C]).expand_as(x_t)
+    logits = [rest_logit] + [o[:, C:] for o in outputs]
+    colours = [rest_colour] + [torch.sigmoid(o[:, :C]) for o in outputs]
+    top = torch.stack(logits).amax(0)
+    weights = [torch.exp(a - top) for a in logits]
+    total = sum(weights)
+    drawn = sum(w / total * c for w, c in zip(weights, colours))
+    return torch.cat([x_t - drawn, weights[0] / total], 1)
 
 
 def hand_written_terms(

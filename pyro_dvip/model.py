@@ -24,15 +24,23 @@ z (N, z_dim) -> mean (N, C, H, W), e.g. the per-factor ``networks.AdditiveDecode
 (g(z_t) = sum_k g_k(z_t^k)) or ``networks.CompositeDecoder``. Only the mean of p(x_t | z_t)
 changes; the sites, plates and the bound do not.
 
-Beyond the paper, ``encoder="residual"`` (with an additive decoder of sigmoid layers) makes the
-guide explain away, as MONet's attention does: block 1 of q(z_t | z_{t-1}, x_t) reads x_t as
-above; block k > 1 reads its own encoder's view of what blocks 1..k-1 do not draw,
+Beyond the paper, ``encoder="residual"`` (with an additive decoder of sigmoid layers, or a
+composite one) makes the guide explain away, as MONet's attention does: block 1 of
+q(z_t | z_{t-1}, x_t) reads x_t as above; block k > 1 reads its own encoder's view of what
+blocks 1..k-1 do not draw,
 
     r_t^k = x_t - sum_{j<k} sigmoid(g_j(m_t^j))        m_t^j: block j's posterior mean at t
 
-(rendered without gradient and without touching BatchNorm statistics), through the same
-posterior head, of which it keeps block k. It is still q(z_t | z_{t-1}, x_t): the m_t^j are
-functions of x_t and z_{t-1}. Same sites, plates and bound; only the guide's networks change.
+(additive; plus the static background's layer if there is one), or with a composite decoder
+
+    r_t^k = (x_t - sum_{j in R, j<k} w_j sigmoid(rgb_j),  w_R)      w = softmax over {R, j<k}
+
+of the mask logits of blocks j < k beside a rest slot R (the static background's colour and
+mask logit, or black at logit 0): the composite of what the blocks before k draw, and the
+share of each pixel they leave unclaimed (MONet's scope) as one more input channel. Rendered
+without gradient and without touching BatchNorm statistics, through the same posterior head,
+of which it keeps block k. It is still q(z_t | z_{t-1}, x_t): the m_t^j are functions of x_t
+and z_{t-1}. Same sites, plates and bound; only the guide's networks change.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from pyro import poutine
 from torch import nn
 
 from .distributions import FixedVarianceNormal
-from .networks import Decoder, Encoder, PosteriorHead, check_image_size
+from .networks import CompositeDecoder, Decoder, Encoder, PosteriorHead, check_image_size
 from .priors import FactoredMLPTransition, Transition
 
 
@@ -70,7 +78,8 @@ class DVIP(nn.Module):
             built, so the other networks draw the same initial weights); default the paper's.
         encoder: "paper" (one encoder of x_t for every factor) or "residual" (block k > 1 of
             the posterior reads what blocks before it do not draw; see the module docstring).
-            "residual" needs an ``AdditiveDecoder`` summing sigmoid layers.
+            "residual" needs an ``AdditiveDecoder`` summing sigmoid layers, or a
+            ``CompositeDecoder``.
         residual_width: channel multiplier of the residual encoders (default ``width``).
     """
 
@@ -135,15 +144,17 @@ class DVIP(nn.Module):
         self.decoder = decoder
         self.residual_encoders = None
         if encoder == "residual":
-            if getattr(decoder, "sum_of", None) != "sigmoids" or decoder.num_parts < 2:
+            additive_sigmoids = getattr(decoder, "sum_of", None) == "sigmoids"
+            composite = isinstance(decoder, CompositeDecoder)
+            if not (additive_sigmoids or composite) or decoder.num_parts < 2:
                 raise ValueError(
-                    "encoder 'residual' needs an additive decoder of sigmoid layers with at "
-                    "least 2 parts (--decoder additive --decoder-sum sigmoids, --factors >= 2)"
+                    "encoder 'residual' needs an additive decoder of sigmoid layers or a "
+                    "composite one, with at least 2 parts (--decoder additive --decoder-sum "
+                    "sigmoids, or --decoder composite; --factors >= 2)"
                 )
+            reads = channels + decoder.residual_extra_channels  # the residual (and scope)
             self.residual_encoders = nn.ModuleList(
-                Encoder(
-                    channels, image_size, self.z_dim, residual_width or width, encoder_linear_act
-                )
+                Encoder(reads, image_size, self.z_dim, residual_width or width, encoder_linear_act)
                 for _ in range(decoder.num_parts - 1)
             )  # built last: the paper's networks draw the same initial weights either way
         elif encoder != "paper":
@@ -200,20 +211,23 @@ class DVIP(nn.Module):
                     z = pyro.sample(f"z_{t}", q_z)  # (B, K, d)
 
     def _explain_away(self, x_t, loc, logvar, prior_loc, prior_logvar):
-        """``encoder="residual"``: the posterior's block k > 1 from its encoder's view of
-        x_t - (the sigmoid layers of blocks 1..k-1 at their posterior means); block 1 is
+        """``encoder="residual"``: the posterior's block k > 1 from its encoder's view of what
+        blocks 1..k-1 draw at their posterior means (``decoder.explained``: x_t minus their
+        layers, or minus their composite beside the unclaimed share); block 1 is
         ``loc``/``logvar``'s, from x_t. Returns loc and log-variance (B, z_dim)."""
         size = self.z_dim // self.decoder.num_parts
         locs, logvars = [loc[:, :size]], [logvar[:, :size]]
-        drawn = 0.0
+        outputs = []  # the generators' outputs of blocks 1..k-1 at their posterior means
         for k, encoder in enumerate(self.residual_encoders, 1):
             with torch.no_grad(), _batchnorm_statistics_frozen(self.decoder):
                 means = torch.cat([*locs, loc.new_zeros(loc.shape[0], self.z_dim - k * size)], 1)
-                if self.decoder.blocks_render_alone:  # add block k - 1's layer to the others'
-                    drawn = drawn + self.decoder.parts(means, [k - 1])["layers"][:, 0]
+                if self.decoder.blocks_render_alone:  # render block k - 1 alone
+                    outputs.append(self.decoder.generators(means, [k - 1]))
+                    drawn, scope = self.decoder.explained(torch.cat(outputs, 1))
                 else:  # a shared generator's BatchNorm pools the blocks: render them together
-                    drawn = self.decoder.parts(means)["layers"][:, :k].sum(1)  # (B, C, H, W)
-            h = encoder(x_t - drawn)
+                    drawn, scope = self.decoder.explained(self.decoder.generators(means)[:, :k])
+            residual = x_t - drawn
+            h = encoder(residual if scope is None else torch.cat([residual, scope], 1))
             loc_k, logvar_k = self.posterior(h, prior_loc, prior_logvar)
             locs.append(loc_k[:, k * size : (k + 1) * size])
             logvars.append(logvar_k[:, k * size : (k + 1) * size])

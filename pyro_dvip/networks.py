@@ -176,6 +176,7 @@ DECODERS = ("paper", "additive", "composite")
 DECODER_WEIGHTS = ("shared", "per-factor")
 DECODER_SUMS = ("sigmoids", "logits")
 DECODER_INITS = ("grey", "black")
+BACKGROUNDS = ("none", "static")  # per-factor decoders: no background, or a learned static one
 BLACK = 0.02  # the mean a "black" decoder starts at: about the mean pixel of Moving MNIST
 
 
@@ -355,9 +356,13 @@ class AdditiveDecoder(nn.Module):
     pays for a mean outside [0, 1]). ``sum_of="logits"``: mean = sigmoid(sum_k g_k(z^k)),
     additive before an invertible squashing, in [0, 1]; a layer is then sigmoid(g_k(z^k)) and
     layers do not sum to the mean. ``init="black"`` biases the outputs so the mean starts
-    near ``BLACK`` instead of K x 0.5 (sigmoids) or 0.5 (logits).
+    near ``BLACK`` instead of K x 0.5 (sigmoids) or 0.5 (logits). ``background="static"``
+    adds a learned image b (C, H, W) that no factor draws: sigmoid(b) is one more layer
+    (sigmoids), or b one more logit (logits); it starts at ``BLACK`` with ``init="black"``.
     z (N, K d) -> mean (N, C, H, W).
     """
+
+    residual_extra_channels = 0  # what a residual encoder reads besides the frame's C channels
 
     def __init__(
         self,
@@ -369,6 +374,7 @@ class AdditiveDecoder(nn.Module):
         weights: str = "shared",
         sum_of: str = "sigmoids",
         init: str = "grey",
+        background: str = "none",
     ):
         super().__init__()
         self.z_dim, self.num_parts = num_parts * part_dim, num_parts
@@ -379,6 +385,7 @@ class AdditiveDecoder(nn.Module):
         if init == "black":
             start = _logit(BLACK / num_parts) if sum_of == "sigmoids" else _logit(BLACK) / num_parts
             self.generators.set_output_bias(torch.full((channels,), start))
+        self.background = _static_background(background, (channels, image_size, image_size), init)
 
     @property
     def blocks_render_alone(self) -> bool:
@@ -388,14 +395,32 @@ class AdditiveDecoder(nn.Module):
 
     def parts(self, z: torch.Tensor, blocks: Sequence[int] | None = None) -> dict:
         """{"layers": (N, K, C, H, W)}: what each factor draws, sigmoid(g_k(z^k)); with
-        ``blocks``, only theirs, (N, len(blocks), C, H, W)."""
-        return {"layers": torch.sigmoid(self.generators(z, blocks))}
+        ``blocks``, only theirs, (N, len(blocks), C, H, W). With a static background also
+        "background": its layer sigmoid(b) (1, 1, C, H, W)."""
+        out = {"layers": torch.sigmoid(self.generators(z, blocks))}
+        if self.background is not None:
+            out["background"] = torch.sigmoid(self.background)[None, None]
+        return out
+
+    def explained(self, outputs: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """What the blocks whose generator ``outputs`` (N, k, C, H, W) are given draw, with the
+        static background: the sum of their sigmoid layers (N, C, H, W), added in block order;
+        ``None``: no mask (the residual encoder reads the frame minus this)."""
+        layers = torch.sigmoid(outputs)
+        drawn = layers[:, 0]
+        for j in range(1, layers.shape[1]):
+            drawn = drawn + layers[:, j]
+        if self.background is not None:
+            drawn = drawn + torch.sigmoid(self.background)
+        return drawn, None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         logits = self.generators(z)  # (N, K, C, H, W)
         if self.sum_of == "sigmoids":
-            return torch.sigmoid(logits).sum(1)
-        return torch.sigmoid(logits.sum(1))
+            mean = torch.sigmoid(logits).sum(1)
+            return mean if self.background is None else mean + torch.sigmoid(self.background)
+        summed = logits.sum(1)
+        return torch.sigmoid(summed if self.background is None else summed + self.background)
 
 
 class CompositeDecoder(nn.Module):
@@ -404,8 +429,13 @@ class CompositeDecoder(nn.Module):
 
     (rgb_k, a_k) = g_k(z^k); m = softmax_k(a); mean = sum_k m_k sigmoid(rgb_k), in [0, 1].
     ``init="black"`` biases every factor's colour towards ``BLACK`` (masks start near 1/K
-    either way). z (N, K d) -> mean (N, C, H, W).
+    either way). ``background="static"`` adds a slot that no factor draws: a learned colour
+    logit image b (C, H, W) and mask logit image a_0 (1, H, W) in the softmax beside the
+    factors' (a_0 starts at 0, b at grey, or at ``BLACK`` with ``init="black"``).
+    z (N, K d) -> mean (N, C, H, W).
     """
+
+    residual_extra_channels = 1  # the residual encoder also reads the unclaimed share (scope)
 
     def __init__(
         self,
@@ -416,6 +446,7 @@ class CompositeDecoder(nn.Module):
         width: int = 64,
         weights: str = "shared",
         init: str = "grey",
+        background: str = "none",
     ):
         super().__init__()
         self.z_dim, self.num_parts, self.channels = num_parts * part_dim, num_parts, channels
@@ -424,16 +455,71 @@ class CompositeDecoder(nn.Module):
         )
         if init == "black":
             self.generators.set_output_bias(torch.tensor([_logit(BLACK)] * channels + [0.0]))
+        size = (channels + 1, image_size, image_size)  # colour logits, then the mask logit
+        self.background = _static_background(background, size, init, last_channel_at_zero=True)
+
+    @property
+    def blocks_render_alone(self) -> bool:
+        """As :attr:`AdditiveDecoder.blocks_render_alone` (the generators' outputs; the masks
+        are normalised over all blocks)."""
+        return not self.generators.shared
+
+    def _slots(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The generators' outputs (N, K, C + 1, H, W), the static background's slot first."""
+        if self.background is None:
+            return outputs
+        return torch.cat([self.background.expand(outputs.shape[0], 1, *self.background.shape),
+                          outputs], 1)  # fmt: skip
 
     def parts(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"layers": m_k sigmoid(rgb_k) (N, K, C, H, W), summing to the mean;
-        "masks": m_k (N, K, 1, H, W), summing to 1 over k}."""
-        out = self.generators(z)  # (N, K, C + 1, H, W)
-        masks = torch.softmax(out[:, :, self.channels :], dim=1)
-        return {"layers": masks * torch.sigmoid(out[:, :, : self.channels]), "masks": masks}
+        "masks": m_k (N, K, 1, H, W), summing to 1 over k}. With a static background the
+        factors' layers and masks leave out its slot, "background": its layer (N, 1, C, H, W)
+        and "background_mask" (N, 1, 1, H, W); layers and masks then sum with it."""
+        slots = self._slots(self.generators(z))  # (N, S, C + 1, H, W)
+        masks = torch.softmax(slots[:, :, self.channels :], dim=1)
+        layers = masks * torch.sigmoid(slots[:, :, : self.channels])
+        if self.background is None:
+            return {"layers": layers, "masks": masks}
+        return {"layers": layers[:, 1:], "masks": masks[:, 1:], "background": layers[:, :1],
+                "background_mask": masks[:, :1]}  # fmt: skip
+
+    def explained(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the blocks whose generator ``outputs`` (N, k, C + 1, H, W) are given draw,
+        composited: the softmax of their mask logits beside a rest slot, which is the static
+        background's (its colour and mask logit) or else black with mask logit 0 (where the
+        masks start). Returns the composite (N, C, H, W) and the rest's share (N, 1, H, W),
+        the pixels no given block claims (MONet's scope)."""
+        N = outputs.shape[0]
+        if self.background is None:
+            rest = outputs.new_zeros(N, 1, self.channels + 1, *outputs.shape[-2:])
+            rest_colour = rest[:, :, : self.channels]
+        else:
+            rest = self.background.expand(N, 1, *self.background.shape)
+            rest_colour = torch.sigmoid(rest[:, :, : self.channels])
+        masks = torch.softmax(torch.cat([rest, outputs], 1)[:, :, self.channels :], dim=1)
+        colours = torch.cat([rest_colour, torch.sigmoid(outputs[:, :, : self.channels])], 1)
+        return (masks * colours).sum(1), masks[:, 0]
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.parts(z)["layers"].sum(1)
+        out = self.parts(z)
+        mean = out["layers"].sum(1)
+        return mean if self.background is None else mean + out["background"][:, 0]
+
+
+def _static_background(
+    kind: str, size: tuple[int, ...], init: str, last_channel_at_zero: bool = False
+) -> nn.Parameter | None:
+    """``background="static"``: a learned image of ``size`` at logit 0 (grey), or at
+    ``BLACK`` with ``init="black"``; the last channel (a mask logit) at 0 if asked."""
+    if kind not in BACKGROUNDS:
+        raise ValueError(f"background: must be one of {', '.join(BACKGROUNDS)}, got {kind!r}")
+    if kind == "none":
+        return None
+    value = torch.full(size, _logit(BLACK) if init == "black" else 0.0)
+    if last_channel_at_zero:
+        value[-1] = 0.0
+    return nn.Parameter(value)
 
 
 def make_decoder(
@@ -446,16 +532,21 @@ def make_decoder(
     weights: str = "shared",
     sum_of: str = "sigmoids",
     init: str = "grey",
+    background: str = "none",
 ) -> nn.Module:
     """The decoder named ``kind`` for latents of ``num_parts`` blocks of ``part_dim`` units:
     the paper's :class:`Decoder` (which sees the blocks together and takes no other option),
     an :class:`AdditiveDecoder` or a :class:`CompositeDecoder`."""
     if kind == "paper":
+        if background != "none":
+            raise ValueError("background: applies to --decoder additive or composite only")
         return Decoder(channels, image_size, num_parts * part_dim, width)
     if kind == "additive":
         return AdditiveDecoder(
-            channels, image_size, num_parts, part_dim, width, weights, sum_of, init
+            channels, image_size, num_parts, part_dim, width, weights, sum_of, init, background
         )
     if kind == "composite":
-        return CompositeDecoder(channels, image_size, num_parts, part_dim, width, weights, init)
+        return CompositeDecoder(
+            channels, image_size, num_parts, part_dim, width, weights, init, background
+        )
     raise ValueError(f"decoder: must be one of {', '.join(DECODERS)}, got {kind!r}")

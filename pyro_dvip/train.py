@@ -97,7 +97,7 @@ def build_model(config: TrainConfig) -> DVIP:
         decoder = functools.partial(
             make_decoder, config.decoder, config.channels, config.image_size, config.factors,
             config.factor_dim, config.decoder_width or config.width, weights=config.decoder_weights,
-            sum_of=config.decoder_sum, init=config.decoder_init,
+            sum_of=config.decoder_sum, init=config.decoder_init, background=config.background,
         )  # fmt: skip
     return DVIP(
         num_factors=config.model_factors,

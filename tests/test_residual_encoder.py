@@ -109,7 +109,8 @@ def test_train_records_it_and_load_rebuilds_it(tmp_path):
     "args,message",
     [
         (["--encoder", "residual"], "Invalid value for '--encoder': residual needs --decoder "
-         "additive with --decoder-sum sigmoids and --factors >= 2 (got decoder paper"),
+         "additive with --decoder-sum sigmoids, or --decoder composite, and --factors >= 2 "
+         "(got decoder paper"),
         (["--decoder", "additive", "--decoder-sum", "logits", "--encoder", "residual"],
          "got decoder additive, sum logits"),
         (["--encoder", "slots"], "'slots' is not one of 'paper', 'residual'"),
