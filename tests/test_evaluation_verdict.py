@@ -4,7 +4,13 @@ every probe by hand (circle seeds 1 and 5, box seed 2, the shared-generator addi
 import numpy as np
 import pytest
 
-from pyro_dvip.evaluation.alignment import COORDINATES, alignment_summary
+from pyro_dvip.evaluation.alignment import (
+    COORDINATES,
+    Probe,
+    alignment_summary,
+    slot_alignment,
+    slot_targets,
+)
 from pyro_dvip.evaluation.verdict import alignment_verdict, unused_factors
 
 
@@ -159,3 +165,58 @@ def test_a_kl_list_of_the_wrong_length_is_a_one_line_error():
     alignment = _four_factors([0.01, 0.00], kl=[4.5, 4.4, 0.0])
     with pytest.raises(ValueError, match="^alignment: kl_per_factor_per_frame has 3 values for 4"):
         alignment_verdict(alignment)
+
+
+def _crossing_slots(seed=0, N=64, T=8):
+    """Two digits moving in x at random speeds (so that they often cross) at random heights, and
+    a posterior whose factor 0 holds the leftmost digit's (x, y) and factor 1 the rightmost's:
+    (features (N, T, 4), positions (N, T, 2, 2))."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T, dtype=float)
+    x0, x1 = (rng.uniform(0, 21, (N, 1)) + rng.uniform(-3, 3, (N, 1)) * t for _ in range(2))
+    y0, y1 = rng.uniform(0, 18, (N, 1)) + 0 * t, rng.uniform(0, 18, (N, 1)) + 0 * t
+    positions = np.stack([np.stack([x0, y0], -1), np.stack([x1, y1], -1)], 2)  # (N, T, 2, 2)
+    left = np.where((x0 <= x1)[..., None], positions[:, :, 0], positions[:, :, 1])
+    right = np.where((x0 <= x1)[..., None], positions[:, :, 1], positions[:, :, 0])
+    features = np.concatenate([left, right], -1) + 0.1 * rng.standard_normal((N, T, 4))
+    return features, positions
+
+
+def test_slot_targets_sort_the_digits_per_frame():
+    positions = np.array([[[[5.0, 1.0], [2.0, 9.0], [7.0, 0.0]]]])  # (1, 1, 3, 2)
+    assert slot_targets(positions, 0).tolist() == [[[[2.0, 9.0], [5.0, 1.0], [7.0, 0.0]]]]
+    assert slot_targets(positions, 1).tolist() == [[[[7.0, 0.0], [5.0, 1.0], [2.0, 9.0]]]]
+
+
+def test_factors_that_hold_the_leftmost_and_rightmost_digit_are_slots_not_under_encoded():
+    features, positions = _crossing_slots()
+    groups = [np.arange(2), np.arange(2, 4)]
+    r2 = Probe(features, positions).matrix(groups)  # against the digits themselves
+    record = _alignment(r2.tolist(), Probe(features, positions).whole().tolist())
+    record["by_target"] = {"position": {"r2": r2.tolist()}}
+    record["by_slot"] = slot_alignment(features, positions, groups)
+    x_slots = record["by_slot"]["x"]
+    assert x_slots["assignment"] == [[0, 0], [1, 1]]  # factor 0 the left slot, 1 the right
+    assert x_slots["min_matched"] > 0.95 and x_slots["max_leakage"] < 0.5
+    assert alignment_summary(r2)["min_matched"] < 0.6  # by digit each is read half the time
+    v = alignment_verdict(record)
+    assert v["verdict"] == "slots"
+    assert v["reason"].startswith("the factors hold the digits ordered by x (factor 0: slot 0")
+
+
+def test_factors_that_hold_one_digit_each_are_objects_whatever_the_slots_read():
+    features, positions = _crossing_slots()
+    features = np.concatenate([positions[:, :, 0], positions[:, :, 1]], -1)  # identity code
+    groups = [np.arange(2), np.arange(2, 4)]
+    r2 = Probe(features, positions).matrix(groups)
+    record = _alignment(r2.tolist(), Probe(features, positions).whole().tolist())
+    record["by_slot"] = slot_alignment(features, positions, groups)
+    assert alignment_verdict(record)["verdict"] == "objects"
+    assert record["by_slot"]["x"]["min_matched"] < 0.9  # slots of an identity code read worse
+
+
+def test_weak_slots_leave_an_under_encoded_run_under_encoded():
+    record = _alignment([[0.45, 0.05], [0.04, 0.95]], [0.5, 0.96])
+    record["by_slot"] = {"x": {"r2": [[0.5, 0.4], [0.4, 0.5]], "assignment": [[0, 0], [1, 1]],
+                               "min_matched": 0.5, "max_leakage": 0.4}}  # fmt: skip
+    assert alignment_verdict(record)["verdict"] == "under-encoded"  # 0.5 - 0.45 < 0.3

@@ -36,6 +36,14 @@ squared change in colour channel c. Digit o is drawn in channel o, so an aligned
 most of its change into one digit's channel. With fewer channels than digits (``--channels
 1``: every digit in one channel) a channel names no digit, and the test does not apply
 (``SHARED_CHANNEL``).
+
+**Slots** (``slot_alignment``). A factor can hold "the leftmost digit" instead of one digit:
+per frame it reads the position of whichever digit is left, and when two digits of one colour
+cross in x it passes from one to the other. Against the digits' identities such a factor reads
+each digit for half the time (matched R^2 near 0.3), which looks like a weakly encoded digit.
+The same probes fitted against the positions **sorted per frame** by x (slot 0 the leftmost
+digit), or by y, show it: a slot code reads its slots well. Colour channels give identity for
+free, so slots are a failure of same-coloured objects (``--channels 1``).
 """
 
 from __future__ import annotations
@@ -157,6 +165,37 @@ def coordinate_r2(
     N, T, objects, C = targets.shape
     probe = Probe(features, targets.reshape(N, T, objects * C, 1), seed=seed, model=model)
     return probe.matrix(groups).reshape(len(groups), objects, C), probe.whole().reshape(objects, C)
+
+
+SLOT_AXES = ("x", "y")  # the coordinate the digits are sorted by in ``slot_alignment``
+
+
+def slot_targets(positions: np.ndarray, axis: int) -> np.ndarray:
+    """Positions (N, T, O, 2) with the O digits sorted per frame by coordinate ``axis`` (0: x,
+    1: y): slot 0 holds the leftmost (topmost) digit's (x, y) at each step."""
+    order = np.argsort(positions[..., axis], axis=-1, kind="stable")  # (N, T, O)
+    return np.take_along_axis(positions, order[..., None], axis=2)
+
+
+def slot_alignment(
+    features: np.ndarray,
+    positions: np.ndarray,
+    groups: list[np.ndarray],
+    seed: int = 0,
+    model: str = "ridge",
+) -> dict:
+    """Position probes of every unit group against the slots of each axis (``slot_targets``):
+    ``{axis name: {"r2": (K, O), "assignment", "min_matched", "max_leakage"}}``."""
+    slots = {}
+    for axis, name in enumerate(SLOT_AXES):
+        probe = Probe(features, slot_targets(positions, axis), seed=seed, model=model)
+        r2 = probe.matrix(groups)
+        summary = alignment_summary(r2)
+        slots[name] = {
+            "r2": r2.tolist(),
+            **{key: summary[key] for key in ("assignment", "min_matched", "max_leakage")},
+        }
+    return slots
 
 
 def _entropy(p: np.ndarray, base: int) -> np.ndarray:

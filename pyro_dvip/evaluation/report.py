@@ -119,7 +119,8 @@ def _kl_rows(b: dict) -> dict[str, str]:
 def _alignment_rows(a: dict) -> dict[str, str]:
     verdict = {}
     if "verdict" in a:  # absent from metrics written before it existed
-        label = "verdict (objects / axis split / dropped / under-encoded / mixed; evaluation.md)"
+        words = "objects / axis split / slots / dropped / under-encoded / mixed"
+        label = f"verdict ({words}; evaluation.md)"
         verdict = {label: f"{a['verdict']}: {a['verdict_reason']}"}
     if "unused" in a:  # absent from metrics written before it existed
         label = f"unused factors (unmatched, KL < {UNUSED_NATS:g} nats per frame)"
@@ -140,6 +141,12 @@ def _alignment_rows(a: dict) -> dict[str, str]:
             if name != a["targets"]
         },
         **_coordinate_rows(a),
+        **{
+            f"probe R² on the positions of the digits sorted by {axis} [factor, slot]": (
+                _matrix(slot["r2"])
+            )
+            for axis, slot in a.get("by_slot", {}).items()  # absent from older metrics
+        },
         "matched R² per matched factor": _list(a["matched"]),
         "leakage per matched factor": _list(a["leakage"]),
         "mean gap matched − leakage": _f(a["mean_gap"]),

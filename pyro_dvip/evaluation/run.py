@@ -35,6 +35,7 @@ from .alignment import (
     intervention,
     intervention_summary,
     not_applicable,
+    slot_alignment,
 )
 from .bound import held_out_bound
 from .correlation import block_summary, lagged_correlation
@@ -164,6 +165,10 @@ def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) 
         "by_target": by_target,
         "by_coordinate": by_coordinate,
     }
+    if config.num_digits > 1:  # does a factor hold "the leftmost digit" instead of one digit?
+        metrics["alignment"]["by_slot"] = slot_alignment(
+            features, data.positions.cpu().numpy(), probe_groups, options.seed, options.probe
+        )
     if probe_protocol == "factors" and _has(metrics, "bound"):
         # the prior's factors are the probed groups: their KL tells an unused factor (verdict.py)
         kl = metrics["bound"]["kl_per_factor_per_frame"]

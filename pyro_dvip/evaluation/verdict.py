@@ -11,6 +11,16 @@ The target of docs/results.md, applied to the position probes of the trained mod
 - ``axis split``: some digit's x is held (R^2 >= ``HOLDS_COORD``, 0.5) by one factor that does
   not hold its y, and its y by another that does not hold its x: the factors cut that digit by
   axis (the paper's box makes such a split as independent as a digit).
+- ``slots``: the factors hold the digits ordered by x (or y), not the digits: against the
+  positions sorted per frame along that axis (``alignment.slot_alignment``) the smallest
+  matched R^2 is at least ``HOLDS_COORD`` (0.5) and at least ``LEAKAGE`` (0.3) above the
+  smallest matched R^2 against the digits themselves (both on positions). Each factor then
+  passes from one digit to the other whenever they cross along that axis, which the identity
+  measure counts; same-coloured digits (``--channels 1``) are where this happens. Checked
+  first: a linear probe reads no digit from a slot code, not even from the whole latent, so
+  the rules below would call it ``dropped`` or ``under-encoded``; and it cannot hold with
+  ``objects`` (matched 0.8 + 0.3 > 1). (Added after two same-colour runs that the rules
+  below called ``under-encoded``; its thresholds are the existing ones.)
 - ``under-encoded``: the grouping is right but some digit is read weakly: no leakage (every
   factor holds under R^2 0.3 of the digits it is not matched to), no digit held by two
   factors, and each digit under the matched 0.8 is read no better from the whole latent
@@ -37,6 +47,8 @@ decoder's blocks where a per-factor decoder has them, and says which.
 from __future__ import annotations
 
 import numpy as np
+
+from .alignment import alignment_summary
 
 MATCHED = 0.8  # a digit's matched R^2
 LEAKAGE = 0.3  # the most a factor may hold of a digit it is not matched to
@@ -86,6 +98,9 @@ def _verdict(alignment: dict) -> dict:
     whole = np.asarray(alignment["whole_r2"], dtype=float)  # (O,)
     protocol = alignment.get("protocol", "factors")
     split_note = {"factors": "", BLOCKS: " (the decoder's blocks)"}.get(protocol, " (best split)")
+    slots = _slots(alignment)  # first: a slot code reads no digit linearly, nor drops one
+    if slots is not None:
+        return {"verdict": "slots", "reason": slots + split_note}
     dropped = [o for o, w in enumerate(whole) if not w >= HOLDS]
     if dropped:
         reasons = ", ".join(f"digit {o} (whole-latent R² {whole[o]:.2f})" for o in dropped)
@@ -130,3 +145,22 @@ def _verdict(alignment: dict) -> dict:
         return {"verdict": "under-encoded", "reason": reasons + split_note}
     reason = f"matched {alignment['min_matched']:.2f}, gap {alignment['min_gap']:.2f}"
     return {"verdict": "mixed", "reason": reason + split_note}
+
+
+def _slots(alignment: dict) -> str | None:
+    """The reason of a ``slots`` verdict (see the module docstring), or None."""
+    by_slot = alignment.get("by_slot")  # absent for one digit and from older metrics
+    if not by_slot:
+        return None
+    position = alignment.get("by_target", {}).get("position")
+    r2 = np.asarray(position["r2"] if position else alignment["r2"], dtype=float)  # (K, O)
+    by_identity = alignment_summary(r2)["min_matched"]
+    axis, slot = max(by_slot.items(), key=lambda item: item[1]["min_matched"])
+    if slot["min_matched"] >= HOLDS_COORD and slot["min_matched"] - by_identity >= LEAKAGE:
+        held = ", ".join(f"factor {k}: slot {o}" for k, o in slot["assignment"])
+        return (
+            f"the factors hold the digits ordered by {axis} ({held}; smallest matched R² "
+            f"{slot['min_matched']:.2f}, against {by_identity:.2f} by digit): each factor "
+            f"changes digit when two cross in {axis}"
+        )
+    return None
