@@ -276,7 +276,7 @@ def test_evaluate_a_chosen_checkpoint_reports_the_known_numbers_of_a_known_model
     assert metrics["trained"]["alignment"]["verdict"] == "dropped"
     assert "  verdict: dropped (not encoded: digit 0 (whole-latent R² " in result.output
     assert (
-        "| verdict (objects / axis split / dropped / under-encoded / mixed; evaluation.md) "
+        "| verdict (objects / axis split / slots / dropped / under-encoded / mixed; evaluation.md) "
         "| dropped: " in report
     )
     bound = metrics["trained"]["bound"]
