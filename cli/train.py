@@ -144,12 +144,15 @@ POSITIVE = click.IntRange(min=1)
     "paper: residual (with --decoder additive or composite): factor k > 1 reads, through its "
     "own encoder, the frame minus what factors 1..k-1 draw at their posterior means (composite: "
     "minus their composite, beside the share of each pixel they leave unclaimed), so a factor "
-    "sees what the others leave unexplained (as in MONet).  [default: paper]",
+    "sees what the others leave unexplained (as in MONet). tracking: as residual, factor 1 "
+    "included, and each factor also sees what it alone would draw at its own prior's prediction "
+    "from its past (blank at t = 1), to follow its object through crossings.  [default: paper]",
 )
 @click.option(
     "--residual-width",
     type=POSITIVE,
-    help="--encoder residual: the channel multiplier of the K - 1 residual encoders.  "
+    help="--encoder residual or tracking: the channel multiplier of the K - 1 residual "
+    "encoders.  "
     "[default: --width]",
 )
 @click.option(

@@ -24,7 +24,7 @@ ELBOS = ("trace", "meanfield")
 LR_SCHEDULES = ("constant", "cosine", "step")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")  # the networks' autocast dtype; fp16 is CUDA only
-ENCODERS = ("paper", "residual")
+ENCODERS = ("paper", "residual", "tracking")
 ARENAS = ("box", "circle")  # Moving MNIST walls: the paper's box, or a round wall
 # What a config.json saved before a field existed was trained with, where that differs from
 # today's default: the encoder then had a LeakyReLU after its final Linear.
@@ -56,7 +56,8 @@ class TrainConfig:
     # additive decoder, a slot of the composite's softmax); beyond the paper (docs/model.md)
     background: str = "none"
     # The guide's encoder: "paper" (one of x_t), or beyond the paper "residual": block k > 1
-    # of the posterior reads x_t minus what blocks before it draw (additive decoder; model.py).
+    # of the posterior reads x_t minus what blocks before it draw (additive decoder; model.py);
+    # "tracking": every block reads the same beside what it alone would draw at its prediction.
     encoder: str = "paper"
     residual_width: int | None = None  # residual encoders' channel multiplier; None = ``width``
     image_size: int = 64
@@ -188,16 +189,16 @@ class TrainConfig:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.decoder_width is not None and self.decoder == "paper":
             raise ValueError("decoder_width: applies to --decoder additive or composite only")
-        if self.residual_width is not None and self.encoder != "residual":
-            raise ValueError("residual_width: applies to --encoder residual only")
+        if self.residual_width is not None and self.encoder not in ("residual", "tracking"):
+            raise ValueError("residual_width: applies to --encoder residual or tracking only")
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder: must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
         residual_decoder = self.decoder == "composite" or (
             self.decoder == "additive" and self.decoder_sum == "sigmoids"
         )
-        if self.encoder == "residual" and (not residual_decoder or self.factors < 2):
+        if self.encoder in ("residual", "tracking") and (not residual_decoder or self.factors < 2):
             raise ValueError(
-                "encoder: residual needs --decoder additive with --decoder-sum sigmoids, or "
+                f"encoder: {self.encoder} needs --decoder additive with --decoder-sum sigmoids, or "
                 f"--decoder composite, and --factors >= 2 (got decoder {self.decoder}, sum "
                 f"{self.decoder_sum}, {self.factors} factors)"
             )

@@ -169,6 +169,49 @@ def _residual_posterior(dvip, x_t, loc, logvar, prior_loc, prior_logvar):
     return out_loc, out_logvar
 
 
+def _tracking_posterior(dvip, x_t, prior_loc, prior_logvar, predicted: bool):
+    """``encoder="tracking"``, one block at a time from block 1: block k's encoder reads what
+    blocks j < k leave unexplained at their posterior means (as ``_residual_posterior``; block
+    1: the frame less the static background, composite: beside a scope of ones) beside its cue,
+    what block k alone draws at its prior mean (additive: its sigmoid layer plus the static
+    background's; composite: its composite beside the rest slot), zeros at t = 1."""
+    parts = dvip.decoder.num_parts
+    size = dvip.z_dim // parts
+    composite = isinstance(dvip.decoder, CompositeDecoder)
+    background = dvip.decoder.background
+
+    def alone(units, k):  # the generator output of block k with only its ``units`` given
+        only_k = torch.zeros_like(prior_loc)
+        only_k[:, k * size : (k + 1) * size] = units[:, k * size : (k + 1) * size]
+        return dvip.decoder.generators(only_k)[:, k]
+
+    def cue(k):
+        if not predicted:
+            return torch.zeros_like(x_t)
+        if composite:  # x - (x - composite) with x = 0
+            return -_composite_residual(dvip.decoder, torch.zeros_like(x_t), [alone(prior_loc, k)])[
+                :, : x_t.shape[1]
+            ]
+        layer = torch.sigmoid(alone(prior_loc, k))
+        return layer if background is None else layer + torch.sigmoid(background)
+
+    residual = x_t if background is None or composite else x_t - torch.sigmoid(background)
+    out_loc, out_logvar = torch.zeros_like(prior_loc), torch.zeros_like(prior_loc)
+    outputs = []
+    encoders = [dvip.encoder, *dvip.residual_encoders]
+    for k in range(parts):
+        if k > 0:
+            outputs.append(alone(out_loc, k - 1))
+            if not composite:
+                residual = residual - torch.sigmoid(outputs[-1])
+        reads = _composite_residual(dvip.decoder, x_t, outputs) if composite else residual
+        h = encoders[k](torch.cat([reads, cue(k)], 1))
+        loc_k, logvar_k = dvip.posterior(h, prior_loc, prior_logvar)
+        out_loc[:, k * size : (k + 1) * size] = loc_k[:, k * size : (k + 1) * size]
+        out_logvar[:, k * size : (k + 1) * size] = logvar_k[:, k * size : (k + 1) * size]
+    return out_loc, out_logvar
+
+
 def _composite_residual(decoder, x_t, outputs):
     """x_t minus the composite of the blocks' ``outputs`` (each (B, C + 1, H, W)) beside the
     rest slot (the static background, else black at mask logit 0), and the rest's share:
@@ -198,24 +241,29 @@ def hand_written_terms(
     t = 1); z_t = m_t + s_t eps_t; KL_t against p(z_t | z_{t-1}) (p(z_1) at t = 1); then the
     decoder on all z_t and the Gaussian likelihood. With the residual encoder (beyond the
     paper) block k > 1 of (m_t, log s_t^2) comes from its encoder's features of x_t minus the
-    sigmoid layers that blocks j < k draw at m_t^j.
+    sigmoid layers that blocks j < k draw at m_t^j; with the tracking encoder every block,
+    the first included, also reads what it alone draws at its prior mean (``_tracking_posterior``).
     """
     B, T = x.shape[:2]
     K, d = dvip.num_factors, dvip.factor_dim
-    features = dvip.encoder(x.flatten(0, 1)).view(B, T, dvip.z_dim)
+    if not dvip.tracking:
+        features = dvip.encoder(x.flatten(0, 1)).view(B, T, dvip.z_dim)
     zs, kls, methods, log_ps, log_qs = [], [], [], [], []
     z_prev = None
     for t in range(T):  # step t + 1 of the paper
         if t == 0:
-            prior_loc = prior_logvar = features.new_zeros(B, dvip.z_dim)
+            prior_loc = prior_logvar = x.new_zeros(B, dvip.z_dim)
             p = dvip.transition.initial(B, x)
         else:
             prior_loc, prior_logvar = (
                 m.reshape(B, dvip.z_dim) for m in dvip.transition.moments(z_prev)
             )
             p = dvip.transition(z_prev)
-        loc, logvar = dvip.posterior(features[:, t], prior_loc, prior_logvar)
-        if dvip.residual_encoders is not None:
+        if dvip.tracking:
+            loc, logvar = _tracking_posterior(dvip, x[:, t], prior_loc, prior_logvar, t > 0)
+        else:
+            loc, logvar = dvip.posterior(features[:, t], prior_loc, prior_logvar)
+        if dvip.residual_encoders is not None and not dvip.tracking:
             loc, logvar = _residual_posterior(dvip, x[:, t], loc, logvar, prior_loc, prior_logvar)
         q = Independent(Normal(loc.view(B, K, d), (0.5 * logvar).exp().view(B, K, d)), 1)
         z = q.base_dist.loc + q.base_dist.scale * eps[t]  # (B, K, d)

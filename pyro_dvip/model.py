@@ -143,24 +143,28 @@ class DVIP(nn.Module):
             raise ValueError(f"decoder is for z_dim {decoder.z_dim}, the model has {self.z_dim}")
         self.decoder = decoder
         self.residual_encoders = None
-        if encoder == "residual":
+        self.tracking = encoder == "tracking"
+        if encoder in ("residual", "tracking"):
             additive_sigmoids = getattr(decoder, "sum_of", None) == "sigmoids"
             composite = isinstance(decoder, CompositeDecoder)
             if not (additive_sigmoids or composite) or decoder.num_parts < 2:
                 raise ValueError(
-                    "encoder 'residual' needs an additive decoder of sigmoid layers or a "
+                    f"encoder {encoder!r} needs an additive decoder of sigmoid layers or a "
                     "composite one, with at least 2 parts (--decoder additive --decoder-sum "
                     "sigmoids, or --decoder composite; --factors >= 2)"
                 )
             reads = channels + decoder.residual_extra_channels  # the residual (and scope)
+            reads += channels if self.tracking else 0  # and the block's predicted drawing
             self.residual_encoders = nn.ModuleList(
                 Encoder(reads, image_size, self.z_dim, residual_width or width, encoder_linear_act)
                 for _ in range(decoder.num_parts - 1)
             )  # built last: the paper's networks draw the same initial weights either way
+            if self.tracking:  # block 1 reads the frame beside its prediction, every step
+                self.encoder = Encoder(reads, image_size, self.z_dim, width, encoder_linear_act)
         elif encoder != "paper":
-            raise ValueError(f"encoder: must be one of paper, residual, got {encoder!r}")
+            raise ValueError(f"encoder: must be one of paper, residual, tracking, got {encoder!r}")
         elif residual_width is not None:
-            raise ValueError("residual_width: applies to encoder 'residual' only")
+            raise ValueError("residual_width: applies to encoder 'residual' or 'tracking' only")
         # z_{t-1} -> (z_{t-1}, p(z_t | z_{t-1})) from the guide, inside ``sharing_predictions``
         self._shared: dict | None = None
 
@@ -184,7 +188,8 @@ class DVIP(nn.Module):
     def guide(self, x: torch.Tensor, kl_scale: float = 1.0) -> None:
         """q(z_{1:T} | x_{1:T}) = prod_t q(z_t | z_{t-1}, x_t); same arguments as ``model``."""
         B, T = x.shape[:2]
-        features = self.encoder(x.flatten(0, 1)).view(B, T, self.z_dim)
+        if not self.tracking:  # (tracking: block 1's encoder reads each step's prediction too)
+            features = self.encoder(x.flatten(0, 1)).view(B, T, self.z_dim)
         if self._shared is not None:
             self._shared.clear()  # a new sample: the model replays this guide run next
         factors = pyro.plate("factors", self.num_factors, dim=-1)
@@ -192,14 +197,20 @@ class DVIP(nn.Module):
             z = None
             for t in pyro.markov(range(1, T + 1)):
                 if t == 1:
-                    prior_loc = prior_logvar = features.new_zeros(B, self.z_dim)
+                    prior_loc = prior_logvar = x.new_zeros(B, self.z_dim)
                 else:
                     # The transition is trained through the model's KL only (Appendix A).
                     prior_loc, prior_logvar = (
                         m.detach().reshape(B, self.z_dim) for m in self._prior_moments(z)
                     )
-                loc, logvar = self.posterior(features[:, t - 1], prior_loc, prior_logvar)
-                if self.residual_encoders is not None:
+                if self.tracking:
+                    cues = self._predicted_drawings(x[:, t - 1], prior_loc, predicted=t > 1)
+                    loc, logvar = self._explain_away(
+                        x[:, t - 1], None, None, prior_loc, prior_logvar, cues
+                    )
+                else:
+                    loc, logvar = self.posterior(features[:, t - 1], prior_loc, prior_logvar)
+                if self.residual_encoders is not None and not self.tracking:
                     loc, logvar = self._explain_away(
                         x[:, t - 1], loc, logvar, prior_loc, prior_logvar
                     )
@@ -210,28 +221,57 @@ class DVIP(nn.Module):
                 with factors, poutine.scale(scale=kl_scale):
                     z = pyro.sample(f"z_{t}", q_z)  # (B, K, d)
 
-    def _explain_away(self, x_t, loc, logvar, prior_loc, prior_logvar):
+    def _explain_away(self, x_t, loc, logvar, prior_loc, prior_logvar, cues=None):
         """``encoder="residual"``: the posterior's block k > 1 from its encoder's view of what
         blocks 1..k-1 draw at their posterior means (``decoder.explained``: x_t minus their
         layers, or minus their composite beside the unclaimed share); block 1 is
-        ``loc``/``logvar``'s, from x_t. Returns loc and log-variance (B, z_dim)."""
+        ``loc``/``logvar``'s, from x_t. ``encoder="tracking"`` (``cues``: each block's
+        ``_predicted_drawings``; ``loc``, ``logvar`` None): every block k, block 1 included
+        (through ``self.encoder``), reads the same beside its own predicted drawing. Returns
+        loc and log-variance (B, z_dim)."""
         size = self.z_dim // self.decoder.num_parts
-        locs, logvars = [loc[:, :size]], [logvar[:, :size]]
+        if cues is None:
+            locs, logvars, first = [loc[:, :size]], [logvar[:, :size]], 1
+            encoders = self.residual_encoders
+        else:
+            locs, logvars, first = [], [], 0
+            encoders = [self.encoder, *self.residual_encoders]
         outputs = []  # the generators' outputs of blocks 1..k-1 at their posterior means
-        for k, encoder in enumerate(self.residual_encoders, 1):
+        for k, encoder in enumerate(encoders, first):
             with torch.no_grad(), _batchnorm_statistics_frozen(self.decoder):
-                means = torch.cat([*locs, loc.new_zeros(loc.shape[0], self.z_dim - k * size)], 1)
-                if self.decoder.blocks_render_alone:  # render block k - 1 alone
+                rest = (locs[0] if locs else x_t).new_zeros(x_t.shape[0], self.z_dim - k * size)
+                means = torch.cat([*locs, rest], 1)
+                if k == 0:  # nothing drawn yet: the rest (static background, or black) alone
+                    empty = x_t.new_zeros(x_t.shape[0], 0, *self._generator_output(x_t))
+                    drawn, scope = self.decoder.explained(empty)
+                elif self.decoder.blocks_render_alone:  # render block k - 1 alone
                     outputs.append(self.decoder.generators(means, [k - 1]))
                     drawn, scope = self.decoder.explained(torch.cat(outputs, 1))
                 else:  # a shared generator's BatchNorm pools the blocks: render them together
                     drawn, scope = self.decoder.explained(self.decoder.generators(means)[:, :k])
-            residual = x_t - drawn
-            h = encoder(residual if scope is None else torch.cat([residual, scope], 1))
+            reads = [x_t - drawn] + ([] if scope is None else [scope])
+            h = encoder(torch.cat(reads + ([] if cues is None else [cues[k]]), 1))
             loc_k, logvar_k = self.posterior(h, prior_loc, prior_logvar)
             locs.append(loc_k[:, k * size : (k + 1) * size])
             logvars.append(logvar_k[:, k * size : (k + 1) * size])
         return torch.cat(locs, 1), torch.cat(logvars, 1)
+
+    def _generator_output(self, x_t: torch.Tensor) -> tuple[int, int, int]:
+        """(channels, H, W) of one block's generator output for frames like ``x_t``."""
+        return (x_t.shape[1] + self.decoder.residual_extra_channels, *x_t.shape[-2:])
+
+    def _predicted_drawings(self, x_t, prior_loc, predicted: bool) -> list[torch.Tensor]:
+        """``encoder="tracking"``: what each block would draw alone (``decoder.explained`` of
+        its output, over the static background if there is one) at the prior's predicted mean
+        of its units, (B, C, H, W) each, without gradient; zeros at t = 1 (no prediction)."""
+        if not predicted:
+            return [torch.zeros_like(x_t)] * self.decoder.num_parts
+        with torch.no_grad(), _batchnorm_statistics_frozen(self.decoder):
+            ahead = self.decoder.generators(prior_loc)  # (B, K, C', H, W)
+            return [
+                self.decoder.explained(ahead[:, k : k + 1])[0]
+                for k in range(self.decoder.num_parts)
+            ]
 
     @contextmanager
     def sharing_predictions(self):

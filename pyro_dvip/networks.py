@@ -407,7 +407,7 @@ class AdditiveDecoder(nn.Module):
         static background: the sum of their sigmoid layers (N, C, H, W), added in block order;
         ``None``: no mask (the residual encoder reads the frame minus this)."""
         layers = torch.sigmoid(outputs)
-        drawn = layers[:, 0]
+        drawn = layers[:, 0] if layers.shape[1] else layers.new_zeros(layers[:, :1].sum(1).shape)
         for j in range(1, layers.shape[1]):
             drawn = drawn + layers[:, j]
         if self.background is not None:

@@ -114,7 +114,7 @@ def test_widths_set_the_channels_and_default_to_width():
 
 
 def test_residual_width_needs_the_residual_encoder():
-    with pytest.raises(ValueError, match="residual_width: applies to encoder 'residual' only"):
+    with pytest.raises(ValueError, match="residual_width: applies to encoder 'residual' or 'tracking' only"):
         DVIP(2, 3, image_size=S, width=4, residual_width=2)
 
 
@@ -141,7 +141,7 @@ def test_train_records_the_widths_and_load_rebuilds_them(tmp_path):
         (["--decoder-width", "4"], "'--decoder-width': applies to --decoder additive or "
          "composite only"),
         (["--decoder", "additive", "--residual-width", "4"], "'--residual-width': applies to "
-         "--encoder residual only"),
+         "--encoder residual or tracking only"),
         (["--residual-width", "-1"], "-1 is not in the range x>=1"),
     ],
 )  # fmt: skip

@@ -87,7 +87,11 @@ def test_the_check_elbo_command_reads_it():
 def test_it_needs_an_additive_decoder_of_sigmoid_layers():
     with pytest.raises(ValueError, match="encoder 'residual' needs an additive decoder"):
         DVIP(2, 3, image_size=S, width=4, encoder="residual")
-    with pytest.raises(ValueError, match="encoder: must be one of paper, residual, got 'x'"):
+    with pytest.raises(ValueError, match="encoder 'tracking' needs an additive decoder"):
+        DVIP(2, 3, image_size=S, width=4, encoder="tracking")
+    with pytest.raises(
+        ValueError, match="encoder: must be one of paper, residual, tracking, got 'x'"
+    ):
         DVIP(2, 3, image_size=S, width=4, encoder="x")
 
 
