@@ -351,7 +351,7 @@ def train(ctx: click.Context, preset, out, resume, until, quiet, nproc, **option
       dvip train --factors 8                  # paper defaults, 8 factors
       dvip train --preset paper-mnist-entangled --out runs/entangled
       dvip train --out runs/demo --resume --steps 3000
-      dvip train --preset cpu-objects --out runs/objects   # objects, ~21 min on 2 cores
+      dvip train --preset cpu-objects --out runs/objects   # objects, ~7 min on 2 cores
       dvip train --preset cpu-objects-paper --until 4000 --out runs/a   # stop part-way
       dvip train --data ~/videos --preset paper-video --out runs/street
 
