@@ -114,7 +114,8 @@ def test_widths_set_the_channels_and_default_to_width():
 
 
 def test_residual_width_needs_the_residual_encoder():
-    with pytest.raises(ValueError, match="residual_width: applies to encoder 'residual' or 'tracking' only"):
+    message = "residual_width: applies to encoder 'residual' or 'tracking' only"
+    with pytest.raises(ValueError, match=message):
         DVIP(2, 3, image_size=S, width=4, residual_width=2)
 
 
