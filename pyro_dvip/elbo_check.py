@@ -263,8 +263,10 @@ def hand_written_terms(
             loc, logvar = _tracking_posterior(dvip, x[:, t], prior_loc, prior_logvar, t > 0)
         else:
             loc, logvar = dvip.posterior(features[:, t], prior_loc, prior_logvar)
-        if dvip.residual_encoders is not None and not dvip.tracking:
-            loc, logvar = _residual_posterior(dvip, x[:, t], loc, logvar, prior_loc, prior_logvar)
+            if dvip.residual_encoders is not None:
+                loc, logvar = _residual_posterior(
+                    dvip, x[:, t], loc, logvar, prior_loc, prior_logvar
+                )
         q = Independent(Normal(loc.view(B, K, d), (0.5 * logvar).exp().view(B, K, d)), 1)
         z = q.base_dist.loc + q.base_dist.scale * eps[t]  # (B, K, d)
         if derivation == "prior-wrong-step" and t > 0:

@@ -210,10 +210,10 @@ class DVIP(nn.Module):
                     )
                 else:
                     loc, logvar = self.posterior(features[:, t - 1], prior_loc, prior_logvar)
-                if self.residual_encoders is not None and not self.tracking:
-                    loc, logvar = self._explain_away(
-                        x[:, t - 1], loc, logvar, prior_loc, prior_logvar
-                    )
+                    if self.residual_encoders is not None:
+                        loc, logvar = self._explain_away(
+                            x[:, t - 1], loc, logvar, prior_loc, prior_logvar
+                        )
                 q_z = dist.Normal(
                     loc.view(B, self.num_factors, self.factor_dim),
                     (0.5 * logvar).exp().view(B, self.num_factors, self.factor_dim),
