@@ -26,7 +26,7 @@ MODEL_OPTIONS = [
     "decoder", "decoder_weights", "decoder_sum", "decoder_init", "decoder_width", "background",
     "encoder", "residual_width",
     "image_size", "channels", "width", "obs_var", "num_digits", "digit_speed", "arena",
-    "mnist_root",
+    "mnist_root", "scene", "disc_colours", "disc_background",
 ]  # fmt: skip
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 

@@ -15,11 +15,13 @@ from pyro_dvip.checkpoint import CheckpointError
 from pyro_dvip.config import (
     ARENAS,
     DEVICES,
+    DISC_BACKGROUNDS,
     ELBOS,
     ENCODERS,
     LR_SCHEDULES,
     PRECISIONS,
     PRESETS,
+    SCENES,
     make_config,
 )
 from pyro_dvip.networks import (
@@ -38,7 +40,7 @@ CONFIG_OPTIONS = [
     "encoder_linear_act", "decoder", "decoder_weights", "decoder_sum",
     "decoder_init", "decoder_width", "background", "encoder", "residual_width", "image_size",
     "channels", "width", "obs_var", "num_digits", "digit_speed", "arena", "mnist_root",
-    "test_sequences",
+    "scene", "disc_colours", "disc_background", "test_sequences",
     "steps", "batch_size", "seq_len", "lr", "elbo", "kl_anneal", "free_bits", "seed", "device",
     "log_every", "checkpoint_every", "keep_checkpoints", "max_nonfinite_steps", "data", "fps",
     "stride", "resize", "split", "test_fraction", "cache_dir", "precision", "compile",
@@ -170,9 +172,28 @@ POSITIVE = click.IntRange(min=1)
     help="Fixed variance of the Gaussian likelihood.  [default: 0.25]",
 )
 @click.option(
+    "--scene",
+    type=click.Choice(SCENES),
+    help="Built-in data: colour Moving MNIST (the paper's), or beyond the paper discs that "
+    "occlude each other over a textured background, with ground truth for `dvip evaluate` "
+    "(--num-digits, --digit-speed and --arena then apply to the discs; RGB, disc 0 in front).  "
+    "[default: digits]",
+)
+@click.option(
+    "--disc-colours",
+    help="--scene discs: 'distinct' (orange, blue, green), 'same' (all orange), or one hex "
+    "colour per disc, comma-separated (f08c1e,285ae6).  [default: distinct]",
+)
+@click.option(
+    "--disc-background",
+    type=click.Choice(DISC_BACKGROUNDS),
+    help="--scene discs: what is behind the discs, the example video's texture or black.  "
+    "[default: texture]",
+)
+@click.option(
     "--num-digits",
     type=click.IntRange(1, 3),
-    help="Moving MNIST digits per sequence.  [default: 2]",
+    help="Moving MNIST digits (or discs) per sequence.  [default: 2]",
 )
 @click.option(
     "--digit-speed",
@@ -343,7 +364,8 @@ POSITIVE = click.IntRange(min=1)
 )
 @click.pass_context
 def train(ctx: click.Context, preset, out, resume, until, quiet, nproc, **options) -> None:
-    """Train a DVIP model on colour Moving MNIST (built in, offline) or on your video.
+    """Train a DVIP model on colour Moving MNIST or occluding discs (built in, offline), or
+    on your video.
 
     \b
     Examples:
@@ -353,6 +375,7 @@ def train(ctx: click.Context, preset, out, resume, until, quiet, nproc, **option
       dvip train --out runs/demo --resume --steps 3000
       dvip train --preset cpu-objects --out runs/objects   # objects, ~7 min on 2 cores
       dvip train --preset cpu-objects-paper --until 4000 --out runs/a   # stop part-way
+      dvip train --scene discs --preset cpu-objects --decoder composite --out runs/discs
       dvip train --data ~/videos --preset paper-video --out runs/street
 
     Writes config.json, metrics.csv, TensorBoard events and checkpoints into the run directory.

@@ -4,7 +4,8 @@ Two discs, orange and blue, move at constant speed and bounce off the walls of a
 over a fixed, softly textured background; where they overlap, the orange disc is in front (an
 occlusion, which an additive decoder cannot draw and a composited one can). Two minutes at
 10 frames per second, H.264. It is a synthetic stand-in for your own footage, small enough to
-commit: at ``dvip train``'s default 2 fps it gives 240 frames.
+commit: at ``dvip train``'s default 2 fps it gives 240 frames. ``dvip train --scene discs``
+generates the same kind of scene on the fly, with ground truth (``pyro_dvip/data/discs.py``).
 
     python examples/make_example_video.py              # rewrites examples/video/two_discs.mp4
     dvip data inspect examples/video                   # what training would read from it
@@ -19,19 +20,15 @@ from pathlib import Path
 import av
 import numpy as np
 
+from pyro_dvip.config import DISC_PALETTE
+from pyro_dvip.data.discs import background  # the built-in disc scene draws the same one
+
 SIZE, FPS, SECONDS = 64, 10, 120
 # (centre x, centre y, velocity x, velocity y) in pixels and pixels per second; radius; colour
 DISCS = [
-    ((18.0, 22.0, 9.0, 6.5), 7.0, (240, 140, 30)),
-    ((44.0, 40.0, -6.0, 8.5), 8.0, (40, 90, 230)),
+    ((18.0, 22.0, 9.0, 6.5), 7.0, DISC_PALETTE[0]),
+    ((44.0, 40.0, -6.0, 8.5), 8.0, DISC_PALETTE[1]),
 ]
-
-
-def background(size: int = SIZE) -> np.ndarray:
-    """A fixed grey-green background with a soft diagonal gradient and faint stripes."""
-    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
-    base = 70 + 30 * (x + y) / (2 * size) + 6 * np.sin(x / 3.0) * np.sin(y / 5.0)
-    return np.stack([base * 0.9, base * 1.05, base * 0.85], axis=-1)
 
 
 def bounce(position: float, velocity: float, t: float, low: float, high: float) -> float:

@@ -26,6 +26,31 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")  # the networks' autocast dtype; fp16 is CUDA only
 ENCODERS = ("paper", "residual", "tracking")
 ARENAS = ("box", "circle")  # Moving MNIST walls: the paper's box, or a round wall
+SCENES = ("digits", "discs")  # built-in data: colour Moving MNIST, or occluding discs
+DISC_BACKGROUNDS = ("texture", "black")  # behind the discs: the example video's, or nothing
+# The disc scene's named colours (RGB 0..255): orange and blue as in examples/video, then green
+DISC_PALETTE = ((240, 140, 30), (40, 90, 230), (60, 190, 90))
+DISC_COLOUR_SCHEMES = ("distinct", "same")
+
+
+def disc_colours(spec: str, num_discs: int) -> list[tuple[int, int, int]]:
+    """RGB 0..255 of each disc from ``spec``: "distinct" (the palette in order), "same" (all the
+    first), or ``num_discs`` comma-separated hex colours ("f08c1e,285ae6", "#" optional)."""
+    if spec == "distinct":
+        return list(DISC_PALETTE[:num_discs])
+    if spec == "same":
+        return [DISC_PALETTE[0]] * num_discs
+    parts = [p.strip().removeprefix("#") for p in spec.split(",")]
+    if len(parts) != num_discs or not all(
+        len(p) == 6 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts
+    ):
+        raise ValueError(
+            f"disc_colours: must be {' or '.join(DISC_COLOUR_SCHEMES)}, or {num_discs} hex "
+            f"colours separated by commas (one per disc, e.g. f08c1e,285ae6), got {spec!r}"
+        )
+    return [tuple(int(p[i : i + 2], 16) for i in (0, 2, 4)) for p in parts]
+
+
 # What a config.json saved before a field existed was trained with, where that differs from
 # today's default: the encoder then had a LeakyReLU after its final Linear.
 SAVED_BEFORE_FIELD = {"encoder_linear_act": True}
@@ -64,7 +89,11 @@ class TrainConfig:
     channels: int = 3
     width: int = 64
     obs_var: float = 0.25
-    # Data: colour Moving MNIST (Appendix C)
+    # Data: colour Moving MNIST (Appendix C), or beyond the paper occluding discs over a
+    # background (data/discs.py); num_digits, digit_speed and arena then apply to the discs
+    scene: str = "digits"
+    disc_colours: str = "distinct"  # "distinct", "same", or one hex colour per disc
+    disc_background: str = "texture"  # behind the discs: the example video's texture, or black
     num_digits: int = 2
     digit_speed: float = 3.6  # pixels per frame at 64x64, scaled with image_size
     arena: str = "box"  # "box" (the paper's walls) or "circle" (only a digit moves independently)
@@ -145,6 +174,7 @@ class TrainConfig:
             raise ValueError(
                 f"channels: must be 1 or >= num_digits ({self.num_digits}), got {self.channels}"
             )
+        self._validate_scene()
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(
                 f"lr_schedule: must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
@@ -204,6 +234,30 @@ class TrainConfig:
             )
         if self.device not in DEVICES:
             raise ValueError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")
+
+    def _validate_scene(self) -> None:
+        if self.scene not in SCENES:
+            raise ValueError(f"scene: must be one of {', '.join(SCENES)}, got {self.scene!r}")
+        defaults = TrainConfig()
+        if self.scene == "digits":
+            for name in ("disc_colours", "disc_background"):
+                if getattr(self, name) != getattr(defaults, name):
+                    raise ValueError(f"{name}: applies to --scene discs only")
+            return
+        if self.data is not None:
+            raise ValueError(
+                "scene: discs is built-in generated data; --data trains on a video instead"
+            )
+        if self.channels != 3:
+            raise ValueError(f"channels: the disc scene is RGB, use 3 (got {self.channels})")
+        if self.mnist_root is not None:
+            raise ValueError("mnist_root: applies to --scene digits only")
+        if self.disc_background not in DISC_BACKGROUNDS:
+            raise ValueError(
+                f"disc_background: must be one of {', '.join(DISC_BACKGROUNDS)}, "
+                f"got {self.disc_background!r}"
+            )
+        disc_colours(self.disc_colours, self.num_digits)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -34,6 +34,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .data import MovingMNIST, VideoStream, load_digits, make_test_set, make_video_data
+from .data.discs import MovingDiscs, disc_options, make_disc_test_set
 from .model import DVIP
 from .networks import make_decoder
 from .objective import NegELBO, test_elbo
@@ -125,12 +126,19 @@ def build_training(config: TrainConfig, device: torch.device) -> tuple[DVIP, tor
 
 def make_data(
     config: TrainConfig, device: torch.device, stream_seed: int | None = None
-) -> tuple[MovingMNIST | VideoStream, torch.Tensor]:
+) -> tuple[MovingMNIST | MovingDiscs | VideoStream, torch.Tensor]:
     """The seeded training stream on ``device`` (seed ``config.seed`` unless ``stream_seed``) and
-    the frozen test frames: held-out digits for Moving MNIST, held-out clips or time blocks
-    for video (``config.data``)."""
+    the frozen test frames: held-out digits for Moving MNIST, sequences from the test seed
+    for the disc scene, held-out clips or time blocks for video (``config.data``)."""
     if config.data is not None:
         return _make_video_data(config, device, stream_seed)
+    seed = config.seed if stream_seed is None else stream_seed
+    if config.scene == "discs":
+        options = disc_options(config)
+        stream = MovingDiscs(device=device, seed=seed, **options)
+        test_seed = config.seed + TEST_SEED_OFFSET
+        test = make_disc_test_set(config.test_sequences, seed=test_seed, **options)
+        return stream, test.frames.to(device)
     kwargs = dict(
         image_size=config.image_size,
         channels=config.channels,
@@ -144,7 +152,6 @@ def make_data(
         test_digits, test_labels = load_digits("test", config.mnist_root)
     except FileNotFoundError as e:
         raise ValueError(f"mnist_root: {e}") from e
-    seed = config.seed if stream_seed is None else stream_seed
     stream = MovingMNIST(digits, labels, device=device, seed=seed, **kwargs)
     test = make_test_set(
         test_digits,

@@ -50,13 +50,17 @@ class MovingMNISTBatch:
         velocities: float32 ``(B, T, N, 2)``, ``(vx, vy)`` in pixels per frame: the velocity
             that moves the digit from step t to t + 1, i.e. after any bounce at step t.
             ``positions[:, t + 1] == clamp(positions[:, t] + velocities[:, t])``.
-        labels: int64 ``(B, N)``, the class of each digit (constant over the sequence).
+        labels: int64 ``(B, N)``, the class of each digit (constant over the sequence); for
+            the disc scene (``discs.py``), each disc's depth rank (0 in front).
+        masks: float32 ``(B, T, N, H, W)`` in [0, 1], the share of each pixel where object n
+            is seen (after occlusion), or None: the disc scene has them, digits do not.
     """
 
     frames: torch.Tensor
     positions: torch.Tensor
     velocities: torch.Tensor
     labels: torch.Tensor
+    masks: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> MovingMNISTBatch:
         """Return a new batch with every tensor on ``device``."""
@@ -65,6 +69,7 @@ class MovingMNISTBatch:
             positions=self.positions.to(device),
             velocities=self.velocities.to(device),
             labels=self.labels.to(device),
+            masks=None if self.masks is None else self.masks.to(device),
         )
 
 
@@ -205,50 +210,14 @@ class MovingMNIST:
         """Digit indices (B, N), positions and velocities (B, T, N, 2)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        B, T, N = batch_size, self.seq_len, self.num_digits
-        limit = float(self.image_size - self.digit_size)  # largest top-left coordinate
-        rand = {"generator": self._generator, "device": self.device}
-        real = {"dtype": torch.float32, **rand}
-
-        which = torch.randint(len(self._digits), (B, N), **rand)  # (B, N) digit indices
-        uniform = torch.rand(B, N, 2, **real)  # (B, N, 2): the start position
-        heading = torch.rand(B, N, **real) * (2 * math.pi)  # (B, N)
-        velocity = self.speed * _unit(heading)  # (B, N, 2)
-        step = self._box_step if self.arena == "box" else self._circle_step
-        position = uniform * limit if self.arena == "box" else self._in_disc(uniform, limit)
-
-        positions = torch.empty(B, T, N, 2, dtype=torch.float32, device=self.device)
-        velocities = torch.empty_like(positions)
-        positions[:, 0], velocities[:, 0] = position, velocity
-        for t in range(1, T):
-            position, velocity = step(position + velocity, velocity, limit)
-            positions[:, t], velocities[:, t] = position, velocity
+        shape = (batch_size, self.num_digits)
+        which = torch.randint(len(self._digits), shape, generator=self._generator,
+                              device=self.device)  # fmt: skip
+        positions, velocities = draw_motion(
+            self._generator, batch_size, self.seq_len, self.num_digits,
+            limit=float(self.image_size - self.digit_size), speed=self.speed, arena=self.arena,
+        )  # fmt: skip
         return which, positions, velocities
-
-    @staticmethod
-    def _box_step(position, velocity, limit: float):
-        """Clamp a moved ``position`` into ``[0, limit]`` and negate the components that hit."""
-        hit_wall = (position < 0) | (position > limit)
-        return position.clamp(0.0, limit), torch.where(hit_wall, -velocity, velocity)
-
-    @staticmethod
-    def _in_disc(uniform: torch.Tensor, limit: float) -> torch.Tensor:
-        """Uniform points of the disc of diameter ``limit`` centred in ``[0, limit]^2``."""
-        radius = limit / 2 * uniform[..., :1].sqrt()
-        return limit / 2 + radius * _unit(uniform[..., 1] * (2 * math.pi))
-
-    @staticmethod
-    def _circle_step(position, velocity, limit: float):
-        """Clamp a moved ``position`` onto the circle and reflect the velocity off its normal."""
-        offset = position - limit / 2
-        distance = offset.norm(dim=-1, keepdim=True)
-        hit_wall = distance > limit / 2
-        normal = offset / distance.clamp_min(1e-12)
-        reflected = velocity - 2 * (velocity * normal).sum(-1, keepdim=True) * normal
-        return (
-            torch.where(hit_wall, limit / 2 + normal * (limit / 2), position),
-            torch.where(hit_wall, reflected, velocity),
-        )
 
     def _render(self, positions: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
         """Draw digits ``which`` (B, N) at ``positions.round()`` (B, T, N, 2): (B, T, C, H, W).
@@ -266,6 +235,62 @@ class MovingMNIST:
         canvas = torch.zeros(B, T, self.channels * H * W, device=self.device)
         canvas.scatter_reduce_(2, index, values, reduce="amax")
         return canvas.view(B, T, self.channels, H, W)
+
+
+def draw_motion(
+    generator: torch.Generator,
+    batch_size: int,
+    seq_len: int,
+    num_objects: int,
+    *,
+    limit: float,
+    speed: float,
+    arena: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions and velocities (B, T, N, 2) of ``num_objects`` boxes moving as in the module
+    docstring: the top-left corner stays in ``[0, limit]`` (box) or in the disc of diameter
+    ``limit`` centred there (circle); ``speed`` in pixels per frame. Draws a uniform start
+    (B, N, 2) then a heading (B, N) from ``generator``, on its device."""
+    B, T, N = batch_size, seq_len, num_objects
+    real = {"dtype": torch.float32, "generator": generator, "device": generator.device}
+    uniform = torch.rand(B, N, 2, **real)  # (B, N, 2): the start position
+    heading = torch.rand(B, N, **real) * (2 * math.pi)  # (B, N)
+    velocity = speed * _unit(heading)  # (B, N, 2)
+    step = _box_step if arena == "box" else _circle_step
+    position = uniform * limit if arena == "box" else _in_disc(uniform, limit)
+
+    positions = torch.empty(B, T, N, 2, dtype=torch.float32, device=generator.device)
+    velocities = torch.empty_like(positions)
+    positions[:, 0], velocities[:, 0] = position, velocity
+    for t in range(1, T):
+        position, velocity = step(position + velocity, velocity, limit)
+        positions[:, t], velocities[:, t] = position, velocity
+    return positions, velocities
+
+
+def _box_step(position, velocity, limit: float):
+    """Clamp a moved ``position`` into ``[0, limit]`` and negate the components that hit."""
+    hit_wall = (position < 0) | (position > limit)
+    return position.clamp(0.0, limit), torch.where(hit_wall, -velocity, velocity)
+
+
+def _in_disc(uniform: torch.Tensor, limit: float) -> torch.Tensor:
+    """Uniform points of the disc of diameter ``limit`` centred in ``[0, limit]^2``."""
+    radius = limit / 2 * uniform[..., :1].sqrt()
+    return limit / 2 + radius * _unit(uniform[..., 1] * (2 * math.pi))
+
+
+def _circle_step(position, velocity, limit: float):
+    """Clamp a moved ``position`` onto the circle and reflect the velocity off its normal."""
+    offset = position - limit / 2
+    distance = offset.norm(dim=-1, keepdim=True)
+    hit_wall = distance > limit / 2
+    normal = offset / distance.clamp_min(1e-12)
+    reflected = velocity - 2 * (velocity * normal).sum(-1, keepdim=True) * normal
+    return (
+        torch.where(hit_wall, limit / 2 + normal * (limit / 2), position),
+        torch.where(hit_wall, reflected, velocity),
+    )
 
 
 def _unit(angle: torch.Tensor) -> torch.Tensor:
@@ -289,18 +314,26 @@ def make_test_set(
     (``image_size``, ``channels``, ``num_digits``, ``seq_len``, ``speed``, ``arena``); move
     the result with ``.to(device)``.
     """
+    generator = MovingMNIST(digits, labels, device="cpu", seed=seed, **moving_mnist_kwargs)
+    return frozen_test_set(generator, num_sequences, batch_size)
+
+
+def frozen_test_set(generator, num_sequences: int, batch_size: int) -> MovingMNISTBatch:
+    """``num_sequences`` sequences of a seeded ``generator`` (anything whose ``sample(n)``
+    gives a MovingMNISTBatch), drawn ``batch_size`` at a time and concatenated."""
     if num_sequences < 1:
         raise ValueError(f"num_sequences must be at least 1, got {num_sequences}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    generator = MovingMNIST(digits, labels, device="cpu", seed=seed, **moving_mnist_kwargs)
     batches = [
         generator.sample(min(batch_size, num_sequences - start))
         for start in range(0, num_sequences, batch_size)
     ]
+    masks = [b.masks for b in batches]
     return MovingMNISTBatch(
         frames=torch.cat([b.frames for b in batches]),
         positions=torch.cat([b.positions for b in batches]),
         velocities=torch.cat([b.velocities for b in batches]),
         labels=torch.cat([b.labels for b in batches]),
+        masks=None if masks[0] is None else torch.cat(masks),
     )

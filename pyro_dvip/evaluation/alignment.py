@@ -301,9 +301,9 @@ def intervention_summary(fractions: np.ndarray, num_objects: int) -> dict:
 
 
 NO_GROUND_TRUTH = "not applicable: no ground truth"
-# Digits drawn in fewer colour channels than there are digits (--channels 1): no channel is a
-# digit's, so nothing may read a digit from its channel.
-SHARED_CHANNEL = "not applicable: digits share a colour channel"
+# Digits drawn in fewer colour channels than there are digits (--channels 1), or discs drawn in
+# RGB (--scene discs): no channel is one object's, so nothing may read an object from its channel.
+SHARED_CHANNEL = "not applicable: objects share a colour channel"
 
 
 def not_applicable(reason: str, cause: str = NO_GROUND_TRUTH) -> dict:

@@ -78,8 +78,14 @@ def group_label(config: dict) -> str:
         else f"speed {config['digit_speed']}"
         + (f", {config['arena']} arena" if config.get("arena", "box") != "box" else "")
     )
+    if config.get("scene", "digits") == "discs":
+        data = f"discs ({config['disc_colours']}, {config['disc_background']}), {data}"
+    elif not config.get("data") and config.get("channels", 3) == 1:
+        data = f"one channel, {data}"
     if config.get("decoder", "paper") != "paper":
         model += f", {config['decoder']} decoder ({config['decoder_weights']} weights)"
+        if config.get("background", "none") != "none":
+            model += f", {config['background']} background"
     if config.get("encoder", "paper") != "paper":
         model += f", {config['encoder']} encoder"
     return (
@@ -246,7 +252,7 @@ def compare(run_dirs: list[str | Path], out: str | Path) -> dict:
         "matched − leakage) and the intervention test (smallest share of a matched factor's "
         "change in its digit's channel). n/a: not applicable, the run is on real video, which "
         "has no ground truth (object positions, a colour channel per object) for the alignment "
-        "columns, or, in the intervention column only, its digits share a colour channel. "
+        "columns, or, in the intervention column only, its objects share a colour channel. "
         "Prediction saving: 1 − KL(t≥2)/KL(t=1), the share of a frame's KL that the "
         "factors' own transitions remove, averaged over factors (≈0: nothing predicted). "
         "The paper's rows are Moving MNIST, 64×64, sequences of 5, 1,000 MI pairs.",

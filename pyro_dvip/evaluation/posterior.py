@@ -16,6 +16,7 @@ from pyro.poutine.messenger import Messenger
 
 from ..config import TrainConfig
 from ..data import MovingMNISTBatch, load_digits, make_test_set, make_video_data
+from ..data.discs import disc_options, make_disc_test_set
 from ..model import DVIP
 from ..train import TEST_SEED_OFFSET
 
@@ -71,13 +72,17 @@ def held_out_sequences(
     """Held-out Moving MNIST sequences with ground truth, from the test digits and the run's
     test seed (the digits never seen in training), on CPU. ``run_seed`` draws instead the
     sequences that a run with that seed would be tested on: runs of different seeds then see
-    the same sequences."""
+    the same sequences. The disc scene's come from the same test seed (its discs have no
+    training set to hold out from, only sequences never drawn in training)."""
+    seed = (config.seed if run_seed is None else run_seed) + TEST_SEED_OFFSET
+    if config.scene == "discs":
+        return make_disc_test_set(num_sequences, seed=seed, **disc_options(config, seq_len))
     test_digits, test_labels = load_digits("test", config.mnist_root)
     return make_test_set(
         test_digits,
         test_labels,
         num_sequences,
-        seed=(config.seed if run_seed is None else run_seed) + TEST_SEED_OFFSET,
+        seed=seed,
         image_size=config.image_size,
         channels=config.channels,
         num_digits=config.num_digits,

@@ -19,6 +19,7 @@ import torch
 
 from ..config import TrainConfig
 from ..data import MovingMNISTBatch
+from ..data.discs import disc_box
 from ..data.moving_mnist import digit_box
 from ..model import DVIP
 from ..train import RunError, build_model, load
@@ -93,6 +94,11 @@ class EvalOptions:
     held_out_seed: int | None = None  # Moving MNIST: test on the sequences of a run with this seed
     batch_size: int = 256
     device: str = "cpu"
+
+
+def object_box(config: TrainConfig) -> int:
+    """The side in pixels of one object's box: a digit's, or a disc's diameter."""
+    return (disc_box if config.scene == "discs" else digit_box)(config.image_size)
 
 
 def _blocks(dvip: DVIP) -> int:
@@ -180,11 +186,15 @@ def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) 
     )  # fmt: skip
     arrays["r2"] = r2
 
-    if config.channels < config.num_digits:  # the test reads digit o's change in channel o
+    if config.scene == "discs" or config.channels < config.num_digits:
+        drawn = (
+            "discs drawn in RGB: every disc writes to every channel"
+            if config.scene == "discs"
+            else f"{config.num_digits} digits drawn in {config.channels} channel: no channel is "
+            "one digit's"
+        )
         metrics["intervention"] = not_applicable(
-            f"{config.num_digits} digits drawn in {config.channels} channel: no channel is one "
-            "digit's, and the test reads digit o's change in channel o",
-            SHARED_CHANNEL,
+            f"{drawn}, and the test reads digit o's change in channel o", SHARED_CHANNEL
         )
         return probe_groups
     z_flat = posterior.flat("means").flatten(0, 1)  # (N T, D)
@@ -216,7 +226,7 @@ def _identity(config, data, posterior, groups, options, metrics, arrays) -> None
     )
     truth = positions[scored]
     follows = followed_digits(predicted, truth)  # (n, T, M)
-    threshold = CROSSING * digit_box(config.image_size)
+    threshold = CROSSING * object_box(config)
     metrics["identity"] = {
         "factors": [k for k, _ in assignment],
         "digits": [o for _, o in assignment],
@@ -230,7 +240,7 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
     """All measurements of one model on held-out ``data`` on the device: a MovingMNISTBatch
     (with ground truth), or VideoSequences, on which the probes, the intervention and the
     identity across crossings are recorded as not applicable (and the intervention also where
-    digits share a colour channel).
+    objects share a colour channel: ``--channels 1``, or the disc scene).
 
     Each part is made on its own: a part that fails numerically (a NaN reaching a distribution)
     is recorded as failed with its reason (:mod:`.outcome`) and the others are still made; the
@@ -552,6 +562,14 @@ def _held_out(run_dir: Path, config: TrainConfig, opts: EvalOptions):
         held_out = {"data": "moving mnist", "source": "Moving MNIST from the test digits, the "
                     f"test sequences of a run with seed {seed}", "seed": seed,
                     "notes": []}  # fmt: skip
+        if config.scene == "discs":
+            held_out.update(data="moving discs", source=(
+                f"moving discs ({config.disc_colours} colours, {config.disc_background} "
+                f"background), the test sequences of a run with seed {seed}"
+            ), notes=[
+                "objects are discs: 'digit o' in the tables is disc o (disc 0 in front); a "
+                "position is its bounding box's top-left corner"
+            ])  # fmt: skip
         return held_out_sequences(config, num_sequences, run_seed=seed), held_out, opts
     if opts.held_out_seed is not None:
         raise ValueError(
@@ -614,7 +632,7 @@ def evaluate(
     A video run (``config.data``) is measured on its own test split; the probes, the
     intervention and the identity across crossings need Moving MNIST ground truth and are
     recorded as not applicable (no probe_r2, intervention or identity table or figure is
-    written). Nor is the intervention applicable where digits share a colour channel
+    written). Nor is the intervention applicable where objects share a colour channel
     (``--channels 1``), nor the identity with one digit per sequence.
 
     A part that fails numerically is recorded as failed with its reason (see :func:`measure`)
