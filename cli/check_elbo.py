@@ -124,8 +124,8 @@ def check_elbo(
     """Check the ELBO Pyro optimises against the paper's Appendix B written by hand.
 
     Checks a trained run (RUN_DIR) or, without it, a freshly initialised model built from the
-    same options as `dvip train`, on a batch of held-out Moving MNIST sequences. Prints the
-    estimates, the checks (relative differences on one shared posterior sample, a z-score
+    same options as `dvip train`, on a batch of held-out Moving MNIST (or disc) sequences.
+    Prints the estimates, the checks (relative differences on one shared posterior sample, a z-score
     between Monte Carlo means), the KL per step and factor, and whether the prior keeps
     factors independent (a coupled prior is named, not failed). Exits with status 1 when a
     check fails.

@@ -167,3 +167,14 @@ def test_compare_labels_tell_the_disc_scene_one_channel_and_a_static_background_
     assert "composite decoder (per-factor weights), static background" in label
     assert "discs (same, texture), speed 3.6" in label
     assert "one channel, speed 3.6" in group_label({**config, "channels": 1})
+
+
+def test_check_elbo_passes_on_disc_sequences_with_the_composite_residual_guide():
+    result = run_cli(
+        "check-elbo", "--scene", "discs", "--decoder", "composite", "--decoder-weights",
+        "per-factor", "--encoder", "residual", "--background", "static", "--factors", 2,
+        "--factor-dim", 3, "--image-size", 16, "--width", 4, "--particles", 10,
+        "--batch-size", 4, "--seq-len", 3,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "verdict: PASS" in result.output
