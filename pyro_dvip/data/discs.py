@@ -19,7 +19,13 @@ import numpy as np
 import torch
 
 from ..config import ARENAS, DISC_BACKGROUNDS, disc_colours
-from .moving_mnist import REFERENCE_IMAGE_SIZE, MovingMNISTBatch, draw_motion, frozen_test_set
+from .moving_mnist import (
+    REFERENCE_IMAGE_SIZE,
+    MovingMNISTBatch,
+    SeededStream,
+    draw_motion,
+    frozen_test_set,
+)
 
 DISC_DIAMETER = 16  # pixels at 64x64, scaled with the frame
 
@@ -37,7 +43,7 @@ def background(size: int) -> np.ndarray:
     return np.stack([base * 0.9, base * 1.05, base * 0.85], axis=-1)
 
 
-class MovingDiscs:
+class MovingDiscs(SeededStream):
     """Seeded, on-the-fly generator of occluding discs over a background.
 
     Per sequence, independently, each disc's box starts uniformly in the frame (or its arena)
@@ -105,14 +111,6 @@ class MovingDiscs:
         self._pixel = pixel  # pixel centres along x and along y
         self._generator = torch.Generator(device=self.device)
         self._generator.manual_seed(seed)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The random stream's position: ``{"generator": ByteTensor}``."""
-        return {"generator": self._generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore a position saved by ``state_dict``; the next ``sample`` continues from it."""
-        self._generator.set_state(state["generator"])
 
     def trajectories(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Positions and velocities (B, T, N, 2) of ``batch_size`` new sequences (the box's

@@ -73,7 +73,22 @@ class MovingMNISTBatch:
         )
 
 
-class MovingMNIST:
+class SeededStream:
+    """A generator whose randomness is one ``torch.Generator``, ``self._generator``: saving and
+    restoring its position in the stream."""
+
+    _generator: torch.Generator
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The random stream's position: ``{"generator": ByteTensor}``."""
+        return {"generator": self._generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore a position saved by ``state_dict``; the next ``sample`` continues from it."""
+        self._generator.set_state(state["generator"])
+
+
+class MovingMNIST(SeededStream):
     """Seeded, on-the-fly colour Moving MNIST generator.
 
     Per sequence, independently: each digit is drawn uniformly from ``digits``; its box's
@@ -182,14 +197,6 @@ class MovingMNIST:
 
         self._generator = torch.Generator(device=self.device)
         self._generator.manual_seed(seed)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The random stream's position: ``{"generator": ByteTensor}``."""
-        return {"generator": self._generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore a position saved by ``state_dict``; the next ``sample`` continues from it."""
-        self._generator.set_state(state["generator"])
 
     def sample(self, batch_size: int) -> MovingMNISTBatch:
         """Generate ``batch_size`` new sequences (advances the random stream)."""
