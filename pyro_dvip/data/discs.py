@@ -18,11 +18,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..config import ARENAS, DISC_BACKGROUNDS, disc_colours
+from ..config import DISC_BACKGROUNDS, disc_colours
 from .moving_mnist import (
     REFERENCE_IMAGE_SIZE,
     MovingMNISTBatch,
     SeededStream,
+    check_motion,
     draw_motion,
     frozen_test_set,
 )
@@ -80,15 +81,9 @@ class MovingDiscs(SeededStream):
     ) -> None:
         if not 1 <= num_discs <= 3:
             raise ValueError(f"num_discs must be 1, 2 or 3, got {num_discs}")
-        box = disc_box(image_size)
         if image_size < 16:
             raise ValueError(f"image_size must be at least 16, got {image_size}")
-        if seq_len < 1:
-            raise ValueError(f"seq_len must be at least 1, got {seq_len}")
-        if not speed >= 0:
-            raise ValueError(f"speed must be non-negative, got {speed}")
-        if arena not in ARENAS:
-            raise ValueError(f"arena must be one of {', '.join(ARENAS)}, got {arena!r}")
+        check_motion(seq_len, speed, arena)
         if backdrop not in DISC_BACKGROUNDS:
             raise ValueError(
                 f"backdrop must be one of {', '.join(DISC_BACKGROUNDS)}, got {backdrop!r}"
@@ -96,7 +91,7 @@ class MovingDiscs(SeededStream):
         self.image_size = image_size
         self.num_discs = num_discs
         self.seq_len = seq_len
-        self.box = box
+        self.box = disc_box(image_size)
         self.arena = arena
         self.speed = speed * image_size / REFERENCE_IMAGE_SIZE
         self.device = torch.device(device)

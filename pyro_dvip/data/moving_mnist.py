@@ -167,12 +167,7 @@ class MovingMNIST(SeededStream):
                 f"image_size must be at least 16 and larger than its {digit_size}-pixel "
                 f"digit box, got {image_size}"
             )
-        if seq_len < 1:
-            raise ValueError(f"seq_len must be at least 1, got {seq_len}")
-        if not speed >= 0:
-            raise ValueError(f"speed must be non-negative, got {speed}")
-        if arena not in ARENAS:
-            raise ValueError(f"arena must be one of {', '.join(ARENAS)}, got {arena!r}")
+        check_motion(seq_len, speed, arena)
 
         self.image_size = image_size
         self.channels = channels
@@ -242,6 +237,16 @@ class MovingMNIST(SeededStream):
         canvas = torch.zeros(B, T, self.channels * H * W, device=self.device)
         canvas.scatter_reduce_(2, index, values, reduce="amax")
         return canvas.view(B, T, self.channels, H, W)
+
+
+def check_motion(seq_len: int, speed: float, arena: str) -> None:
+    """Raise ``ValueError`` for motion arguments ``draw_motion`` cannot use."""
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be at least 1, got {seq_len}")
+    if not speed >= 0:
+        raise ValueError(f"speed must be non-negative, got {speed}")
+    if arena not in ARENAS:
+        raise ValueError(f"arena must be one of {', '.join(ARENAS)}, got {arena!r}")
 
 
 def draw_motion(
