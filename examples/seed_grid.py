@@ -8,13 +8,16 @@ verdict of each seed: the experiment loop of docs/experiments.md as one resumabl
 Each (variant, seed) trains ``dvip train --preset PRESET --seed SEED VARIANT_ARGS`` into
 ``OUT/VARIANT-sSEED`` (resumed if it exists; ``--until`` stops it part-way, exactly resumable),
 ``--jobs`` at a time with one torch thread each; then every run whose newest checkpoint is
-newer than its evaluation is evaluated (``dvip evaluate`` defaults plus ``--eval-args``).
-Rerunning the same command continues where it stopped. Writes ``OUT/grid.csv`` (one row per
-run: step, training minutes, matched R² and leakage per digit, swap shares, per-coordinate
-probes, the label-free object score where the evaluation has one and the factors that void it,
-test ELBO, and the verdict of
-``pyro_dvip.evaluation.verdict``) and ``OUT/grid.md`` (per variant: seeds with objects out of
-N, mean ± sd of the figures, never the best seed).
+newer than its evaluation is evaluated (``dvip evaluate`` defaults plus ``--eval-args``), and
+with ``--second-probe mlp`` evaluated again with ``--probe mlp`` into ``RUN/eval-mlp`` (the
+documented second opinion, docs/evaluation.md). Rerunning the same command continues where it
+stopped. Writes ``OUT/grid.csv`` (one row per run: step, training minutes, matched R² and
+leakage per digit, swap shares, per-coordinate probes, identity swaps per crossing beside the
+untrained model's, the unused factors and every factor's KL per frame, the label-free object
+score where the evaluation has one and the factors that void it, test ELBO, the verdict of
+``pyro_dvip.evaluation.verdict``, and the second probe's figures and verdict) and
+``OUT/grid.md`` (per variant: seeds with objects out of N, by each probe, mean ± sd of the
+figures, never the best seed).
 """
 
 from __future__ import annotations
@@ -30,14 +33,17 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pyro_dvip.evaluation.verdict import alignment_verdict
+from pyro_dvip.evaluation.verdict import alignment_verdict, unused_factors
 
 COLUMNS = [
     "variant", "seed", "step", "train_minutes", "min_matched", "max_leakage", "matched",
-    "leakage", "swap_shares", "by_coordinate", "object_score", "silent_factors",
-    "object_score_untrained",
-    "test_elbo", "verdict", "reason", "run",
+    "leakage", "swap_shares", "by_coordinate", "swaps_per_crossing",
+    "swaps_per_crossing_untrained", "crossings", "unused_factors", "kl_per_factor",
+    "object_score", "silent_factors", "object_score_untrained", "test_elbo", "verdict", "reason",
+    "second_probe", "second_min_matched", "second_max_leakage", "second_swaps_per_crossing",
+    "second_verdict", "run",
 ]  # fmt: skip
+SECOND = "eval-mlp"  # where --second-probe mlp writes its evaluation
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
@@ -74,11 +80,21 @@ def newest_checkpoint_time(run: Path) -> float:
 
 
 def evaluate(run: Path, opts) -> int:
-    metrics = run / "eval" / "metrics.json"
-    if metrics.exists() and metrics.stat().st_mtime >= newest_checkpoint_time(run):
-        return 0
-    command = dvip_command() + ["evaluate", str(run)] + shlex.split(opts.eval_args)
-    return run_logged(command, run.with_suffix(".eval.log"))
+    """Evaluate ``run`` where its evaluations are older than its newest checkpoint: the
+    headline probe into RUN/eval, then the second probe (if any) into RUN/eval-mlp."""
+    evaluations = [("eval", [], ".eval.log")]
+    if opts.second_probe:
+        extra = ["--probe", opts.second_probe, "--out", str(run / SECOND)]
+        evaluations.append((SECOND, extra, f".{SECOND}.log"))
+    for folder, extra, suffix in evaluations:
+        metrics = run / folder / "metrics.json"
+        if metrics.exists() and metrics.stat().st_mtime >= newest_checkpoint_time(run):
+            continue
+        command = dvip_command() + ["evaluate", str(run)] + shlex.split(opts.eval_args) + extra
+        code = run_logged(command, run.with_suffix(suffix))
+        if code:
+            return code
+    return 0
 
 
 def last_logged(run: Path) -> dict:
@@ -124,10 +140,38 @@ def row_of(variant: str, seed: int, run: Path) -> dict:
     swap = trained.get("intervention", {})
     if "matched_share" in swap:
         row["swap_shares"] = json.dumps([round(v, 2) for v in swap["matched_share"]])
+    row.update(identity(trained), swaps_per_crossing_untrained=identity(untrained).get(
+        "swaps_per_crossing"))  # fmt: skip
+    kl = a.get("kl_per_factor_per_frame")
+    if kl is not None:  # the verdict's unused factors, and every factor's KL they are read from
+        row["kl_per_factor"] = json.dumps([None if v is None else round(v, 3) for v in kl])
+        row["unused_factors"] = " ".join(map(str, unused_factors(a)))
     row["object_score"], row["silent_factors"] = object_score(trained)
     row["object_score_untrained"] = object_score(untrained)[0]
     row["test_elbo"] = trained.get("bound", {}).get("elbo_per_frame")
+    second = run / SECOND / "metrics.json"
+    if second.exists():
+        other = json.loads(second.read_text())["trained"]
+        b = other["alignment"]
+        row["second_probe"] = b.get("probe", "mlp")
+        row["second_verdict"] = alignment_verdict(b)["verdict"]
+        row["second_swaps_per_crossing"] = identity(other).get("swaps_per_crossing")
+        if b.get("applicable", True):
+            row["second_min_matched"] = round(b["min_matched"], 3)
+            row["second_max_leakage"] = round(b["max_leakage"], 3)
     return row
+
+
+def identity(model: dict) -> dict:
+    """Identity swaps per crossing and the crossings they are counted over, if measured."""
+    record = model.get("identity") or {}
+    if "swaps_per_crossing" not in record:  # absent from older metrics and without ground truth
+        return {}
+    rate = record["swaps_per_crossing"]
+    return {
+        "swaps_per_crossing": None if rate is None else round(rate, 3),
+        "crossings": record.get("crossings"),
+    }
 
 
 def mean_sd(values: list) -> str:
@@ -141,22 +185,30 @@ def mean_sd(values: list) -> str:
 
 def summary(rows: list[dict], variants: list[str]) -> str:
     lines = [
-        "| variant | seeds with objects | verdicts | min matched R² | max leakage | object score "
-        "(untrained) | train minutes |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | seeds with objects | verdicts | min matched R² | max leakage | swaps per "
+        "crossing (untrained) | unused factors | object score (untrained) | train minutes | "
+        "second probe: seeds with objects |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in variants:
         mine = [r for r in rows if r["variant"] == name]
         judged = [r for r in mine if r["verdict"] not in ("not evaluated", "n/a")]
         words = ", ".join(f"s{r['seed']} {r['verdict']}" for r in mine)
         objects = sum(r["verdict"] == "objects" for r in judged)
+        second = [r for r in judged if r.get("second_verdict") not in (None, "", "n/a")]
+        second_objects = sum(r["second_verdict"] == "objects" for r in second)
+        unused = [len(r["unused_factors"].split()) for r in judged if "unused_factors" in r]
         lines.append(
             f"| {name} | {objects} of {len(judged)} | {words} | "
             f"{mean_sd([r.get('min_matched') for r in judged])} | "
             f"{mean_sd([r.get('max_leakage') for r in judged])} | "
+            f"{mean_sd([r.get('swaps_per_crossing') for r in judged])} "
+            f"({mean_sd([r.get('swaps_per_crossing_untrained') for r in judged])}) | "
+            f"{mean_sd(unused)} | "
             f"{mean_sd([r.get('object_score') for r in judged])} "
             f"({mean_sd([r.get('object_score_untrained') for r in judged])}) | "
-            f"{mean_sd([r.get('train_minutes') for r in mine])} |"
+            f"{mean_sd([r.get('train_minutes') for r in mine])} | "
+            f"{f'{second_objects} of {len(second)}' if second else 'n/a'} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -178,6 +230,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--until", type=int, help="Stop every run after this step (resumable).")
     parser.add_argument("--jobs", type=int, default=2, help="Runs at a time [default: 2].")
     parser.add_argument("--eval-args", default="", help="Extra `dvip evaluate` options.")
+    parser.add_argument(
+        "--second-probe",
+        choices=["mlp"],
+        help="Also evaluate every run with `--probe mlp` (into RUN/eval-mlp) and count its "
+        "verdicts beside the headline ridge probe's. [default: off]",
+    )
     parser.add_argument("--no-evaluate", action="store_true", help="Train only.")
     opts = parser.parse_args(argv)
     if opts.jobs < 1:

@@ -35,7 +35,9 @@ def test_grid_stops_resumes_evaluates_and_counts_verdicts(tmp_path):
     assert {r["verdict"] for r in rows} == {"not evaluated"}
     assert json.loads((tmp_path / "b-s3" / "config.json").read_text())["factor_dim"] == 2
 
-    done = grid(tmp_path, "--seeds", "3", *variants, "--eval-args", FAST_EVAL)
+    done = grid(
+        tmp_path, "--seeds", "3", *variants, "--eval-args", FAST_EVAL, "--second-probe", "mlp"
+    )
     assert done.returncode == 0, done.stderr
     with open(tmp_path / "grid.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -46,6 +48,24 @@ def test_grid_stops_resumes_evaluates_and_counts_verdicts(tmp_path):
         assert float(r["max_leakage"]) == round(a["max_leakage"], 3)
         assert float(r["object_score"]) == metrics["trained"]["object_score"]["normalised"]
         assert r["verdict"] in {"objects", "axis split", "dropped", "under-encoded", "mixed"}
+        identity = metrics["trained"]["identity"]
+        assert int(r["crossings"]) == identity["crossings"]
+        assert float(r["swaps_per_crossing"]) == round(identity["swaps_per_crossing"], 3)
+        floor = metrics["untrained"]["identity"]["swaps_per_crossing"]
+        assert float(r["swaps_per_crossing_untrained"]) == round(floor, 3)
+        kl = a["kl_per_factor_per_frame"]
+        assert json.loads(r["kl_per_factor"]) == [round(v, 3) for v in kl]
+        # unused: unmatched, under 0.1 nats per frame and under R² 0.3 of every digit
+        matched = {k for k, _ in a["assignment"]}
+        unused = [k for k in range(len(kl)) if k not in matched and kl[k] < 0.1
+                  and max(a["r2"][k]) < 0.3]  # fmt: skip
+        assert r["unused_factors"] == " ".join(map(str, unused))
+        # the second opinion: its own evaluation, with the MLP probe
+        second = json.loads((Path(r["run"]) / "eval-mlp" / "metrics.json").read_text())
+        b = second["trained"]["alignment"]
+        assert b["probe"] == "mlp" and r["second_probe"] == "mlp"
+        assert r["second_verdict"] == b["verdict"]
+        assert float(r["second_max_leakage"]) == round(b["max_leakage"], 3)
         seconds = [row["seconds"] for row in csv.DictReader(open(Path(r["run"]) / "metrics.csv"))]
         assert float(r["train_minutes"]) == round(float(seconds[-1]) / 60, 1)
     table = (tmp_path / "grid.md").read_text().splitlines()
@@ -53,6 +73,8 @@ def test_grid_stops_resumes_evaluates_and_counts_verdicts(tmp_path):
         objects = sum(r["verdict"] == "objects" for r in rows if r["variant"] == name)
         line = next(row for row in table if row.startswith(f"| {name} |"))
         assert line.split(" | ")[1] == f"{objects} of 1"
+        second = sum(r["second_verdict"] == "objects" for r in rows if r["variant"] == name)
+        assert line.split(" | ")[-1] == f"{second} of 1 |"
 
 
 def test_bad_variant_is_a_one_line_error(tmp_path):
