@@ -1,0 +1,73 @@
+"""examples/identity_pressure.py: what a slot code costs an independent prior over an identity
+code, counted on the generator's trajectories, with its estimator checked on known answers."""
+
+import importlib
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def example(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    return importlib.import_module("examples.identity_pressure")
+
+
+def test_conditional_entropy_known_answers(example):
+    cell = np.repeat(np.arange(3), 4)  # 3 cells of 4 samples
+    determined = cell * 7  # the target is a function of the cell
+    assert example.conditional_entropy(determined, cell) == 0.0
+    coin = np.tile([0, 1], 6)  # two outcomes, two each, in every cell
+    assert example.conditional_entropy(coin, cell, corrected=False) == pytest.approx(math.log(2))
+    # Miller-Madow: one extra outcome in each of 3 cells, over 12 samples
+    assert example.conditional_entropy(coin, cell) == pytest.approx(math.log(2) + 3 / (2 * 12))
+
+
+def test_next_position_entropy_reads_the_last_position_and_velocity(example):
+    # one track, 3 frames: the same last position and velocity, then one of two next positions
+    tracks = np.zeros((4, 3, 1, 2), dtype=np.int64)
+    tracks[:, 1, 0] = [1, 0]
+    tracks[:, 2, 0] = [[2, 0], [2, 1], [2, 0], [2, 1]]
+    expected = math.log(2) + 1 / (2 * 4)  # plug-in ln 2, Miller-Madow 1 / (2n)
+    assert example.next_position_entropy(tracks) == pytest.approx(expected)
+    # a different velocity tells them apart: then nothing is left to predict
+    tracks[1::2, 0, 0] = [0, 1]
+    assert example.next_position_entropy(tracks) == 0.0
+
+
+def test_slots_cost_an_independent_prior_at_every_order_flip(example):
+    recipe = {a: example.identity_pressure(a, sequences=100_000) for a in example.ARENAS}
+    slow = example.identity_pressure("box", speed=3.6, sequences=100_000)
+    still = example.identity_pressure("box", speed=0.0, sequences=2_000)
+    for r in (*recipe.values(), slow):
+        assert r["h_slot"] > r["h_identity"] > 0
+        assert r["saving_per_flip"] > 8  # about 11 nats at 100,000 sequences, more with more
+    # the recipe's speed: over a nat per factor per frame; slower digits flip less often
+    assert min(r["saving"] for r in recipe.values()) > 1.0
+    assert slow["flips_per_frame"] < recipe["box"]["flips_per_frame"] / 2
+    assert slow["saving"] < recipe["box"]["saving"]
+    assert still["h_identity"] == still["h_slot"] == still["flips_per_frame"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seq-len", "2"], "--seq-len must be at least 3"),
+        (["--num-digits", "1"], "--num-digits must be 2 or 3"),
+        (["--sequences", "1"], "--sequences must be at least 2"),
+        (["--speed", "-1"], "speed must be non-negative"),
+    ],
+)
+def test_bad_options_get_a_one_line_error_naming_them(args, message):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "identity_pressure.py"), *args],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
