@@ -71,3 +71,32 @@ def test_bad_options_get_a_one_line_error_naming_them(args, message):
     )  # fmt: skip
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_order_flips_marks_the_frames_where_left_and_right_change(example):
+    x = np.array([[0, 5, 9, 9, 2], [8, 8, 1, 9, 7]]).T  # digit 0 and 1's x over 5 frames
+    positions = np.zeros((1, 5, 2, 2))
+    positions[0, :, :, 0] = x
+    # left to right: [0, 1] [0, 1] [1, 0] [0, 1] (a tie keeps digit order) [0, 1]
+    assert example.order_flips(positions).tolist() == [[False, False, True, True, False]]
+
+
+def test_a_trained_runs_kl_at_flips_counts_every_predicted_frame(example, tmp_path):
+    from conftest import run_cli, tiny_args
+
+    from pyro_dvip.config import TrainConfig
+    from pyro_dvip.evaluation.posterior import held_out_sequences
+
+    run = tmp_path / "run"
+    done = run_cli("train", *tiny_args(steps=2, checkpoint_every=2), "--channels", "1",
+                   "--out", run)  # fmt: skip
+    assert done.exit_code == 0, done.output
+    r = example.kl_at_flips(str(run), sequences=24, particles=2)
+    config = TrainConfig.load(run / "config.json")
+    x = held_out_sequences(config, 24).positions[..., 0].numpy()  # (B, T, 2)
+    side = np.sign(x[..., 0] - x[..., 1])  # which digit is further left, per frame
+    flips = int((side[:, 1:] != side[:, :-1]).sum())
+    assert r["flip_frames"] == flips > 0
+    assert r["flip_frames"] + r["other_frames"] == 24 * (config.seq_len - 1)
+    assert 0 < r["at_flips"] < float("inf") and 0 < r["elsewhere"] < float("inf")
+    assert example.kl_at_flips(str(run), sequences=24, particles=2) == r  # seeded
