@@ -92,7 +92,7 @@ def identity_pressure(
     h_identity = next_position_entropy(shown)
     h_slot = next_position_entropy(slots)
     # frames (of the predicted ones) where the left-to-right order of the digits changes
-    flips = (order[:, 2:] != order[:, 1:-1]).any(-1).mean() if num_digits > 1 else 0.0
+    flips = order_flips(shown)[:, 2:].mean()
     saving = h_slot - h_identity
     return {
         "arena": arena, "speed": speed, "sequences": sequences,
