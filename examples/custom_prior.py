@@ -18,7 +18,12 @@
    it. The per-factor KL says how much each factor is used; the cross-factor influence printed
    below (how strongly factor j's past moves factor k's predicted mean) measures the coupling.
 
-Both priors also train from the command line, run from the repository root (the current
+A third, ``FactoredLinearTransition`` (the Gaussian, per-factor twin of both: z_t^k = A_k z_{t-1}^k
++ b_k + s_k * e), is not trained by this script; it is the prior the same-colour screen of
+docs/experiments.md trains with ``--transition examples.custom_prior:FactoredLinearTransition``,
+against ``CoupledLinearTransition`` as its coupled arm.
+
+All three priors also train from the command line, run from the repository root (the current
 directory is searched for the module; the test ELBO falls back to Monte Carlo KL for the
 Student-t prior):
 
@@ -54,6 +59,27 @@ class StudentTTransition(Transition):
         df = 2 + F.softplus(self.raw_df)  # nu_k > 2: finite variance for the guide's moments
         scale = F.softplus(self.raw_scale)
         return dist.StudentT(df.expand_as(loc), loc, scale.expand_as(loc)).to_event(1)
+
+
+class FactoredLinearTransition(Transition):
+    """p(z_t^k | z_{t-1}^k) = N(A_k z_{t-1}^k + b_k, diag s_k^2): linear-Gaussian, per factor.
+
+    The Gaussian twin of ``StudentTTransition`` and the factored twin of
+    ``CoupledLinearTransition``: factor k reads only factor k, and a jump (a bounce, or a slot
+    that changes digit) costs its quadratic price. A (d, d) matrix per factor can carry a
+    constant-velocity motion (two units of position, two of velocity), which the paper's MLP
+    prior can too but need not learn. Analytic KL.
+    """
+
+    def __init__(self, num_factors: int, factor_dim: int):
+        super().__init__(num_factors, factor_dim)
+        self.A = nn.Parameter(torch.eye(factor_dim).repeat(num_factors, 1, 1))  # (K, d, d)
+        self.b = nn.Parameter(torch.zeros(num_factors, factor_dim))
+        self.raw_scale = nn.Parameter(torch.zeros(num_factors, factor_dim))
+
+    def forward(self, z_prev: torch.Tensor) -> dist.Distribution:
+        loc = torch.einsum("bki,kij->bkj", z_prev, self.A) + self.b  # (B, K, d)
+        return dist.Normal(loc, F.softplus(self.raw_scale).expand_as(loc)).to_event(1)
 
 
 class CoupledLinearTransition(Transition):

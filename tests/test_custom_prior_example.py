@@ -91,3 +91,30 @@ def test_dvip_train_and_check_elbo_with_an_example_prior(example, tmp_path, prio
     assert report["passed"] is True and report["settings"]["seq_len"] == 3  # the run's
     assert [step["kl_method"] for step in report["steps"]] == kl_methods
     assert report["factors_independent"] is (prior == "StudentTTransition")
+
+
+def test_factored_linear_prior_maps_each_factor_by_its_own_matrix_and_passes_the_check(example):
+    from pyro_dvip import check_elbo
+
+    torch.manual_seed(0)
+    prior = example.FactoredLinearTransition(2, 3)
+    with torch.no_grad():
+        prior.A.copy_(torch.randn(2, 3, 3))
+        prior.b.copy_(torch.randn(2, 3))
+    z_prev = torch.randn(5, 2, 3)
+    p = prior(z_prev)
+    assert p.batch_shape == (5, 2) and p.event_shape == (3,)
+    for k in range(2):  # factor k's mean: its own row vector times its own matrix, plus b_k
+        expected = torch.stack([z_prev[b, k] @ prior.A[k] + prior.b[k] for b in range(5)])
+        assert torch.allclose(p.mean[:, k], expected, atol=1e-6)
+    assert torch.allclose(p.stddev, torch.full((5, 2, 3), torch.log(torch.tensor(2.0)).item()))
+    influence = example.cross_factor_influence(prior, z_prev)
+    assert influence[0, 1] == 0 and influence[1, 0] == 0
+    expected_diagonal = torch.linalg.matrix_norm(prior.A.detach())  # d(zA)/dz = A^T, same norm
+    assert torch.allclose(influence.diagonal(), expected_diagonal, atol=1e-5)
+
+    dvip = DVIP(2, 3, image_size=16, width=4, transition=example.FactoredLinearTransition)
+    result = check_elbo(dvip, torch.rand(4, 3, 3, 16, 16), 10, seed=0)
+    assert result.passed, result.format()
+    assert set(result.steps["kl_method"]) == {"analytic"}
+    assert result.coupling == {}
