@@ -2,9 +2,14 @@
 promise (their numbers are measured by running them, never in tests)."""
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
+import torch
 
 from pyro_dvip import make_config
 
@@ -33,21 +38,93 @@ def test_gpu_check_smoke_on_the_cpu_writes_one_row_per_measure(tmp_path):
     assert table.count("\n| ") == 1 + len(rows)  # the header and one line per measure
 
 
-def test_gpu_check_without_a_gpu_says_so_in_one_line():
-    result = run_module("benchmarks.gpu_check", "--device", "cuda")
-    if result.returncode == 0:  # a machine with a GPU: nothing to check here
-        return
-    assert "gpu_check: no CUDA device here" in result.stderr
-    assert "Traceback" not in result.stderr
+NO_GPU = "gpu_check: no CUDA device here (use --device cpu --smoke to try it)"
 
 
-def test_recipe_step_times_today_against_the_paper_decoder(tmp_path):
-    result = run_module("benchmarks.recipe_step", "--methods", "today", "paper-decoder",
-                        "--repeats", "2", "--warmup", "1", "--out", str(tmp_path))  # fmt: skip
-    assert result.returncode == 0, result.stderr
+@pytest.mark.parametrize("entry", ["module", "script"])
+def test_gpu_check_without_a_gpu_says_so_in_one_line(tmp_path, entry):
+    """With no CUDA device visible (CUDA_VISIBLE_DEVICES empty, whatever the machine has), the
+    check stops before timing anything: exit status 1, one line on stderr, no table written."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable,
+           "OUT": str(tmp_path)}  # fmt: skip
+    if entry == "module":
+        command = [sys.executable, "-m", "benchmarks.gpu_check", "--device", "cuda",
+                   "--out", str(tmp_path)]  # fmt: skip
+    else:
+        command = ["bash", str(ROOT / "benchmarks" / "gpu_check.sh")]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [NO_GPU]
+    assert list(tmp_path.iterdir()) == []
+
+
+class FakeClock:
+    """time.perf_counter for benchmarks.step_speed: it moves only when a fake step runs."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+    def __getattr__(self, name):  # the rest of the time module (the date in the header)
+        return getattr(time, name)
+
+
+def fake_steppers(clock: FakeClock, durations: dict, calls: list):
+    """A Stepper class whose instances, made in the order of ``durations``, take the next of
+    their method's step durations (seconds) on the fake clock at every step."""
+    names = iter(durations)
+
+    class FakeStepper:
+        def __init__(self, method, config, device, base=None):
+            self.name, self.compile = next(names), False
+            self.left = list(durations[self.name])
+
+        def step(self, x):
+            calls.append(self.name)
+            clock.now += self.left.pop(0)
+
+    return FakeStepper
+
+
+def test_recipe_step_reports_the_medians_and_paired_ratios_of_the_step_times(
+    tmp_path, monkeypatch
+):
+    """Step times chosen by the test (binary fractions, so every sum is exact): the script
+    reports each method's median step, the median over rounds of the paired ratios (1.5 here,
+    where the ratio of the medians would be 0.83), and the run minutes at that step."""
+    from benchmarks import recipe_step, step_speed
+
+    clock, calls = FakeClock(), []
+    durations = {  # first step (reported), one more warm-up step (not timed), 4 rounds
+        "today": [5.0, 9.0, 3 / 8, 1 / 8, 1 / 4, 3 / 4],
+        "paper-decoder": [3.0, 9.0, 1 / 4, 1 / 2, 1 / 8, 1 / 2],
+    }
+    monkeypatch.setattr(step_speed, "time", clock)
+    monkeypatch.setattr(recipe_step, "Stepper", fake_steppers(clock, durations, calls))
+    monkeypatch.setattr(sys, "argv", [
+        "recipe_step", "--methods", "today", "paper-decoder", "--warmup", "2", "--repeats", "4",
+        "--device", "cpu", "--threads", str(torch.get_num_threads()), "--out", str(tmp_path),
+    ])  # fmt: skip
+    recipe_step.main()
+
+    today, paper = "today", "paper-decoder"
+    # warm-up one method after the other, then rounds in a rotating order
+    assert calls == [today] * 2 + [paper] * 2 + [today, paper, paper, today] * 2
     methods = json.loads((tmp_path / "recipe-step-cpu.json").read_text())["methods"]
-    assert methods["paper-decoder"]["ratio_to_paper_decoder"] == 1.0
-    today = methods["today"]
-    steps = make_config("cpu-objects").steps
-    assert today["run_steps"] == steps and today["step_ms"] > 0
-    assert abs(today["run_minutes"] - steps * today["step_ms"] / 6e4) < 1e-9
+    # medians: today (1/4 + 3/8) / 2 = 5/16 s, the paper decoder (1/4 + 1/2) / 2 = 3/8 s
+    assert methods[today]["step_ms"] == 312.5 and methods[paper]["step_ms"] == 375.0
+    # paired ratios per round 3/2, 1/4, 2, 3/2: median 3/2
+    assert methods[today]["ratio_to_paper_decoder"] == 1.5
+    assert methods[paper]["ratio_to_paper_decoder"] == 1.0
+    assert (methods[today]["first_step_s"], methods[paper]["first_step_s"]) == (5.0, 3.0)
+    config = make_config("cpu-objects")
+    frames = config.batch_size * config.seq_len
+    assert methods[today]["frames_per_s"] == pytest.approx(frames / (5 / 16), rel=1e-12)
+    assert methods[today]["steps_per_s"] == pytest.approx(16 / 5, rel=1e-12)
+    assert methods[today]["run_steps"] == config.steps
+    assert methods[today]["run_minutes"] == pytest.approx(config.steps * 5 / 16 / 60, rel=1e-12)
+    table = (tmp_path / "recipe-step-cpu.md").read_text()
+    assert "| today | cpu-objects | 312.5 | 3.20 | nan | 1.500 |" in table
