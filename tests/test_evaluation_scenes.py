@@ -4,13 +4,15 @@ factors than digits."""
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY, make_known_answer, run_cli
 
 from pyro_dvip import load, make_config, train
 from pyro_dvip.checkpoint import load_checkpoint
-from pyro_dvip.evaluation.alignment import SHARED_CHANNEL
+from pyro_dvip.evaluation.alignment import SHARED_CHANNEL, alignment_summary
+from pyro_dvip.evaluation.verdict import alignment_verdict, unused_factors
 
 # Measurement sizes small enough for a 2-core CPU; every code path still runs.
 FAST = [
@@ -85,13 +87,54 @@ def test_four_factor_run_matches_every_digit_and_passes_the_kl_to_the_verdict(ru
     for model in MODELS:
         a, kl = metrics[model]["alignment"], metrics[model]["bound"]["kl_per_factor_per_frame"]
         assert len(a["r2"]) == 4 and len(a["assignment"]) == 2  # every digit, two factors left
+        assert sorted(o for _, o in a["assignment"]) == [0, 1]
         assert a["kl_per_factor_per_frame"] == kl
-        unmatched = sorted(set(range(4)) - {k for k, _ in a["assignment"]})
-        assert a["unused"] == [k for k in unmatched if kl[k] < 0.1 and max(a["r2"][k]) < 0.3]
+        assert set(a["unused"]) <= set(range(4)) - {k for k, _ in a["assignment"]}
         assert len(metrics[model]["identity"]["factors"]) == 2
         assert len(metrics[model]["intervention"]["fractions"]) == 4  # three channels: applies
     report = (run / "eval" / "report.md").read_text()
     assert "| unused factors (unmatched, KL < 0.1 nats per frame) |" in report
+
+
+def test_unused_factors_are_the_unmatched_ones_under_0_1_nats_that_read_no_digit():
+    """Seven factors, two digits, probes and KL chosen so that each rule decides one factor:
+    0 and 1 hold a digit each (matched: never unused, whatever they cost); 2 and 5 cost under
+    0.1 nats per frame and read under 0.3 of every digit (unused); 3 costs exactly 0.1 nats,
+    4 costs 0.5 nats, 6's KL is NaN (null in metrics.json): none of those is unused. Leakage
+    is 0.29, so the verdict is objects and its reason names factors 2 and 5. Then factor 5
+    reads exactly 0.3 of digit 0: it is no longer unused, and that leakage is no longer
+    objects."""
+    r2 = np.array([
+        [0.9, 0.05],  # 0: digit 0
+        [0.1, 0.85],  # 1: digit 1
+        [0.02, 0.25],  # 2: unused
+        [0.29, 0.01],  # 3: KL at the threshold
+        [0.0, 0.29],  # 4: costs KL
+        [-0.1, 0.0],  # 5: unused
+        [0.0, 0.0],  # 6: no KL
+    ])  # fmt: skip
+    kl = [0.0, 0.0, 0.05, 0.1, 0.5, 0.0, None]
+
+    def alignment(r2):
+        return {"r2": r2.tolist(), "whole_r2": [0.95, 0.9], **alignment_summary(r2),
+                "kl_per_factor_per_frame": kl}  # fmt: skip
+
+    a = alignment(r2)
+    assert a["assignment"] == [[0, 0], [1, 1]]
+    assert unused_factors(a) == [2, 5]
+    assert alignment_verdict(a) == {
+        "verdict": "objects",
+        "reason": "matched ≥ 0.85, leakage ≤ 0.29; unused: factors 2, 5 (unmatched, KL < 0.1 "
+        "nats per frame)",
+    }
+    assert unused_factors({**a, "kl_per_factor_per_frame": None}) == []  # older metrics
+
+    r2[5, 0] = 0.3
+    a = alignment(r2)
+    assert unused_factors(a) == [2]
+    verdict = alignment_verdict(a)
+    assert verdict["verdict"] == "mixed"
+    assert verdict["reason"].endswith("; unused: factor 2 (unmatched, KL < 0.1 nats per frame)")
 
 
 def test_four_factors_that_cost_no_kl_leave_the_two_unmatched_ones_unused(runs, tmp_path):
