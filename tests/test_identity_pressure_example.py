@@ -82,15 +82,31 @@ def test_order_flips_marks_the_frames_where_left_and_right_change(example):
 
 
 def test_a_trained_runs_kl_at_flips_counts_every_predicted_frame(example, tmp_path):
-    from conftest import run_cli, tiny_args
+    """The run's newest checkpoint made into a model whose every step's KL is known in closed
+    form (conftest.make_known_answer): q(z_t^k) = N(m_k, e^v_k) whatever the frames, against a
+    N(0, I) prior at every step. Then every frame, at a flip or not, costs the same sum over
+    factors and units of 1/2 (e^v + m^2 - 1 - v)."""
+    import torch
+    from conftest import TINY, make_known_answer, unit_kl_to_standard_normal
 
+    from pyro_dvip import load, make_config, train
+    from pyro_dvip.checkpoint import list_checkpoints, load_checkpoint
     from pyro_dvip.config import TrainConfig
     from pyro_dvip.evaluation.posterior import held_out_sequences
 
     run = tmp_path / "run"
-    done = run_cli("train", *tiny_args(steps=2, checkpoint_every=2), "--channels", "1",
-                   "--out", run)  # fmt: skip
-    assert done.exit_code == 0, done.output
+    train(make_config(**{**TINY, "channels": 1}, steps=2), run, progress=False)
+    q_loc = torch.tensor([[0.5, -1.0, 0.0], [2.0, 0.0, 0.25]])  # (K, d) = (2, 3)
+    q_logvar = torch.tensor([[0.0, 0.5, -1.0], [0.0, 0.0, 1.0]])
+    newest = list_checkpoints(run)[-1]
+    dvip = make_known_answer(load(run), q_loc, q_logvar)
+    torch.save({**load_checkpoint(newest), "model": dvip.state_dict()}, newest)
+    expected = float(unit_kl_to_standard_normal(q_loc, q_logvar).sum())  # nats per frame
+    assert expected == pytest.approx(
+        0.5 * ((0.25 + 0) + (math.exp(0.5) + 1 - 1 - 0.5) + (math.exp(-1) - 1 + 1)
+               + 4 + 0 + (math.exp(1) + 0.0625 - 1 - 1))
+    )  # fmt: skip
+
     r = example.kl_at_flips(str(run), sequences=24, particles=2)
     config = TrainConfig.load(run / "config.json")
     x = held_out_sequences(config, 24).positions[..., 0].numpy()  # (B, T, 2)
@@ -98,5 +114,6 @@ def test_a_trained_runs_kl_at_flips_counts_every_predicted_frame(example, tmp_pa
     flips = int((side[:, 1:] != side[:, :-1]).sum())
     assert r["flip_frames"] == flips > 0
     assert r["flip_frames"] + r["other_frames"] == 24 * (config.seq_len - 1)
-    assert 0 < r["at_flips"] < float("inf") and 0 < r["elsewhere"] < float("inf")
+    assert r["at_flips"] == pytest.approx(expected, rel=1e-5)
+    assert r["elsewhere"] == pytest.approx(expected, rel=1e-5)
     assert example.kl_at_flips(str(run), sequences=24, particles=2) == r  # seeded
