@@ -92,6 +92,26 @@ def test_the_probe_pipeline_finds_factors_that_exchange_their_digits_where_digit
     assert swapped["consistent_share"] == pytest.approx(1 - crossing[scored].mean())
 
 
+def test_factors_following_a_random_digit_each_frame_swap_at_three_crossings_in_four():
+    """The untrained floor's chance level. Two factors, two digits: at every step each factor
+    follows a digit drawn afresh, uniformly and independently. At a crossing of digits 0 and 1
+    a factor changes digit between the step before and the step after with probability 1/2,
+    so some factor changes, a swap, with probability 1 - (1/2)^2 = 3/4. Over n crossings the
+    swapped share has standard deviation sqrt(3/4 * 1/4 / n); the tolerance is 5 of them."""
+    rng = np.random.default_rng(0)
+    N, T = 4000, 9
+    crossing = np.arange(N) % 2 == 0  # half cross once (at step 4), half pass 20 px apart
+    positions = np.concatenate([crossing_pair(T, apart=2.0 if c else 20.0) for c in crossing])
+    chosen = rng.integers(0, 2, (N, T, 2))  # (n, T, M): the digit each factor follows
+    predicted = np.take_along_axis(positions, chosen[..., None], axis=2)  # on that digit
+    follows = followed_digits(predicted, positions)
+    assert (follows == chosen).all()
+    result = identity_swaps(follows, positions, THRESHOLD)
+    n = int(crossing.sum())
+    assert result["crossings"] == n == 2000
+    assert result["swaps_per_crossing"] == pytest.approx(0.75, abs=5 * np.sqrt(0.75 * 0.25 / n))
+
+
 def test_one_digit_per_sequence_has_no_identity_to_lose():
     metrics = {}
     config = make_config(**TINY, num_digits=1)
