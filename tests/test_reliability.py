@@ -49,28 +49,45 @@ def wait_for_rows(run_dir, n, proc, timeout=120):
     raise AssertionError("training produced no metrics in time")
 
 
+def wait_for_checkpoint(run_dir, proc, timeout=120):
+    """Poll until the run's first checkpoint file is there (written whole, then renamed)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if list_checkpoints(run_dir):
+            return
+        time.sleep(0.05)
+    raise AssertionError("training wrote no checkpoint in time")
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_saves_a_checkpoint_and_resume_is_exact(tmp_path, signum):
+    """A run configured for 100,000 steps cannot end before the signal reaches it: it is sent
+    once step 3's checkpoint is on disk. The run stopped at step s and resumed to s + 4
+    (--until) logs what a run trained straight to s + 4 logs."""
     # Every run in a subprocess with one thread: float reductions then match exactly.
-    whole = tmp_path / "whole"
-    proc = start_cli(*tiny_args(steps=40, checkpoint_every=1000), "--out", whole)
-    assert proc.wait(timeout=120) == 0
+    args = tiny_args(steps=100_000, checkpoint_every=3)
     out = tmp_path / "stopped"
-    proc = start_cli(*tiny_args(steps=40, checkpoint_every=1000), "--out", out)
-    wait_for_rows(out, 3, proc)
+    proc = start_cli(*args, "--out", out)
+    wait_for_checkpoint(out, proc)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signum
     assert f"{signal.Signals(signum).name} at step" in err and "--resume" in err
-    (saved,) = list_checkpoints(out)
-    stopped_at = load_checkpoint(saved)["step"]
-    assert 3 <= stopped_at < 40
+    saved, state = latest_checkpoint(out)
+    stopped_at = state["step"]
+    assert stopped_at >= 3 and saved.name == f"step_{stopped_at:08d}.pt"
+    until = stopped_at + 4
 
-    proc = start_cli("--out", out, "--resume")
+    whole = tmp_path / "whole"
+    proc = start_cli(*args, "--until", until, "--out", whole)
+    assert proc.wait(timeout=120) == 0
+    proc = start_cli("--out", out, "--resume", "--until", until)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0
     assert f"resumed from {saved}" in output
     rows_whole, rows_resumed = read_metrics(whole), read_metrics(out)
+    assert [int(r["step"]) for r in rows_whole] == list(range(1, until + 1))
     assert [r["step"] for r in rows_resumed] == [r["step"] for r in rows_whole]
     for a, b in zip(rows_whole, rows_resumed):
         assert (a["elbo"], a["objective_avg"], a["test_elbo"]) == (
