@@ -1,6 +1,7 @@
 """The disc scene (beyond the paper): occluding discs over the example video's background, with
 the positions and masks the probes and identity read, and `dvip train/evaluate --scene discs`."""
 
+import csv
 import importlib.util
 import json
 from pathlib import Path
@@ -11,11 +12,19 @@ import torch
 from conftest import TINY, run_cli, tiny_args
 
 from pyro_dvip import make_config, train
-from pyro_dvip.config import DISC_PALETTE, disc_colours
-from pyro_dvip.data.discs import MovingDiscs, background, disc_box, make_disc_test_set
+from pyro_dvip.checkpoint import list_checkpoints, load_checkpoint
+from pyro_dvip.data import MovingDiscs, make_disc_test_set
+from pyro_dvip.data.discs import background, disc_box
 from pyro_dvip.evaluation.alignment import SHARED_CHANNEL
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+# The scene's colours (RGB 0..255): orange and blue as in examples/video, then green
+ORANGE, BLUE, GREEN = (240, 140, 30), (40, 90, 230), (60, 190, 90)
+
+
+def read_metrics(run_dir):
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def rgb(colour):
@@ -31,7 +40,7 @@ def test_two_placed_discs_draw_their_colours_the_front_one_over_the_overlap():
     # disc 0's box at (4, 4): centre (8, 8); disc 1's at (8, 4): centre (12, 8), 4 px right
     positions = torch.tensor([[[[4.0, 4.0], [8.0, 4.0]]]])  # (B, T, N, 2)
     frames, masks = discs.render(positions)
-    orange, blue = rgb(DISC_PALETTE[0]), rgb(DISC_PALETTE[1])
+    orange, blue = rgb(ORANGE), rgb(BLUE)
     bg = torch.from_numpy(background(32) / 255).float()  # (H, W, 3)
     pixel = frames[0, 0].permute(1, 2, 0)  # (H, W, 3); pixel (row, col) centred at +0.5
     torch.testing.assert_close(pixel[7, 5], orange)  # inside disc 0 only
@@ -47,7 +56,7 @@ def test_frames_are_the_background_and_colours_weighted_by_the_visible_masks():
     seen = batch.masks.sum(2, keepdim=True)  # (B, T, 1, H, W)
     assert batch.masks.min() >= 0 and seen.max() <= 1 + 1e-6
     bg = torch.from_numpy(background(32) / 255).float().permute(2, 0, 1)  # (3, H, W)
-    colours = torch.stack([rgb(c) for c in DISC_PALETTE])  # (N, 3)
+    colours = torch.stack([rgb(c) for c in (ORANGE, BLUE, GREEN)])  # (N, 3)
     drawn = torch.einsum("btnhw,nc->btchw", batch.masks, colours) + bg * (1 - seen)
     torch.testing.assert_close(batch.frames, drawn)
 
@@ -89,14 +98,12 @@ def test_same_seed_same_stream_and_state_dict_resumes_it():
     assert test.masks.shape == (5, 5, 2, 16, 16)
 
 
-def test_same_colour_and_hex_colours_and_a_black_background():
-    assert disc_colours("same", 3) == [DISC_PALETTE[0]] * 3
-    assert disc_colours("#ff0000, 00FF80", 2) == [(255, 0, 0), (0, 255, 128)]
-    discs = MovingDiscs(image_size=32, colours="ff0000,00ff80", backdrop="black", seq_len=1)
-    frames, _ = discs.render(torch.tensor([[[[0.0, 0.0], [24.0, 24.0]]]]))
-    torch.testing.assert_close(frames[0, 0, :, 4, 4], torch.tensor([1.0, 0.0, 0.0]))
-    torch.testing.assert_close(frames[0, 0, :, 28, 28], torch.tensor([0.0, 1.0, 128 / 255]))
-    assert frames[0, 0, :, 16, 4].abs().sum() == 0
+def test_same_colour_draws_every_disc_orange():
+    discs = MovingDiscs(image_size=32, num_discs=3, colours="same", seq_len=1)
+    # three 8-pixel discs apart: boxes at (0, 0), (12, 12), (24, 24), centres 4 px further
+    frames, _ = discs.render(torch.tensor([[[[0.0, 0.0], [12.0, 12.0], [24.0, 24.0]]]]))
+    for centre in (4, 16, 28):
+        torch.testing.assert_close(frames[0, 0, :, centre, centre], rgb(ORANGE))
 
 
 def test_the_example_video_draws_the_scene_background():
@@ -115,9 +122,6 @@ def test_the_example_video_draws_the_scene_background():
          "scene is RGB, use 3 (got 1)"),
         (["--disc-colours", "same"], "Invalid value for '--disc-colours': applies to --scene "
          "discs only"),
-        (["--scene", "discs", "--disc-colours", "f08c1e"], "Invalid value for "
-         "'--disc-colours': must be distinct or same, or 2 hex colours separated by commas "
-         "(one per disc, e.g. f08c1e,285ae6), got 'f08c1e'"),
         (["--scene", "discs", "--data", "clips"], "Invalid value for '--scene': discs is "
          "built-in generated data; --data trains on a video instead"),
         (["--scene", "squares"], "'squares' is not one of 'digits', 'discs'"),
@@ -130,30 +134,74 @@ def test_bad_disc_options_are_one_line_errors(tmp_path, args, message):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_disc_run_trains_and_evaluates_with_positions_but_no_channel_test(tmp_path):
+def test_a_disc_run_trains_and_evaluates_with_positions_but_no_channel_test(
+    tmp_path, monkeypatch
+):
+    from pyro_dvip.evaluation import run as evaluation_run
+
     options = dict(decoder="composite", decoder_weights="per-factor", encoder="residual",
                    background="static")  # fmt: skip
-    config = make_config(**{**TINY, **options}, scene="discs", steps=2)
+    config = make_config(**{**TINY, **options}, scene="discs", steps=2, seed=5)
     train(config, tmp_path / "run", progress=False)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert (saved["scene"], saved["disc_colours"], saved["disc_background"]) == (
-        "discs",
-        "distinct",
-        "texture",
-    )
+    assert (saved["scene"], saved["disc_colours"]) == ("discs", "distinct")
+    measured = []  # the held-out sequences each model is measured on
+
+    def measure(dvip, config, data, options):
+        measured.append(data)
+        return unpatched(dvip, config, data, options)
+
+    unpatched = evaluation_run.measure
+    monkeypatch.setattr(evaluation_run, "measure", measure)
     result = run_cli(
         "evaluate", tmp_path / "run", "--samples", 40, "--particles", 2, "--iw-samples", 2,
         "--bootstrap", 5, "--rollouts", 2, "--examples", 2,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    # 40 (z_t, z_t+1) pairs from 3-frame sequences: 20 sequences, the frozen disc test set of
+    # seed 5 + 1,000,003 (the run's test seed), drawn with the run's scene
+    expected = make_disc_test_set(20, seed=5 + 1_000_003, image_size=16, num_discs=2,
+                                  seq_len=3, speed=3.6, arena="box", colours="distinct")  # fmt: skip
+    assert len(measured) == 2  # the trained model and its untrained floor
+    for data in measured:
+        assert data.positions.shape == (20, 3, 2, 2)
+        torch.testing.assert_close(data.positions, expected.positions, rtol=0, atol=0)
+        torch.testing.assert_close(data.frames, expected.frames, rtol=0, atol=0)
     metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
-    assert metrics["held_out"]["data"] == "moving discs"
+    assert metrics["held_out"]["data"] == "moving discs" and metrics["sequences"] == 20
     for model in ("trained", "untrained"):
         m = metrics[model]
         assert m["intervention"]["note"].startswith(f"{SHARED_CHANNEL} (discs drawn in RGB")
         assert len(m["alignment"]["r2"]) == 2 and len(m["alignment"]["r2"][0]) == 2
         assert m["identity"]["threshold_pixels"] == 0.5 * disc_box(16)
     assert "note: objects are discs" in result.output
+
+
+def test_a_disc_run_stopped_with_until_and_resumed_equals_one_trained_straight(tmp_path):
+    """The disc stream's position is saved in the checkpoint: the resumed run draws the
+    sequences the straight one drew, so every logged number and the final weights agree."""
+    args = [*tiny_args(steps=4), "--scene", "discs", "--decoder", "composite", "--background",
+            "static", "--quiet"]  # fmt: skip
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert run_cli("train", *args, "--out", whole).exit_code == 0
+    stopped = run_cli("train", *args, "--until", 2, "--out", parts)
+    assert stopped.exit_code == 0, stopped.output
+    assert [int(r["step"]) for r in read_metrics(parts)] == [1, 2]
+    resumed = run_cli("train", "--out", parts, "--resume", "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+
+    rows_whole, rows_parts = read_metrics(whole), read_metrics(parts)
+    assert [int(r["step"]) for r in rows_parts] == [1, 2, 3, 4]
+    clock = ("seconds", "frames_per_s")  # wall-clock columns: every other one must agree
+    for a, b in zip(rows_whole, rows_parts):
+        assert {k: v for k, v in a.items() if k not in clock} == {
+            k: v for k, v in b.items() if k not in clock
+        }
+    final_whole, final_parts = (load_checkpoint(list_checkpoints(run)[-1]) for run in (whole, parts))
+    assert final_whole["step"] == final_parts["step"] == 4
+    assert final_whole["model"].keys() == final_parts["model"].keys()
+    for name, value in final_whole["model"].items():
+        assert torch.equal(value, final_parts["model"][name]), name
 
 
 def test_compare_labels_tell_the_disc_scene_one_channel_and_a_static_background_apart():
@@ -165,7 +213,7 @@ def test_compare_labels_tell_the_disc_scene_one_channel_and_a_static_background_
              "decoder_weights": "per-factor", "background": "static"}  # fmt: skip
     label = group_label(discs)
     assert "composite decoder (per-factor weights), static background" in label
-    assert "discs (same, texture), speed 3.6" in label
+    assert "discs (same" in label and "), speed 3.6" in label
     assert "one channel, speed 3.6" in group_label({**config, "channels": 1})
 
 
