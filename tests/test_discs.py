@@ -155,7 +155,7 @@ def test_a_disc_run_trains_and_evaluates_with_positions_but_no_channel_test(
     monkeypatch.setattr(evaluation_run, "measure", measure)
     result = run_cli(
         "evaluate", tmp_path / "run", "--samples", 40, "--particles", 2, "--iw-samples", 2,
-        "--bootstrap", 5, "--rollouts", 2, "--examples", 2,
+        "--bootstrap", 5, "--rollouts", 2, "--examples", 2, "--contrast-frames", 8,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     # 40 (z_t, z_t+1) pairs from 3-frame sequences: 20 sequences, the frozen disc test set of
