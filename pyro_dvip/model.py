@@ -19,34 +19,15 @@ Trace sites: ``z_1 ... z_T`` (value (B, K, d), batch (B, K) inside the ``videos`
 ``videos`` and ``steps`` plates, event (C, H, W)). The decoder and encoder each run once over
 all B T frames. The entangled baseline is ``DVIP(num_factors=1, factor_dim=K * d)``.
 
-g is the paper's generator of the whole z_t unless ``decoder`` replaces it: any module
-z (N, z_dim) -> mean (N, C, H, W), e.g. the per-factor ``networks.AdditiveDecoder``
-(g(z_t) = sum_k g_k(z_t^k)) or ``networks.CompositeDecoder``. Only the mean of p(x_t | z_t)
-changes; the sites, plates and the bound do not.
-
-Beyond the paper, ``encoder="residual"`` (with an additive decoder of sigmoid layers, or a
-composite one) makes the guide explain away, as MONet's attention does: block 1 of
-q(z_t | z_{t-1}, x_t) reads x_t as above; block k > 1 reads its own encoder's view of what
-blocks 1..k-1 do not draw,
-
-    r_t^k = x_t - sum_{j<k} sigmoid(g_j(m_t^j))        m_t^j: block j's posterior mean at t
-
-(additive; plus the static background's layer if there is one), or with a composite decoder
-
-    r_t^k = (x_t - sum_{j in R, j<k} w_j sigmoid(rgb_j),  w_R)      w = softmax over {R, j<k}
-
-of the mask logits of blocks j < k beside a rest slot R (the static background's colour and
-mask logit, or black at logit 0): the composite of what the blocks before k draw, and the
-share of each pixel they leave unclaimed (MONet's scope) as one more input channel. Rendered
-without gradient and without touching BatchNorm statistics, through the same posterior head,
-of which it keeps block k. It is still q(z_t | z_{t-1}, x_t): the m_t^j are functions of x_t
-and z_{t-1}. Same sites, plates and bound; only the guide's networks change.
+Two options beyond the paper replace a network and keep the sites, plates and bound: the
+decoder g (a :class:`~pyro_dvip.networks.FrameDecoder`: the per-factor decoders of
+``decoders.py``), and the posterior's h (a :class:`~pyro_dvip.networks.Posterior`:
+``encoder="residual"`` explains away, ``posterior.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import contextmanager
 
 import pyro
 import torch
@@ -54,8 +35,10 @@ from pyro import distributions as dist
 from pyro import poutine
 from torch import nn
 
+from .decoders import PerFactorDecoder
 from .distributions import FixedVarianceNormal
-from .networks import CompositeDecoder, Decoder, Encoder, PosteriorHead, check_image_size
+from .networks import Decoder, Encoder, FrameDecoder, PosteriorHead
+from .posterior import ExplainingAway
 from .priors import FactoredMLPTransition, Transition
 
 
@@ -73,13 +56,11 @@ class DVIP(nn.Module):
         transition_layers: hidden 128x128 layers of the default transition (paper: 3).
         encoder_linear_act: a LeakyReLU after the encoder's final Linear (the authors' code
             has none; runs saved before this option existed had one).
-        decoder: the mean of p(x_t | z_t): a module z (N, z_dim) -> (N, C, H, W), or a
-            callable with no arguments that builds one (called where the paper's decoder is
-            built, so the other networks draw the same initial weights); default the paper's.
-        encoder: "paper" (one encoder of x_t for every factor) or "residual" (block k > 1 of
-            the posterior reads what blocks before it do not draw; see the module docstring).
-            "residual" needs an ``AdditiveDecoder`` summing sigmoid layers, or a
-            ``CompositeDecoder``.
+        decoder: g, a :class:`FrameDecoder`, or a callable with no arguments that builds one
+            (called where the paper's decoder is built, so the other networks draw the same
+            initial weights); default the paper's.
+        encoder: "paper", or "residual" (explaining away; needs a ``PerFactorDecoder`` of at
+            least 2 parts).
         residual_width: channel multiplier of the residual encoders (default ``width``).
     """
 
@@ -94,79 +75,48 @@ class DVIP(nn.Module):
         transition: Transition | type[Transition] | None = None,
         transition_layers: int = 3,
         encoder_linear_act: bool = False,
-        decoder: nn.Module | Callable[[], nn.Module] | None = None,
+        decoder: FrameDecoder | Callable[[], FrameDecoder] | None = None,
         encoder: str = "paper",
         residual_width: int | None = None,
     ):
         super().__init__()
-        for name, value in [
-            ("num_factors", num_factors),
-            ("factor_dim", factor_dim),
-            ("channels", channels),
-            ("width", width),
-        ]:
+        for name, value in [("num_factors", num_factors), ("factor_dim", factor_dim)]:
             if value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value}")
-        if transition_layers < 0:
-            raise ValueError(f"transition_layers must be >= 0, got {transition_layers}")
         if not obs_var > 0:
             raise ValueError(f"obs_var must be > 0, got {obs_var}")
-        check_image_size(image_size)
         self.num_factors, self.factor_dim = num_factors, factor_dim
         self.z_dim = num_factors * factor_dim
         self.channels, self.image_size = channels, image_size
         self.obs_var = float(obs_var)
-
-        if transition is None:
-            transition = FactoredMLPTransition(
-                num_factors, factor_dim, num_hidden_layers=transition_layers
-            )
-        elif isinstance(transition, type):
-            transition = transition(num_factors, factor_dim)
-        if not isinstance(transition, Transition):
-            raise TypeError(
-                f"transition must be a pyro_dvip.Transition, got {type(transition).__name__}"
-            )
-        if (transition.num_factors, transition.factor_dim) != (num_factors, factor_dim):
-            raise ValueError(
-                f"transition is for {transition.num_factors}x{transition.factor_dim} factors, "
-                f"the model has {num_factors}x{factor_dim}"
-            )
-        self.transition = transition
+        self.transition = _transition(transition, num_factors, factor_dim, transition_layers)
         self.encoder = Encoder(channels, image_size, self.z_dim, width, encoder_linear_act)
         self.posterior = PosteriorHead(self.z_dim)
-        if decoder is None:
-            decoder = Decoder(channels, image_size, self.z_dim, width)
-        elif not isinstance(decoder, nn.Module):
-            decoder = decoder()
-        if getattr(decoder, "z_dim", self.z_dim) != self.z_dim:
-            raise ValueError(f"decoder is for z_dim {decoder.z_dim}, the model has {self.z_dim}")
-        self.decoder = decoder
-        self.residual_encoders = None
-        self.tracking = encoder == "tracking"
-        if encoder in ("residual", "tracking"):
-            additive_sigmoids = getattr(decoder, "sum_of", None) == "sigmoids"
-            composite = isinstance(decoder, CompositeDecoder)
-            if not (additive_sigmoids or composite) or decoder.num_parts < 2:
+        decoder = Decoder(channels, image_size, self.z_dim, width) if decoder is None else decoder
+        self.decoder = decoder if isinstance(decoder, nn.Module) else decoder()
+        if not isinstance(self.decoder, FrameDecoder) or self.decoder.z_dim != self.z_dim:
+            raise ValueError(f"decoder: must be a FrameDecoder of z_dim {self.z_dim}")
+        if encoder == "residual":
+            if not isinstance(self.decoder, PerFactorDecoder) or self.decoder.num_parts < 2:
                 raise ValueError(
-                    f"encoder {encoder!r} needs an additive decoder of sigmoid layers or a "
-                    "composite one, with at least 2 parts (--decoder additive --decoder-sum "
-                    "sigmoids, or --decoder composite; --factors >= 2)"
+                    "encoder: residual needs a per-factor decoder of 2 parts or more "
+                    "(--decoder additive or composite, --factors >= 2)"
                 )
-            reads = channels + decoder.residual_extra_channels  # the residual (and scope)
-            reads += channels if self.tracking else 0  # and the block's predicted drawing
-            self.residual_encoders = nn.ModuleList(
-                Encoder(reads, image_size, self.z_dim, residual_width or width, encoder_linear_act)
-                for _ in range(decoder.num_parts - 1)
-            )  # built last: the paper's networks draw the same initial weights either way
-            if self.tracking:  # block 1 reads the frame beside its prediction, every step
-                self.encoder = Encoder(reads, image_size, self.z_dim, width, encoder_linear_act)
+            reads = channels + self.decoder.scope_channels  # what block k leaves, (its scope)
+            self.posterior = ExplainingAway(
+                self.posterior,
+                [
+                    Encoder(
+                        reads, image_size, self.z_dim, residual_width or width, encoder_linear_act
+                    )
+                    for _ in range(self.decoder.num_parts - 1)
+                ],
+            )  # fmt: skip  (built last: the paper's networks draw the same initial weights)
+            self.register_load_state_dict_pre_hook(_saved_before_explaining_away_module)
         elif encoder != "paper":
-            raise ValueError(f"encoder: must be one of paper, residual, tracking, got {encoder!r}")
+            raise ValueError(f"encoder: must be one of paper, residual, got {encoder!r}")
         elif residual_width is not None:
-            raise ValueError("residual_width: applies to encoder 'residual' or 'tracking' only")
-        # z_{t-1} -> (z_{t-1}, p(z_t | z_{t-1})) from the guide, inside ``sharing_predictions``
-        self._shared: dict | None = None
+            raise ValueError("residual_width: applies to encoder 'residual' only")
 
     def model(self, x: torch.Tensor, kl_scale: float = 1.0) -> None:
         """p(x_{1:T}, z_{1:T}); x: (B, T, C, H, W) in [0, 1]. ``kl_scale`` anneals the latents."""
@@ -176,7 +126,7 @@ class DVIP(nn.Module):
         with pyro.plate("videos", B, dim=-2):
             z = None
             for t in pyro.markov(range(1, T + 1)):
-                p_z = self.transition.initial(B, x) if t == 1 else self._prior(z)
+                p_z = self.transition.initial(B, x) if t == 1 else self.transition(z)
                 with factors, poutine.scale(scale=kl_scale):
                     z = pyro.sample(f"z_{t}", p_z)  # (B, K, d)
                 zs.append(z)
@@ -188,32 +138,14 @@ class DVIP(nn.Module):
     def guide(self, x: torch.Tensor, kl_scale: float = 1.0) -> None:
         """q(z_{1:T} | x_{1:T}) = prod_t q(z_t | z_{t-1}, x_t); same arguments as ``model``."""
         B, T = x.shape[:2]
-        if not self.tracking:  # (tracking: block 1's encoder reads each step's prediction too)
-            features = self.encoder(x.flatten(0, 1)).view(B, T, self.z_dim)
-        if self._shared is not None:
-            self._shared.clear()  # a new sample: the model replays this guide run next
+        features = self.encoder(x.flatten(0, 1)).view(B, T, self.z_dim)  # e(x_t), every t
         factors = pyro.plate("factors", self.num_factors, dim=-1)
         with pyro.plate("videos", B, dim=-2):
             z = None
             for t in pyro.markov(range(1, T + 1)):
-                if t == 1:
-                    prior_loc = prior_logvar = x.new_zeros(B, self.z_dim)
-                else:
-                    # The transition is trained through the model's KL only (Appendix A).
-                    prior_loc, prior_logvar = (
-                        m.detach().reshape(B, self.z_dim) for m in self._prior_moments(z)
-                    )
-                if self.tracking:
-                    cues = self._predicted_drawings(x[:, t - 1], prior_loc, predicted=t > 1)
-                    loc, logvar = self._explain_away(
-                        x[:, t - 1], None, None, prior_loc, prior_logvar, cues
-                    )
-                else:
-                    loc, logvar = self.posterior(features[:, t - 1], prior_loc, prior_logvar)
-                    if self.residual_encoders is not None:
-                        loc, logvar = self._explain_away(
-                            x[:, t - 1], loc, logvar, prior_loc, prior_logvar
-                        )
+                prior = self.predicted_moments(z, x)  # detached: trained by the model's KL
+                loc, logvar = self.posterior.step(features[:, t - 1], x[:, t - 1], prior,
+                                                  self.decoder)  # fmt: skip
                 q_z = dist.Normal(
                     loc.view(B, self.num_factors, self.factor_dim),
                     (0.5 * logvar).exp().view(B, self.num_factors, self.factor_dim),
@@ -221,106 +153,43 @@ class DVIP(nn.Module):
                 with factors, poutine.scale(scale=kl_scale):
                     z = pyro.sample(f"z_{t}", q_z)  # (B, K, d)
 
-    def _explain_away(self, x_t, loc, logvar, prior_loc, prior_logvar, cues=None):
-        """``encoder="residual"``: the posterior's block k > 1 from its encoder's view of what
-        blocks 1..k-1 draw at their posterior means (``decoder.explained``: x_t minus their
-        layers, or minus their composite beside the unclaimed share); block 1 is
-        ``loc``/``logvar``'s, from x_t. ``encoder="tracking"`` (``cues``: each block's
-        ``_predicted_drawings``; ``loc``, ``logvar`` None): every block k, block 1 included
-        (through ``self.encoder``), reads the same beside its own predicted drawing. Returns
-        loc and log-variance (B, z_dim)."""
-        size = self.z_dim // self.decoder.num_parts
-        if cues is None:
-            locs, logvars, first = [loc[:, :size]], [logvar[:, :size]], 1
-            encoders = self.residual_encoders
-        else:
-            locs, logvars, first = [], [], 0
-            encoders = [self.encoder, *self.residual_encoders]
-        outputs = []  # the generators' outputs of blocks 1..k-1 at their posterior means
-        for k, encoder in enumerate(encoders, first):
-            with torch.no_grad(), _batchnorm_statistics_frozen(self.decoder):
-                rest = (locs[0] if locs else x_t).new_zeros(x_t.shape[0], self.z_dim - k * size)
-                means = torch.cat([*locs, rest], 1)
-                if k == 0:  # nothing drawn yet: the rest (static background, or black) alone
-                    empty = x_t.new_zeros(x_t.shape[0], 0, *self._generator_output(x_t))
-                    drawn, scope = self.decoder.explained(empty)
-                elif self.decoder.blocks_render_alone:  # render block k - 1 alone
-                    outputs.append(self.decoder.generators(means, [k - 1]))
-                    drawn, scope = self.decoder.explained(torch.cat(outputs, 1))
-                else:  # a shared generator's BatchNorm pools the blocks: render them together
-                    drawn, scope = self.decoder.explained(self.decoder.generators(means)[:, :k])
-            reads = [x_t - drawn] + ([] if scope is None else [scope])
-            h = encoder(torch.cat(reads + ([] if cues is None else [cues[k]]), 1))
-            loc_k, logvar_k = self.posterior(h, prior_loc, prior_logvar)
-            locs.append(loc_k[:, k * size : (k + 1) * size])
-            logvars.append(logvar_k[:, k * size : (k + 1) * size])
-        return torch.cat(locs, 1), torch.cat(logvars, 1)
-
-    def _generator_output(self, x_t: torch.Tensor) -> tuple[int, int, int]:
-        """(channels, H, W) of one block's generator output for frames like ``x_t``."""
-        return (x_t.shape[1] + self.decoder.residual_extra_channels, *x_t.shape[-2:])
-
-    def _predicted_drawings(self, x_t, prior_loc, predicted: bool) -> list[torch.Tensor]:
-        """``encoder="tracking"``: what each block would draw alone (``decoder.explained`` of
-        its output, over the static background if there is one) at the prior's predicted mean
-        of its units, (B, C, H, W) each, without gradient; zeros at t = 1 (no prediction)."""
-        if not predicted:
-            return [torch.zeros_like(x_t)] * self.decoder.num_parts
-        with torch.no_grad(), _batchnorm_statistics_frozen(self.decoder):
-            ahead = self.decoder.generators(prior_loc)  # (B, K, C', H, W)
-            return [
-                self.decoder.explained(ahead[:, k : k + 1])[0]
-                for k in range(self.decoder.num_parts)
-            ]
-
-    @contextmanager
-    def sharing_predictions(self):
-        """Within, each guide run computes p(z_t | z_{t-1}) once, with gradient, and the model
-        replayed on that run's trace reuses it instead of evaluating the transition again.
-
-        The model takes the shared prediction only for the very z_{t-1} tensor the guide
-        computed it from, so a model replayed on another trace computes its own; the guide
-        still reads the moments detached. The gradients are those of the two programs run
-        apart (``tests/test_fast_step.py``); ``NegELBO`` evaluates the ELBO inside this.
-        """
-        self._shared = {}
-        try:
-            yield
-        finally:
-            self._shared = None
-
-    def _prior(self, z_prev: torch.Tensor):
-        """The model's p(z_t | z_{t-1}): the guide's shared prediction for this very tensor."""
-        shared = self._shared.get(id(z_prev)) if self._shared is not None else None
-        if shared is not None and shared[0] is z_prev:
-            return shared[1]
-        return self.transition(z_prev)
-
-    def _prior_moments(self, z_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The guide's view of the prediction, (B, K, d) each: computed once for the model
-        inside ``sharing_predictions``, else without gradient (the guide only reads it)."""
-        if self._shared is None:
-            with torch.no_grad():
-                return self.transition.moments(z_prev)
-        p, moments = self.transition.predict(z_prev)
-        self._shared[id(z_prev)] = (z_prev, p)
-        return moments
+    def predicted_moments(self, z_prev: torch.Tensor | None, x: torch.Tensor):
+        """The prior's predicted loc and log-variance at z_{t-1} (B, K, d), as the posterior
+        reads them: (B, z_dim) each, without gradient (Appendix A), zeros at t = 1 (None)."""
+        B = x.shape[0]
+        if z_prev is None:
+            zeros = x.new_zeros(B, self.z_dim)
+            return zeros, zeros
+        with torch.no_grad():
+            return tuple(m.reshape(B, self.z_dim) for m in self.transition.moments(z_prev))
 
 
-@contextmanager
-def _batchnorm_statistics_frozen(module: nn.Module):
-    """Within, BatchNorm layers of ``module`` in training mode still normalise by the batch
-    but leave their running statistics as they were (momentum 0)."""
-    norms = [
-        m for m in module.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
-    ]  # fmt: skip
-    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
-    try:
-        for m in norms:
-            m.momentum = 0.0
-        yield
-    finally:
-        for m, (momentum, tracked) in zip(norms, saved):
-            m.momentum = momentum
-            m.num_batches_tracked.copy_(tracked)
+def _transition(transition, num_factors: int, factor_dim: int, layers: int) -> Transition:
+    """The prior p(z_t | z_{t-1}): the paper's MLP, a user's class or instance."""
+    if transition is None:
+        return FactoredMLPTransition(num_factors, factor_dim, num_hidden_layers=layers)
+    if isinstance(transition, type):
+        transition = transition(num_factors, factor_dim)
+    if not isinstance(transition, Transition):
+        raise TypeError(
+            f"transition must be a pyro_dvip.Transition, got {type(transition).__name__}"
+        )
+    if (transition.num_factors, transition.factor_dim) != (num_factors, factor_dim):
+        raise ValueError(
+            f"transition is for {transition.num_factors}x{transition.factor_dim} factors, "
+            f"the model has {num_factors}x{factor_dim}"
+        )
+    return transition
+
+
+def _saved_before_explaining_away_module(module, state_dict, prefix, *_) -> None:
+    """Checkpoints saved before ``ExplainingAway`` held the head as ``posterior.*`` and the
+    block encoders as ``residual_encoders.*``: read them under today's names."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        name = key[len(prefix) :]
+        if name.startswith("residual_encoders."):
+            state_dict[prefix + "posterior.encoders." + name[18:]] = state_dict.pop(key)
+        elif name.startswith("posterior.") and not name.startswith(
+            ("posterior.head.", "posterior.encoders.")
+        ):
+            state_dict[prefix + "posterior.head." + name[10:]] = state_dict.pop(key)  # fmt: skip

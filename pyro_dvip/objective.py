@@ -89,51 +89,28 @@ def factor_terms(
     return recon, kl if per_step else kl.sum(1)
 
 
-def free_bits_penalty(kl: torch.Tensor, nats: float) -> torch.Tensor:
-    """What free bits add to -ELBO per video: sum_k relu(nats - mean_b KL_bk), for per-factor
-    KL (B, K) summed over a sequence and ``nats`` per factor per sequence.
-
-    -ELBO + this = -recon + sum_k max(nats, mean_b KL_bk) (Kingma et al. 2016, per factor):
-    a factor whose batch-mean KL is below ``nats`` contributes a constant, so the gradient that
-    would push it to carry nothing cancels.
-    """
-    return torch.relu(nats - kl.mean(0)).sum()
-
-
 class NegELBO(nn.Module):
     """The training loss: -ELBO per video, estimated by Pyro's ``Trace_ELBO`` (default) or
-    ``TraceMeanField_ELBO`` (analytic KL per step), for frames x (B, T, C, H, W).
+    ``TraceMeanField_ELBO`` (analytic KL per step), for frames x (B, T, C, H, W)."""
 
-    ``free_bits`` (nats per factor per frame, default 0 = the paper's objective) adds
-    :func:`free_bits_penalty`, read from the very traces Pyro's estimator ran, times the KL
-    annealing scale."""
-
-    def __init__(self, dvip: DVIP, elbo: str = "trace", free_bits: float = 0.0):
+    def __init__(self, dvip: DVIP, elbo: str = "trace"):
         super().__init__()
         self.dvip = dvip
         self.elbo_name = elbo
         self.elbo = make_elbo(elbo)
-        self.free_bits = free_bits
 
     def forward(self, x: torch.Tensor, kl_scale: float = 1.0, with_terms: bool = False):
         """-ELBO per video; with ``with_terms`` also the per-video reconstruction (B,) and each
         factor's KL (B, K) of the very sample the loss used, read from traces recorded inside
         Pyro's own run.
-        (Both go through ``forward`` so that DistributedDataParallel syncs either.)
-        The guide hands the model its transition predictions (``DVIP.sharing_predictions``)."""
-        if not (with_terms or self.free_bits):
-            with self.dvip.sharing_predictions():
-                loss = self.elbo.differentiable_loss(self.dvip.model, self.dvip.guide, x, kl_scale)
+        (Both go through ``forward`` so that DistributedDataParallel syncs either.)"""
+        if not with_terms:
+            loss = self.elbo.differentiable_loss(self.dvip.model, self.dvip.guide, x, kl_scale)
             return loss / x.shape[0]
         model = poutine.trace(self.dvip.model)
         guide = poutine.trace(self.dvip.guide)
-        with self.dvip.sharing_predictions():
-            loss = self.elbo.differentiable_loss(model, guide, x, kl_scale) / x.shape[0]
+        loss = self.elbo.differentiable_loss(model, guide, x, kl_scale) / x.shape[0]
         recon, kl = factor_terms(model.trace, guide.trace, self.elbo_name == "meanfield")
-        if self.free_bits:
-            loss = loss + kl_scale * free_bits_penalty(kl, self.free_bits * x.shape[1])
-        if not with_terms:
-            return loss
         return loss, recon.detach(), kl.detach()
 
     def forward_with_terms(

@@ -35,8 +35,8 @@ from .checkpoint import (
 from .config import TrainConfig
 from .data import MovingMNIST, VideoStream, load_digits, make_test_set, make_video_data
 from .data.discs import MovingDiscs, disc_options, make_disc_test_set
+from .decoders import make_decoder
 from .model import DVIP
-from .networks import make_decoder
 from .objective import NegELBO, test_elbo
 from .priors import Transition
 
@@ -97,8 +97,7 @@ def build_model(config: TrainConfig) -> DVIP:
     if config.decoder != "paper":
         decoder = functools.partial(
             make_decoder, config.decoder, config.channels, config.image_size, config.factors,
-            config.factor_dim, config.decoder_width or config.width, weights=config.decoder_weights,
-            sum_of=config.decoder_sum, init=config.decoder_init, background=config.background,
+            config.factor_dim, config.decoder_width or config.width, background=config.background,
         )  # fmt: skip
     return DVIP(
         num_factors=config.model_factors,
@@ -152,10 +151,7 @@ def make_data(
         test_digits, test_labels = load_digits("test", config.mnist_root)
     except FileNotFoundError as e:
         raise ValueError(f"mnist_root: {e}") from e
-    # the identity cue is a training aid: the held-out test set is drawn without it
-    stream = MovingMNIST(
-        digits, labels, device=device, seed=seed, identity_cue=config.identity_cue, **kwargs
-    )
+    stream = MovingMNIST(digits, labels, device=device, seed=seed, **kwargs)
     test = make_test_set(
         test_digits,
         test_labels,
@@ -597,7 +593,7 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
         config = replace(config, split=stream.split)
     if context.rank > 0:
         torch.manual_seed(stream_seed)  # each rank its own posterior noise
-    step_loss = NegELBO(dvip, config.elbo, config.free_bits)
+    step_loss = NegELBO(dvip, config.elbo)
     if context.active:
         step_loss = torch.nn.parallel.DistributedDataParallel(
             step_loss,

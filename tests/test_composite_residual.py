@@ -10,15 +10,14 @@ from conftest import run_cli, tiny_args
 from pyro import poutine
 
 from pyro_dvip import DVIP, check_elbo, load
-from pyro_dvip.networks import AdditiveDecoder, CompositeDecoder
+from pyro_dvip.decoders import AdditiveDecoder, CompositeDecoder, make_decoder
 
 S, K, d, C = 16, 3, 2, 3
-COMPOSITE = ["--decoder", "composite", "--decoder-weights", "per-factor", "--encoder", "residual"]
+COMPOSITE = ["--decoder", "composite", "--encoder", "residual"]
 
 
-def composite(background="none", init="black"):
-    return CompositeDecoder(C, S, K, d, width=4, weights="per-factor", init=init,
-                            background=background)  # fmt: skip
+def composite(background="none"):
+    return CompositeDecoder(C, S, K, d, width=4, background=background)
 
 
 def model(background="none"):
@@ -49,7 +48,7 @@ def test_each_block_reads_the_frame_minus_the_composite_before_it_and_the_unclai
         else:
             rest_logit = dvip.decoder.background[C:].expand(4, 1, S, S)
             rest_colour = torch.sigmoid(dvip.decoder.background[:C]).expand(4, C, S, S)
-        loc, _ = dvip.posterior(dvip.encoder(x[:, 0]), zeros, zeros)
+        loc, _ = dvip.posterior.head(dvip.encoder(x[:, 0]), zeros, zeros)
         want, weights, colours = [loc[:, :d]], [rest_logit.exp()], [rest_colour]
         for k in range(1, K):
             alone = torch.zeros(4, K * d)  # block k-1 alone: its generator's colour and mask
@@ -60,10 +59,10 @@ def test_each_block_reads_the_frame_minus_the_composite_before_it_and_the_unclai
             total = sum(weights)
             drawn = sum(w * c for w, c in zip(weights, colours)) / total
             reads = torch.cat([x[:, 0] - drawn, weights[0] / total], 1)
-            loc, _ = dvip.posterior(dvip.residual_encoders[k - 1](reads), zeros, zeros)
+            loc, _ = dvip.posterior.head(dvip.posterior.encoders[k - 1](reads), zeros, zeros)
             want.append(loc[:, k * d : (k + 1) * d])
     torch.testing.assert_close(got, torch.stack(want, 1))
-    assert dvip.residual_encoders[0].conv[0].in_channels == C + 1  # the residual and the scope
+    assert dvip.posterior.encoders[0].conv[0].in_channels == C + 1  # the residual and the scope
 
 
 def test_what_all_blocks_explain_with_the_static_background_is_the_models_mean():
@@ -100,7 +99,7 @@ def test_a_static_background_the_factors_do_not_draw():
 
 def test_an_additive_static_background_is_one_more_sigmoid_layer():
     torch.manual_seed(3)
-    dec = AdditiveDecoder(C, S, K, d, width=4, weights="per-factor", background="static").eval()
+    dec = AdditiveDecoder(C, S, K, d, width=4, background="static").eval()
     randomise_background(dec)
     z = torch.randn(4, K * d)
     layers = torch.sigmoid(dec.generators(z)).sum(1)
@@ -111,7 +110,7 @@ def test_an_additive_static_background_is_one_more_sigmoid_layer():
 
 
 @pytest.mark.parametrize("background", ["none", "static"])
-def test_check_elbo_writes_the_composite_residual_posterior_by_hand_and_agrees(background):
+def test_check_elbo_passes_with_the_composite_and_the_posterior_that_explains_away(background):
     torch.manual_seed(4)
     dvip = model(background)
     if background == "static":
@@ -133,7 +132,7 @@ def test_train_records_the_composite_residual_guide_and_load_rebuilds_it(tmp_pat
         "static",
     )
     model = load(out)
-    assert isinstance(model.decoder, CompositeDecoder) and len(model.residual_encoders) == 2
+    assert isinstance(model.decoder, CompositeDecoder) and len(model.posterior.encoders) == 2
     assert model.decoder.background.shape == (C + 1, 16, 16)
     state = torch.load(sorted((out / "checkpoints").glob("*.pt"))[-1], weights_only=True)
     assert "decoder.background" in state["model"]
@@ -156,11 +155,11 @@ def test_the_check_elbo_command_passes_for_it():
     [
         (["--background", "static"], "Invalid value for '--background': applies to --decoder "
          "additive or composite only"),
-        (["--decoder", "composite", "--background", "painted"], "'painted' is not one of "
-         "'none', 'static'"),
+        (["--decoder", "composite", "--background", "painted"], "'--background': must be one "
+         "of none, static, got 'painted'"),
         ([*COMPOSITE, "--factors", "1"], "Invalid value for '--encoder': residual needs "
-         "--decoder additive with --decoder-sum sigmoids, or --decoder composite, and "
-         "--factors >= 2 (got decoder composite, sum sigmoids, 1 factors)"),
+         "--decoder additive or composite and --factors >= 2 (got decoder composite, 1 "
+         "factors)"),
     ],
 )  # fmt: skip
 def test_bad_combinations_are_one_line_errors(tmp_path, args, message):
@@ -170,7 +169,5 @@ def test_bad_combinations_are_one_line_errors(tmp_path, args, message):
 
 
 def test_the_model_refuses_a_background_on_the_paper_decoder():
-    from pyro_dvip.networks import make_decoder
-
     with pytest.raises(ValueError, match="background: applies to --decoder additive or"):
         make_decoder("paper", C, S, K, d, background="static")

@@ -9,25 +9,17 @@ from pyro import distributions as dist
 from pyro import poutine
 
 from pyro_dvip import DVIP, check_elbo, load, make_config
-from pyro_dvip.networks import BLACK, AdditiveDecoder, CompositeDecoder, Decoder
+from pyro_dvip.decoders import BLACK, AdditiveDecoder, CompositeDecoder
+from pyro_dvip.networks import Decoder
 from pyro_dvip.train import build_model
 
 S, K, d = 16, 2, 3
-VARIANTS = [
-    ("additive", "shared", "sigmoids"),
-    ("additive", "per-factor", "sigmoids"),
-    ("additive", "per-factor", "logits"),
-    ("composite", "shared", "sigmoids"),
-    ("composite", "per-factor", "sigmoids"),
-]
+KINDS = ["additive", "composite"]
 
 
-def decoder(kind, weights, sum_of="sigmoids", init="grey", channels=3):
-    if kind == "additive":
-        return AdditiveDecoder(
-            channels, S, K, d, width=4, weights=weights, sum_of=sum_of, init=init
-        )
-    return CompositeDecoder(channels, S, K, d, width=4, weights=weights, init=init)
+def decoder(kind, channels=3):
+    cls = AdditiveDecoder if kind == "additive" else CompositeDecoder
+    return cls(channels, S, K, d, width=4)
 
 
 def block_jacobian_norms(f, z):
@@ -43,10 +35,10 @@ def block_jacobian_norms(f, z):
     return jac.view(*jac.shape[:2], K, d).norm(dim=-1).sum(0).T
 
 
-@pytest.mark.parametrize("kind,weights,sum_of", VARIANTS)
-def test_each_factor_layer_depends_only_on_its_own_block(kind, weights, sum_of):
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_factor_layer_depends_only_on_its_own_block(kind):
     torch.manual_seed(0)
-    dec = decoder(kind, weights, sum_of).eval().double()
+    dec = decoder(kind).eval().double()
     z = torch.randn(8, K * d, dtype=torch.float64)  # several: a ReLU may be dead at one z
     for k in range(K):
         norms = block_jacobian_norms(lambda v, k=k: dec.parts(v)["layers"][:, k], z)
@@ -55,52 +47,41 @@ def test_each_factor_layer_depends_only_on_its_own_block(kind, weights, sum_of):
             assert norms[1 - k].max() < 1e-9  # the other block does not touch it
     if kind == "additive":  # so the mean: a pixel's Jacobian rows are the layers' rows
         own = block_jacobian_norms(lambda v: dec.parts(v)["layers"].sum(1), z)
-        if sum_of == "sigmoids":
-            assert torch.allclose(block_jacobian_norms(dec, z), own, atol=1e-8)
+        assert torch.allclose(block_jacobian_norms(dec, z), own, atol=1e-8)
 
 
-@pytest.mark.parametrize("kind,weights,sum_of", VARIANTS)
-def test_layers_give_the_mean_and_masks_sum_to_one(kind, weights, sum_of):
-    dec = decoder(kind, weights, sum_of).eval()
+@pytest.mark.parametrize("kind", KINDS)
+def test_layers_give_the_mean_and_masks_sum_to_one(kind):
+    dec = decoder(kind).eval()
     z = torch.randn(5, K * d)
     mean, parts = dec(z), dec.parts(z)
     assert mean.shape == (5, 3, S, S) and parts["layers"].shape == (5, K, 3, S, S)
-    if sum_of == "logits":  # sigmoid of the summed logits of the layers
-        expected = torch.sigmoid(torch.logit(parts["layers"].double()).sum(1)).float()
-    else:
-        expected = parts["layers"].sum(1)
-    assert torch.allclose(mean, expected, atol=1e-5)
+    assert torch.allclose(mean, parts["layers"].sum(1), atol=1e-5)
     if kind == "composite":
         assert parts["masks"].shape == (5, K, 1, S, S)
         assert torch.allclose(parts["masks"].sum(1), torch.ones(5, 1, S, S), atol=1e-6)
         assert 0 <= mean.min() and mean.max() <= 1
 
 
-def test_shared_weights_draw_the_same_layer_for_the_same_block_and_per_factor_do_not():
+def test_each_factor_has_its_own_generator():
     z = torch.randn(1, d).repeat(1, K)  # both blocks equal
-    shared = decoder("additive", "shared").eval().parts(z)["layers"][0]
-    per_factor = decoder("additive", "per-factor").eval().parts(z)["layers"][0]
-    assert torch.allclose(shared[0], shared[1])
-    assert not torch.allclose(per_factor[0], per_factor[1], atol=1e-3)
+    layers = decoder("additive").eval().parts(z)["layers"][0]
+    assert not torch.allclose(layers[0], layers[1], atol=1e-3)
+    one = AdditiveDecoder(3, S, 1, d, width=4)
     count = lambda m: sum(p.numel() for p in m.parameters())
-    assert count(decoder("additive", "per-factor")) == K * count(decoder("additive", "shared"))
+    assert count(decoder("additive")) == K * count(one)
 
 
-@pytest.mark.parametrize("kind,sum_of", [("additive", "sigmoids"), ("additive", "logits"),
-                                         ("composite", "sigmoids")])  # fmt: skip
-def test_black_init_starts_near_black_and_grey_does_not(kind, sum_of):
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_per_factor_decoder_starts_near_black(kind):
     torch.manual_seed(0)
     z = torch.randn(64, K * d)
-    black = decoder(kind, "shared", sum_of, init="black").eval()(z).mean().item()
-    grey = decoder(kind, "shared", sum_of, init="grey").eval()(z).mean().item()
-    assert abs(black - BLACK) < 0.03
-    # grey: K sigmoid layers of about 0.5 add to about K x 0.5; one sigmoid sits near 0.5
-    assert abs(grey - (K * 0.5 if (kind, sum_of) == ("additive", "sigmoids") else 0.5)) < 0.15
+    assert abs(decoder(kind).eval()(z).mean().item() - BLACK) < 0.03
 
 
 @pytest.mark.parametrize("kind", ["additive", "composite"])
 def test_the_model_likelihood_mean_is_the_sum_of_the_layers(kind):
-    dvip = DVIP(K, d, image_size=S, width=4, decoder=lambda: decoder(kind, "shared")).eval()
+    dvip = DVIP(K, d, image_size=S, width=4, decoder=lambda: decoder(kind)).eval()
     x = torch.rand(2, 3, 3, S, S)
     guide = poutine.trace(dvip.guide).get_trace(x)
     model = poutine.trace(poutine.replay(dvip.model, trace=guide)).get_trace(x)
@@ -111,18 +92,18 @@ def test_the_model_likelihood_mean_is_the_sum_of_the_layers(kind):
     assert torch.allclose(likelihood.mean, layers, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind,weights,sum_of", VARIANTS[1:4])
-def test_check_elbo_passes_for_per_factor_decoders(kind, weights, sum_of):
+@pytest.mark.parametrize("kind", KINDS)
+def test_check_elbo_passes_for_per_factor_decoders(kind):
     dvip = DVIP(K, d, image_size=S, width=4, transition_layers=1,
-                decoder=lambda: decoder(kind, weights, sum_of))  # fmt: skip
+                decoder=lambda: decoder(kind))  # fmt: skip
     x = torch.rand(3, 3, 3, S, S, generator=torch.Generator().manual_seed(1))
     result = check_elbo(dvip, x, num_particles=10)
     assert result.passed, result.format()
 
 
 def test_a_decoder_for_another_latent_size_is_refused():
-    with pytest.raises(ValueError, match="decoder is for z_dim 6, the model has 8"):
-        DVIP(2, 4, image_size=S, width=4, decoder=decoder("additive", "shared"))
+    with pytest.raises(ValueError, match="decoder: must be a FrameDecoder of z_dim 8"):
+        DVIP(2, 4, image_size=S, width=4, decoder=decoder("additive"))
 
 
 def test_the_paper_model_draws_the_same_initial_weights_as_before():
@@ -138,9 +119,8 @@ def test_the_paper_model_draws_the_same_initial_weights_as_before():
 @pytest.mark.parametrize(
     "args,cls,parts",
     [
-        (["--decoder", "additive", "--decoder-sum", "logits", "--decoder-init", "black"],
-         AdditiveDecoder, 2),
-        (["--decoder", "composite", "--decoder-weights", "per-factor"], CompositeDecoder, 2),
+        (["--decoder", "additive", "--background", "static"], AdditiveDecoder, 2),
+        (["--decoder", "composite"], CompositeDecoder, 2),
         (["--decoder", "additive", "--entangled"], AdditiveDecoder, 2),
     ],
 )  # fmt: skip
@@ -165,13 +145,11 @@ def test_train_records_the_decoder_and_load_rebuilds_it(tmp_path, args, cls, par
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--decoder", "mixture"], "'mixture' is not one of 'paper', 'additive', 'composite'"),
-        (["--decoder-weights", "per-factor"], "'--decoder-weights': applies to --decoder "
-         "additive or composite only"),
-        (["--decoder", "composite", "--decoder-sum", "logits"], "'--decoder-sum': applies to "
-         "--decoder additive only"),
-        (["--decoder", "additive", "--decoder-init", "white"], "'white' is not one of 'grey', "
-         "'black'"),
+        (["--decoder", "mixture"], "'--decoder': must be one of paper, additive, composite, "
+         "got 'mixture'"),
+        (["--background", "static"], "'--background': applies to --decoder additive or "
+         "composite only"),
+        (["--decoder-width", "0"], "'--decoder-width': must be >= 1, got 0"),
     ],
 )  # fmt: skip
 def test_bad_decoder_options_are_one_line_errors_naming_the_option(args, message):
@@ -183,7 +161,7 @@ def test_bad_decoder_options_are_one_line_errors_naming_the_option(args, message
 @pytest.mark.parametrize(
     "extra",
     [["--transition", "examples.custom_prior:CoupledLinearTransition"],
-     ["--encoder", "residual"]],  # the residual guide, written by hand in elbo_check
+     ["--encoder", "residual"]],  # the guide that explains away
 )  # fmt: skip
 def test_check_elbo_command_accepts_a_per_factor_decoder_with_a_prior_or_encoder(extra):
     result = run_cli(

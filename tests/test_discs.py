@@ -124,7 +124,7 @@ def test_the_example_video_draws_the_scene_background():
          "discs only"),
         (["--scene", "discs", "--data", "clips"], "Invalid value for '--scene': discs is "
          "built-in generated data; --data trains on a video instead"),
-        (["--scene", "squares"], "'squares' is not one of 'digits', 'discs'"),
+        (["--scene", "squares"], "'--scene': must be one of digits, discs, got 'squares'"),
     ],
 )  # fmt: skip
 def test_bad_disc_options_are_one_line_errors(tmp_path, args, message):
@@ -139,7 +139,7 @@ def test_a_disc_run_trains_and_evaluates_with_positions_but_no_channel_test(
 ):
     from pyro_dvip.evaluation import run as evaluation_run
 
-    options = dict(decoder="composite", decoder_weights="per-factor", encoder="residual",
+    options = dict(decoder="composite", encoder="residual",
                    background="static")  # fmt: skip
     config = make_config(**{**TINY, **options}, scene="discs", steps=2, seed=5)
     train(config, tmp_path / "run", progress=False)
@@ -212,7 +212,7 @@ def test_compare_labels_tell_the_disc_scene_one_channel_and_a_static_background_
     discs = {**config, "scene": "discs", "disc_colours": "same", "decoder": "composite",
              "decoder_weights": "per-factor", "background": "static"}  # fmt: skip
     label = group_label(discs)
-    assert "composite decoder (per-factor weights), static background" in label
+    assert "composite decoder, static background" in label
     assert "discs (same" in label and "), speed 3.6" in label
     assert "one channel, speed 3.6" in group_label({**config, "channels": 1})
 

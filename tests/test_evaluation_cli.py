@@ -301,20 +301,21 @@ def test_compare_keeps_groups_whose_short_labels_coincide():
     from pyro_dvip.evaluation.compare import group_runs
 
     config = json.loads(make_config(**TINY).to_json())
-    old = {k: v for k, v in config.items() if k != "free_bits"}  # a run from before the field
+    old = {k: v for k, v in config.items() if k != "kl_anneal"}  # a run from before the field
+    old["free_bits"] = 0.0  # and with a retired option at its neutral value
     evaluations = {
         Path("a-s0"): {"config": {**config, "seed": 0}},
         Path("a-s1"): {"config": {**old, "seed": 1}},
         Path("b-s0"): {"config": {**config, "lr": 0.001}},  # lr is not in the short label
-        Path("c-s0"): {"config": {**config, "free_bits": 2.0}},
+        Path("c-s0"): {"config": {**config, "kl_anneal": 20}},
     }
     groups = group_runs(evaluations)
     assert sorted(map(sorted, groups.values())) == [
         [Path("a-s0"), Path("a-s1")], [Path("b-s0")], [Path("c-s0")]
     ]  # fmt: skip
     labels = {tuple(dirs): label for label, dirs in groups.items()}
-    assert labels[(Path("b-s0"),)].endswith("free_bits 0.0, lr 0.001")
-    assert labels[(Path("c-s0"),)].endswith("free_bits 2.0, lr 0.0003")
+    assert labels[(Path("b-s0"),)].endswith("kl_anneal 0, lr 0.001")
+    assert labels[(Path("c-s0"),)].endswith("kl_anneal 20, lr 0.0003")
 
 
 def test_compare_labels_name_a_circle_arena_and_old_runs_group_as_the_box():
@@ -339,18 +340,20 @@ def test_compare_labels_name_a_per_factor_decoder_and_old_runs_group_as_the_pape
 
     config = json.loads(make_config(**TINY).to_json())
     old = {k: v for k, v in config.items() if not k.startswith("decoder")}
-    additive = {**config, "decoder": "additive", "decoder_weights": "per-factor"}
-    assert "additive decoder (per-factor weights)" in group_label(additive)
+    additive = {**config, "decoder": "additive"}
+    assert "additive decoder" in group_label(additive)
     assert "decoder" not in group_label(config) and "encoder" not in group_label(config)
     residual = group_label({**additive, "encoder": "residual"})
-    assert "additive decoder (per-factor weights), residual encoder, 16px" in residual
+    assert "additive decoder, residual encoder, 16px" in residual
+    saved_with_weights = {**additive, "decoder_weights": "per-factor", "decoder_init": "black"}
     groups = group_runs({
         Path("paper-s0"): {"config": {**config, "seed": 0}},
         Path("paper-s1"): {"config": {**old, "seed": 1}},
-        Path("additive-s0"): {"config": additive},
+        Path("additive-s0"): {"config": {**additive, "seed": 0}},
+        Path("additive-s1"): {"config": {**saved_with_weights, "seed": 1}},
     })  # fmt: skip
     assert sorted(map(sorted, groups.values())) == [
-        [Path("additive-s0")], [Path("paper-s0"), Path("paper-s1")]
+        [Path("additive-s0"), Path("additive-s1")], [Path("paper-s0"), Path("paper-s1")]
     ]  # fmt: skip
 
 

@@ -37,8 +37,6 @@ def runs(tmp_path_factory):
         "video-residual": dict(
             video,
             decoder="additive",
-            decoder_weights="per-factor",
-            decoder_init="black",
             encoder="residual",
         ),  # the cpu-objects recipe's networks
         "mnist": {},

@@ -11,7 +11,8 @@ from conftest import run_cli, tiny_args
 from torch import nn
 
 from pyro_dvip import DVIP, load, make_config
-from pyro_dvip.networks import AdditiveDecoder, FactorGenerators, _TransposedConv
+from pyro_dvip.decoders import AdditiveDecoder, FactorGenerators
+from pyro_dvip.tricks import TransposedConv
 from pyro_dvip.train import build_model
 
 S, K, d = 16, 3, 2
@@ -32,8 +33,8 @@ def grouped_pass(generators: FactorGenerators, z: torch.Tensor) -> torch.Tensor:
 
 def test_one_generator_at_a_time_equals_the_grouped_layers_values_gradients_and_statistics():
     torch.manual_seed(0)
-    fast = FactorGenerators(K, d, 3, S, width=4, shared=False).double()
-    grouped = FactorGenerators(K, d, 3, S, width=4, shared=False).double()
+    fast = FactorGenerators(K, d, 3, S, width=4).double()
+    grouped = FactorGenerators(K, d, 3, S, width=4).double()
     grouped.load_state_dict(fast.state_dict())
     z = torch.randn(6, K * d, dtype=torch.float64)
     out_fast, out_grouped = fast(z), grouped_pass(grouped, z)
@@ -51,8 +52,8 @@ def test_one_generator_at_a_time_equals_the_grouped_layers_values_gradients_and_
 
 def test_under_bf16_autocast_the_gradients_are_the_grouped_layers_in_their_dtypes():
     torch.manual_seed(4)  # --precision bf16: the networks run under autocast
-    fast = FactorGenerators(K, d, 3, S, width=4, shared=False)
-    grouped = FactorGenerators(K, d, 3, S, width=4, shared=False)
+    fast = FactorGenerators(K, d, 3, S, width=4)
+    grouped = FactorGenerators(K, d, 3, S, width=4)
     grouped.load_state_dict(fast.state_dict())
     z = torch.randn(6, K * d)
     for run in (fast, lambda v: grouped_pass(grouped, v)):
@@ -71,13 +72,13 @@ def test_transposed_convolution_gradients_are_autograds():
     w = torch.randn(4, 5, 4, 4, dtype=torch.float64, requires_grad=True)
     b = torch.randn(5, dtype=torch.float64, requires_grad=True)
     for stride, padding in [((2, 2), (1, 1)), ((1, 1), (0, 0))]:
-        conv = lambda x, w, b, s=stride, p=padding: _TransposedConv.apply(x, w, b, s, p)  # noqa: E731
+        conv = lambda x, w, b, s=stride, p=padding: TransposedConv.apply(x, w, b, s, p)  # noqa: E731
         assert torch.autograd.gradcheck(conv, (x, w, b), check_forward_ad=True)
 
 
 def test_the_object_scores_forward_mode_jacobian_through_the_generators_is_reverse_modes():
     torch.manual_seed(3)  # the object score takes vmap(jacfwd(decoder)) at posterior samples
-    dec = AdditiveDecoder(3, S, K, d, width=4, weights="per-factor").eval().double()
+    dec = AdditiveDecoder(3, S, K, d, width=4).eval().double()
     z = torch.randn(4, K * d, dtype=torch.float64)
     mean = lambda v: dec(v[None])[0]  # noqa: E731
     forward = torch.func.vmap(torch.func.jacfwd(mean))(z)
@@ -89,7 +90,7 @@ def test_the_object_scores_forward_mode_jacobian_through_the_generators_is_rever
 def test_a_narrower_generator_block_depends_on_its_own_factor_only():
     torch.manual_seed(2)
     # training mode: BatchNorm normalises by the batch, so no unit is dead at every row
-    dec = AdditiveDecoder(3, S, K, d, width=2, weights="per-factor").double()
+    dec = AdditiveDecoder(3, S, K, d, width=2).double()
     z = torch.randn(16, K * d, dtype=torch.float64)
     for k in range(K):
         layer_sum = lambda v, k=k: dec.parts(v)["layers"][:, k].sum(0)  # noqa: E731
@@ -101,35 +102,35 @@ def test_a_narrower_generator_block_depends_on_its_own_factor_only():
 
 def test_widths_set_the_channels_and_default_to_width():
     config = make_config(factors=2, factor_dim=3, image_size=16, width=8, decoder="additive",
-                         decoder_weights="per-factor", encoder="residual")  # fmt: skip
+                         encoder="residual")  # fmt: skip
     default = build_model(config)
     narrow = build_model(make_config(**{**vars(config), "preset": None, "decoder_width": 2,
                                         "residual_width": 4}))  # fmt: skip
     first_deconv = lambda m: m.decoder.generators.deconv[2]
     assert first_deconv(default).out_channels == 2 * 8 * 2  # K x 2 width channels at 4x4
     assert first_deconv(narrow).out_channels == 2 * 2 * 2
-    assert default.residual_encoders[0].conv[0].out_channels == 8
-    assert narrow.residual_encoders[0].conv[0].out_channels == 4
+    assert default.posterior.encoders[0].conv[0].out_channels == 8
+    assert narrow.posterior.encoders[0].conv[0].out_channels == 4
     assert narrow.encoder.conv[0].out_channels == 8  # the paper's encoder keeps --width
 
 
 def test_residual_width_needs_the_residual_encoder():
-    message = "residual_width: applies to encoder 'residual' or 'tracking' only"
+    message = "residual_width: applies to encoder 'residual' only"
     with pytest.raises(ValueError, match=message):
         DVIP(2, 3, image_size=S, width=4, residual_width=2)
 
 
 def test_train_records_the_widths_and_load_rebuilds_them(tmp_path):
     out = tmp_path / "run"
-    args = ["--decoder", "additive", "--decoder-weights", "per-factor", "--encoder", "residual",
-            "--decoder-width", "2", "--residual-width", "3"]  # fmt: skip
+    args = ["--decoder", "additive", "--encoder", "residual", "--decoder-width", "2",
+            "--residual-width", "3"]  # fmt: skip
     result = run_cli("train", *tiny_args(steps=2), *args, "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert (config["decoder_width"], config["residual_width"]) == (2, 3)
     model = load(out)
     assert model.decoder.generators.deconv[2].out_channels == 2 * 2 * 2
-    assert model.residual_encoders[0].conv[0].out_channels == 3
+    assert model.posterior.encoders[0].conv[0].out_channels == 3
     state = torch.load(sorted((out / "checkpoints").glob("*.pt"))[-1], weights_only=True)
     for name, value in model.state_dict().items():
         assert torch.equal(value, state["model"][name]), name
@@ -138,12 +139,13 @@ def test_train_records_the_widths_and_load_rebuilds_them(tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--decoder", "additive", "--decoder-width", "0"], "0 is not in the range x>=1"),
+        (["--decoder", "additive", "--decoder-width", "0"], "'--decoder-width': must be >= 1, "
+         "got 0"),
         (["--decoder-width", "4"], "'--decoder-width': applies to --decoder additive or "
          "composite only"),
         (["--decoder", "additive", "--residual-width", "4"], "'--residual-width': applies to "
-         "--encoder residual or tracking only"),
-        (["--residual-width", "-1"], "-1 is not in the range x>=1"),
+         "--encoder residual only"),
+        (["--residual-width", "-1"], "'--residual-width': must be >= 1, got -1"),
     ],
 )  # fmt: skip
 def test_bad_width_options_are_one_line_errors_naming_the_option(args, message):

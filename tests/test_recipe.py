@@ -44,11 +44,8 @@ def test_cpu_objects_is_the_paper_recipe_in_the_box_with_the_screened_options():
     changed = dict(arena="box", factor_dim=4, steps=3000)
     assert {name: getattr(config, name) for name in RECIPE} == {**RECIPE, **changed}
     assert config.lr_decay_steps == RECIPE["steps"]
-    options = ("decoder", "decoder_weights", "decoder_sum", "decoder_init", "encoder",
-               "decoder_width", "residual_width")  # fmt: skip
-    assert [getattr(config, name) for name in options] == [
-        "additive", "per-factor", "sigmoids", "black", "residual", 8, 8
-    ]  # fmt: skip
+    options = ("decoder", "encoder", "decoder_width", "residual_width")
+    assert [getattr(config, name) for name in options] == ["additive", "residual", 8, 8]
     assert config.width == 16  # the first encoder keeps the recipe's width
     assert "cpu-objects-residual" not in PRESETS  # its measurement name; now cpu-objects
 

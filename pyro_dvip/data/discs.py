@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..config import DISC_BACKGROUNDS, disc_colours
+from ..config import DISC_COLOURS
 from .moving_mnist import (
     REFERENCE_IMAGE_SIZE,
     MovingMNISTBatch,
@@ -27,6 +27,9 @@ from .moving_mnist import (
     draw_motion,
     frozen_test_set,
 )
+
+# The discs' colours (RGB 0..255): orange and blue as in examples/video, then green
+DISC_PALETTE = ((240, 140, 30), (40, 90, 230), (60, 190, 90))
 
 DISC_DIAMETER = 16  # pixels at 64x64, scaled with the frame
 
@@ -59,9 +62,7 @@ class MovingDiscs(SeededStream):
         seq_len: frames per sequence (≥ 1).
         speed: pixels per frame at 64×64 (≥ 0), scaled with ``image_size / 64``.
         arena: ``"box"`` or ``"circle"`` (as Moving MNIST's).
-        colours: ``"distinct"`` (orange, blue, green), ``"same"`` (all orange), or one hex
-            colour per disc, comma-separated (``"f08c1e,285ae6"``).
-        backdrop: ``"texture"`` (the example video's background) or ``"black"``.
+        colours: ``"distinct"`` (orange, blue, green) or ``"same"`` (all orange).
         device: where batches are generated.
         seed: seed of the generator's random stream (``state_dict`` saves its position).
     """
@@ -75,7 +76,6 @@ class MovingDiscs(SeededStream):
         speed: float = 3.6,
         arena: str = "box",
         colours: str = "distinct",
-        backdrop: str = "texture",
         device: torch.device | str = "cpu",
         seed: int = 0,
     ) -> None:
@@ -84,10 +84,8 @@ class MovingDiscs(SeededStream):
         if image_size < 16:
             raise ValueError(f"image_size must be at least 16, got {image_size}")
         check_motion(seq_len, speed, arena)
-        if backdrop not in DISC_BACKGROUNDS:
-            raise ValueError(
-                f"backdrop must be one of {', '.join(DISC_BACKGROUNDS)}, got {backdrop!r}"
-            )
+        if colours not in DISC_COLOURS:
+            raise ValueError(f"colours must be one of {', '.join(DISC_COLOURS)}, got {colours!r}")
         self.image_size = image_size
         self.num_discs = num_discs
         self.seq_len = seq_len
@@ -95,12 +93,12 @@ class MovingDiscs(SeededStream):
         self.arena = arena
         self.speed = speed * image_size / REFERENCE_IMAGE_SIZE
         self.device = torch.device(device)
-        rgb = torch.tensor(disc_colours(colours, num_discs), dtype=torch.float32) / 255.0
+        palette = (
+            DISC_PALETTE[:num_discs] if colours == "distinct" else DISC_PALETTE[:1] * num_discs
+        )
+        rgb = torch.tensor(palette, dtype=torch.float32) / 255.0
         self._colours = rgb.to(self.device)[:, :, None, None]  # (N, 3, 1, 1)
-        if backdrop == "texture":
-            bg = torch.from_numpy(background(image_size) / 255.0).permute(2, 0, 1).float()
-        else:
-            bg = torch.zeros(3, image_size, image_size)
+        bg = torch.from_numpy(background(image_size) / 255.0).permute(2, 0, 1).float()
         self._background = bg.to(self.device)  # (3, H, W)
         pixel = torch.arange(image_size, dtype=torch.float32, device=self.device) + 0.5
         self._pixel = pixel  # pixel centres along x and along y
@@ -163,5 +161,5 @@ def disc_options(config, seq_len: int | None = None) -> dict:
     return dict(
         image_size=config.image_size, num_discs=config.num_digits,
         seq_len=seq_len or config.seq_len, speed=config.digit_speed, arena=config.arena,
-        colours=config.disc_colours, backdrop=config.disc_background,
+        colours=config.disc_colours,
     )  # fmt: skip

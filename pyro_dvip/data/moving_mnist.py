@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..config import ARENAS, check_identity_cue
+from ..config import ARENAS
 
 MNIST_SIZE = 28
 REFERENCE_IMAGE_SIZE = 64  # image size at which `speed` and the 28-pixel digit box are given
@@ -123,10 +123,6 @@ class MovingMNIST(SeededStream):
         arena: ``"box"`` (the paper's walls) or ``"circle"`` (a round wall).
         device: where the digits live and batches are generated.
         seed: seed of the generator's random stream.
-        identity_cue: beyond the paper, a training aid for one channel (0 ≤ gap < 1; 0, the
-            default, is off): in the first frame of every sequence digit o is drawn at
-            brightness ``1 - identity_cue * o / (num_digits - 1)``, so which digit is which is
-            visible once; every later frame draws all digits at full brightness.
     """
 
     def __init__(
@@ -142,7 +138,6 @@ class MovingMNIST(SeededStream):
         arena: str = "box",
         device: torch.device | str = "cpu",
         seed: int = 0,
-        identity_cue: float = 0.0,
     ) -> None:
         if (
             digits.dtype != torch.uint8
@@ -173,7 +168,6 @@ class MovingMNIST(SeededStream):
                 f"digit box, got {image_size}"
             )
         check_motion(seq_len, speed, arena)
-        check_identity_cue(identity_cue, channels, num_digits)
 
         self.image_size = image_size
         self.channels = channels
@@ -181,7 +175,6 @@ class MovingMNIST(SeededStream):
         self.seq_len = seq_len
         self.digit_size = digit_size
         self.arena = arena
-        self.identity_cue = float(identity_cue)
         self.speed = speed * image_size / REFERENCE_IMAGE_SIZE  # pixels per frame at this size
         self.device = torch.device(device)
 
@@ -232,8 +225,7 @@ class MovingMNIST(SeededStream):
         """Draw digits ``which`` (B, N) at ``positions.round()`` (B, T, N, 2): (B, T, C, H, W).
 
         One scatter with max over a flat (C * H * W) canvas per frame: digit n writes to
-        channel n (or channel 0 when there is one channel, where max combines overlaps). With an
-        identity cue, digit o of the first frame is dimmed to ``1 - cue * o / (N - 1)``.
+        channel n (or channel 0 when there is one channel, where max combines overlaps).
         """
         B, T, N, _ = positions.shape
         H = W = self.image_size
@@ -242,10 +234,6 @@ class MovingMNIST(SeededStream):
         start = channel * (H * W) + corner[..., 1] * W + corner[..., 0]  # (B, T, N) box corners
         index = (start[..., None] + self._box_offsets).reshape(B, T, -1)  # (B, T, N*S*S)
         values = self._digits[which].reshape(B, 1, -1).expand(B, T, -1)  # (B, T, N*S*S), no copy
-        if self.identity_cue > 0:
-            brightness = 1 - self.identity_cue * torch.arange(N, device=self.device) / (N - 1)
-            first = values[:, 0].reshape(B, N, -1) * brightness[:, None]  # (B, N, S*S)
-            values = torch.cat([first.reshape(B, 1, -1), values[:, 1:]], dim=1)
         canvas = torch.zeros(B, T, self.channels * H * W, device=self.device)
         canvas.scatter_reduce_(2, index, values, reduce="amax")
         return canvas.view(B, T, self.channels, H, W)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import SAVED_BEFORE_FIELD, TrainConfig
+from ..config import RETIRED, SAVED_BEFORE_FIELD, TrainConfig
 from .alignment import applicable
 from .outcome import made
 
@@ -79,11 +79,11 @@ def group_label(config: dict) -> str:
         + (f", {config['arena']} arena" if config.get("arena", "box") != "box" else "")
     )
     if config.get("scene", "digits") == "discs":
-        data = f"discs ({config['disc_colours']}, {config['disc_background']}), {data}"
+        data = f"discs ({config['disc_colours']}), {data}"
     elif not config.get("data") and config.get("channels", 3) == 1:
         data = f"one channel, {data}"
     if config.get("decoder", "paper") != "paper":
-        model += f", {config['decoder']} decoder ({config['decoder_weights']} weights)"
+        model += f", {config['decoder']} decoder"
         if config.get("background", "none") != "none":
             model += f", {config['background']} background"
     if config.get("encoder", "paper") != "paper":
@@ -177,9 +177,13 @@ def common_probe(evaluations: dict[Path, dict]) -> str:
 
 def _settings(config: dict) -> dict:
     """A run's configuration with the fields added since it ran filled in as it trained (so a
-    run from before ``free_bits`` existed groups with one that left it at 0)."""
+    run from before ``scene`` existed groups with one on the digits), and retired options at
+    their neutral value left out (so such a run groups with one made since)."""
     defaults = {**json.loads(TrainConfig().to_json()), **SAVED_BEFORE_FIELD}
-    return {k: v for k, v in {**defaults, **config}.items() if k not in REPLICATE_FIELDS}
+    return {
+        k: v for k, v in {**defaults, **config}.items()
+        if k not in REPLICATE_FIELDS and not (k in RETIRED and RETIRED[k][0](v, config))
+    }  # fmt: skip
 
 
 def group_runs(evaluations: dict[Path, dict]) -> dict[str, list[Path]]:

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
+from ..decoders import PerFactorDecoder
 from ..model import DVIP
 from .posterior import filter_sequences
 
@@ -88,7 +89,7 @@ def factor_rollouts(dvip: DVIP, frames: torch.Tensor) -> torch.Tensor:
 def factor_layers(dvip: DVIP, frames: torch.Tensor) -> dict[str, torch.Tensor]:
     """{"layer_factor{k}": (n, T, C, H, W), "mask_factor{k}": (n, T, 1, H, W) (composite
     only)}: the decoder's ``parts`` of the posterior means; empty for the paper's decoder."""
-    if not hasattr(dvip.decoder, "parts"):
+    if not isinstance(dvip.decoder, PerFactorDecoder):  # the paper's draws them together
         return {}
     z = filter_sequences(dvip, frames, use_mean=True).means.flatten(2)  # (n, T, D)
     n, T = z.shape[:2]

@@ -564,8 +564,8 @@ def _held_out(run_dir: Path, config: TrainConfig, opts: EvalOptions):
                     "notes": []}  # fmt: skip
         if config.scene == "discs":
             held_out.update(data="moving discs", source=(
-                f"moving discs ({config.disc_colours} colours, {config.disc_background} "
-                f"background), the test sequences of a run with seed {seed}"
+                f"moving discs ({config.disc_colours} colours, textured background), the test "
+                f"sequences of a run with seed {seed}"
             ), notes=[
                 "objects are discs: 'digit o' in the tables is disc o (disc 0 in front); a "
                 "position is its bounding box's top-left corner"
