@@ -89,12 +89,35 @@ class FactorGenerators(nn.Module):
 
 class PerFactorDecoder(FrameDecoder):
     """A decoder in which block k of z is drawn by its own generator ``generators`` alone, over
-    an optional learned static ``background`` that no block draws. The explaining-away guide
-    (``posterior.py``) renders blocks through ``generators`` and reads ``explained``."""
+    an optional learned static ``background`` that no block draws (``background="static"``).
+    Each generator outputs C colour channels and ``scope_channels`` mask logits, starting near
+    black (:meth:`colour_start`) at mask logit 0. The explaining-away guide (``posterior.py``)
+    renders blocks through ``generators`` and reads ``explained``."""
 
-    generators: FactorGenerators
-    background: nn.Parameter | None
-    scope_channels: int  # what an explaining-away encoder reads besides the frame's channels
+    scope_channels: int  # mask logits per generator: what an explaining-away encoder also reads
+
+    def __init__(self, channels: int, image_size: int, num_parts: int, part_dim: int,
+                 width: int = 64, background: str = "none"):  # fmt: skip
+        super().__init__()
+        self.z_dim, self.num_parts, self.channels = num_parts * part_dim, num_parts, channels
+        out = channels + self.scope_channels  # colour logits, then the mask logit
+        self.generators = FactorGenerators(num_parts, part_dim, out, image_size, width)
+        start = [self.colour_start(num_parts)] * channels + [0.0] * self.scope_channels
+        self.generators.set_output_bias(torch.tensor(start))
+        if background not in BACKGROUNDS:
+            raise ValueError(
+                f"background: must be one of {', '.join(BACKGROUNDS)}, got {background!r}"
+            )
+        self.background = None
+        if background == "static":  # a learned image, near black at mask logit 0
+            value = torch.full((out, image_size, image_size), _logit(BLACK))
+            value[channels:] = 0.0
+            self.background = nn.Parameter(value)
+
+    @staticmethod
+    @abstractmethod
+    def colour_start(num_parts: int) -> float:
+        """The colour logit every generator starts at, for a mean near ``BLACK``."""
 
     @abstractmethod
     def explained(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -114,20 +137,9 @@ class AdditiveDecoder(PerFactorDecoder):
 
     scope_channels = 0
 
-    def __init__(
-        self,
-        channels: int,
-        image_size: int,
-        num_parts: int,
-        part_dim: int,
-        width: int = 64,
-        background: str = "none",
-    ):
-        super().__init__()
-        self.z_dim, self.num_parts = num_parts * part_dim, num_parts
-        self.generators = FactorGenerators(num_parts, part_dim, channels, image_size, width)
-        self.generators.set_output_bias(torch.full((channels,), _logit(BLACK / num_parts)))
-        self.background = _static_background(background, (channels, image_size, image_size))
+    @staticmethod
+    def colour_start(num_parts: int) -> float:
+        return _logit(BLACK / num_parts)  # K layers add up to about BLACK
 
     def parts(self, z: torch.Tensor, blocks: Sequence[int] | None = None) -> dict:
         """{"layers": (N, K, C, H, W)}: what each factor draws, sigmoid(g_k(z^k)); with
@@ -164,23 +176,11 @@ class CompositeDecoder(PerFactorDecoder):
     the factors' (a_0 starts at 0). z (N, K d) -> mean (N, C, H, W).
     """
 
-    scope_channels = 1  # the explaining-away encoder also reads the unclaimed share
+    scope_channels = 1
 
-    def __init__(
-        self,
-        channels: int,
-        image_size: int,
-        num_parts: int,
-        part_dim: int,
-        width: int = 64,
-        background: str = "none",
-    ):
-        super().__init__()
-        self.z_dim, self.num_parts, self.channels = num_parts * part_dim, num_parts, channels
-        self.generators = FactorGenerators(num_parts, part_dim, channels + 1, image_size, width)
-        self.generators.set_output_bias(torch.tensor([_logit(BLACK)] * channels + [0.0]))
-        size = (channels + 1, image_size, image_size)  # colour logits, then the mask logit
-        self.background = _static_background(background, size, last_channel_at_zero=True)
+    @staticmethod
+    def colour_start(num_parts: int) -> float:
+        return _logit(BLACK)  # the masks share each pixel out
 
     def _slots(self, outputs: torch.Tensor) -> torch.Tensor:
         """The generators' outputs (N, K, C + 1, H, W), the static background's slot first."""
@@ -221,21 +221,6 @@ class CompositeDecoder(PerFactorDecoder):
         out = self.parts(z)
         mean = out["layers"].sum(1)
         return mean if self.background is None else mean + out["background"][:, 0]
-
-
-def _static_background(
-    kind: str, size: tuple[int, ...], last_channel_at_zero: bool = False
-) -> nn.Parameter | None:
-    """``background="static"``: a learned image of ``size`` starting at ``BLACK``; the last
-    channel (a mask logit) at 0 if asked."""
-    if kind not in BACKGROUNDS:
-        raise ValueError(f"background: must be one of {', '.join(BACKGROUNDS)}, got {kind!r}")
-    if kind == "none":
-        return None
-    value = torch.full(size, _logit(BLACK))
-    if last_channel_at_zero:
-        value[-1] = 0.0
-    return nn.Parameter(value)
 
 
 def make_decoder(

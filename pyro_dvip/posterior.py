@@ -37,13 +37,7 @@ class ExplainingAway(Posterior):
         self.head = head
         self.encoders = nn.ModuleList(encoders)
 
-    def step(
-        self,
-        features: torch.Tensor,
-        x_t: torch.Tensor,
-        prior: tuple[torch.Tensor, torch.Tensor],
-        decoder: PerFactorDecoder,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, features, x_t, prior, decoder: PerFactorDecoder):
         loc, logvar = self.head(features, *prior)
         B, z_dim = loc.shape
         size = z_dim // decoder.num_parts
