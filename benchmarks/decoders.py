@@ -20,7 +20,7 @@ import time
 import torch
 
 from pyro_dvip import NegELBO, make_config
-from pyro_dvip.train import build_model
+from pyro_dvip.build import build_model
 
 VARIANTS = [
     ("paper", {}),

@@ -11,11 +11,11 @@ import click
 import pyro
 import torch
 
+from pyro_dvip.build import RunError, build_model, load, make_data, resolve_device
 from pyro_dvip.checkpoint import CheckpointError
 from pyro_dvip.config import TrainConfig, make_config
 from pyro_dvip.elbo_check import DERIVATIONS
 from pyro_dvip.elbo_check import check_elbo as run_check
-from pyro_dvip.train import RunError, build_model, load, make_data, resolve_device
 
 from .train import option_error
 from .train import train as train_command

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from pyro_dvip.build import RunError
 from pyro_dvip.checkpoint import CheckpointError
-from pyro_dvip.train import RunError
 
 POSITIVE = click.IntRange(min=1)
 RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from pyro_dvip.build import RunError, import_transition
 from pyro_dvip.checkpoint import CheckpointError
 from pyro_dvip.config import (
     ARENAS,
@@ -31,7 +32,7 @@ from pyro_dvip.networks import (
     DECODER_WEIGHTS,
     DECODERS,
 )  # fmt: skip
-from pyro_dvip.train import RunError, TrainingInterrupted, import_transition
+from pyro_dvip.train import TrainingInterrupted
 from pyro_dvip.train import train as run_training
 
 # CLI option -> TrainConfig field, for the options that map one to one.

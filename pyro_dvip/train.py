@@ -7,14 +7,10 @@ TensorBoard events under ``tensorboard/``, and ``checkpoints/step_XXXXXXXX.pt``.
 from __future__ import annotations
 
 import csv
-import functools
-import importlib
 import logging
 import math
-import os
 import shutil
 import signal
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -25,6 +21,7 @@ import pyro
 import torch
 
 from . import distributed
+from .build import RunError, build_training, make_data, resolve_device
 from .checkpoint import (
     atomic_write_text,
     latest_checkpoint,
@@ -33,12 +30,9 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import TrainConfig
-from .data import MovingMNIST, VideoStream, load_digits, make_test_set, make_video_data
-from .data.discs import MovingDiscs, disc_options, make_disc_test_set
+from .data import VideoStream
 from .model import DVIP
-from .networks import make_decoder
 from .objective import NegELBO, test_elbo
-from .priors import Transition
 
 log = logging.getLogger(__name__)
 
@@ -55,135 +49,7 @@ RESUMABLE_CHANGES = {
 LR_DECAY_FACTOR = 0.985
 LR_DECAY_SEQUENCES = 320_000
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-TEST_SEED_OFFSET = 1_000_003  # the frozen test set's seed, distinct from the training stream's
 RANK_SEED_STRIDE = 100_003  # rank r of a distributed run draws data and noise from seed + r * this
-
-
-class RunError(RuntimeError):
-    """A run that cannot start or continue; the message is one line for the user."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RunError("device: 'cuda' requested but torch sees no CUDA device")
-    return torch.device(name)
-
-
-def import_transition(target: str) -> type[Transition]:
-    """Import ``package.module:ClassName`` and check it is a :class:`Transition` subclass."""
-    module_name, sep, class_name = target.partition(":")
-    if not sep or not module_name or not class_name:
-        raise ValueError(f"transition: expected 'package.module:ClassName', got {target!r}")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python -m` would: a prior in the user's project
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(f"transition: cannot import module {module_name!r} ({e})") from e
-    cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Transition)):
-        raise ValueError(f"transition: {target!r} is not a pyro_dvip.Transition subclass")
-    if cls is Transition:
-        raise ValueError(f"transition: {target!r} is the interface itself; name a subclass")
-    return cls
-
-
-def build_model(config: TrainConfig) -> DVIP:
-    transition = import_transition(config.transition) if config.transition else None
-    # Rendered per block of the configured factors, also when the prior is entangled.
-    decoder = None
-    if config.decoder != "paper":
-        decoder = functools.partial(
-            make_decoder, config.decoder, config.channels, config.image_size, config.factors,
-            config.factor_dim, config.decoder_width or config.width, weights=config.decoder_weights,
-            sum_of=config.decoder_sum, init=config.decoder_init, background=config.background,
-        )  # fmt: skip
-    return DVIP(
-        num_factors=config.model_factors,
-        factor_dim=config.model_factor_dim,
-        channels=config.channels,
-        image_size=config.image_size,
-        obs_var=config.obs_var,
-        width=config.width,
-        transition=transition,
-        transition_layers=config.transition_layers,
-        encoder_linear_act=config.encoder_linear_act,
-        decoder=decoder,
-        encoder=config.encoder,
-        residual_width=config.residual_width,
-    )
-
-
-def build_training(config: TrainConfig, device: torch.device) -> tuple[DVIP, torch.optim.Adam]:
-    """The model on ``device`` and its Adam, laid out for speed (the same values and updates):
-    convolution weights channels-last, the faster layout for oneDNN and cuDNN, and Adam's
-    fused kernel for all parameters at once instead of a loop over them."""
-    dvip = build_model(config).to(device, memory_format=torch.channels_last)
-    return dvip, torch.optim.Adam(dvip.parameters(), lr=config.lr, fused=True)
-
-
-def make_data(
-    config: TrainConfig, device: torch.device, stream_seed: int | None = None
-) -> tuple[MovingMNIST | MovingDiscs | VideoStream, torch.Tensor]:
-    """The seeded training stream on ``device`` (seed ``config.seed`` unless ``stream_seed``) and
-    the frozen test frames: held-out digits for Moving MNIST, sequences from the test seed
-    for the disc scene, held-out clips or time blocks for video (``config.data``)."""
-    if config.data is not None:
-        return _make_video_data(config, device, stream_seed)
-    seed = config.seed if stream_seed is None else stream_seed
-    if config.scene == "discs":
-        options = disc_options(config)
-        stream = MovingDiscs(device=device, seed=seed, **options)
-        test_seed = config.seed + TEST_SEED_OFFSET
-        test = make_disc_test_set(config.test_sequences, seed=test_seed, **options)
-        return stream, test.frames.to(device)
-    kwargs = dict(
-        image_size=config.image_size,
-        channels=config.channels,
-        num_digits=config.num_digits,
-        seq_len=config.seq_len,
-        speed=config.digit_speed,
-        arena=config.arena,
-    )
-    try:
-        digits, labels = load_digits("train", config.mnist_root)
-        test_digits, test_labels = load_digits("test", config.mnist_root)
-    except FileNotFoundError as e:
-        raise ValueError(f"mnist_root: {e}") from e
-    # the identity cue is a training aid: the held-out test set is drawn without it
-    stream = MovingMNIST(
-        digits, labels, device=device, seed=seed, identity_cue=config.identity_cue, **kwargs
-    )
-    test = make_test_set(
-        test_digits,
-        test_labels,
-        config.test_sequences,
-        seed=config.seed + TEST_SEED_OFFSET,
-        **kwargs,
-    )
-    return stream, test.frames.to(device)
-
-
-def _make_video_data(config: TrainConfig, device: torch.device, stream_seed: int | None):
-    stream, test_frames, report = make_video_data(
-        config.data,
-        image_size=config.image_size,
-        seq_len=config.seq_len,
-        fps=config.fps,
-        stride=config.stride,
-        resize=config.resize,
-        split=config.split,
-        test_fraction=config.test_fraction,
-        test_sequences=config.test_sequences,
-        seed=config.seed,  # the same split on every rank
-        cache_dir=config.cache_dir,
-        device=device,
-    )
-    if stream_seed is not None and stream_seed != config.seed:
-        stream.reseed(stream_seed)  # a distributed rank's own draws from the same split
-    return stream, test_frames
 
 
 def kl_scale_at(step: int, anneal_steps: int) -> float:
@@ -709,24 +575,3 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
     return TrainResult(
         run_dir, max(start_step, last_step), rows, found[0] if found else None, dvip, config.steps
     )
-
-
-def load(run_dir: str | Path, checkpoint: str | Path | None = None, device: str = "cpu") -> DVIP:
-    """The trained DVIP of a run directory (newest valid checkpoint), in eval mode."""
-    from .checkpoint import load_checkpoint
-
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.exists():
-        raise RunError(f"{run_dir}: not a run directory (no config.json)")
-    config = TrainConfig.load(config_path)
-    if checkpoint is not None:
-        state = load_checkpoint(Path(checkpoint), map_location=device)
-    else:
-        found = latest_checkpoint(run_dir, map_location=device)
-        if found is None:
-            raise RunError(f"{run_dir}: no loadable checkpoint")
-        state = found[1]
-    dvip = build_model(config).to(device)
-    dvip.load_state_dict(state["model"])
-    return dvip.eval()

@@ -9,8 +9,8 @@ from pyro import distributions as dist
 from pyro import poutine
 
 from pyro_dvip import DVIP, check_elbo, load, make_config
+from pyro_dvip.build import build_model
 from pyro_dvip.networks import BLACK, AdditiveDecoder, CompositeDecoder, Decoder
-from pyro_dvip.train import build_model
 
 S, K, d = 16, 2, 3
 VARIANTS = [

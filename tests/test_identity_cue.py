@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import run_cli, tiny_args
 
+from pyro_dvip.build import make_data
 from pyro_dvip.config import make_config
 from pyro_dvip.data import MovingMNIST
-from pyro_dvip.train import make_data
 
 
 def digits(n=6):

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..build import RunError, build_model, load
 from ..config import TrainConfig
 from ..data import MovingMNISTBatch
 from ..data.discs import disc_box
 from ..data.moving_mnist import digit_box
 from ..model import DVIP
-from ..train import RunError, build_model, load
 from . import figures
 from .alignment import (
     COORDINATES,
