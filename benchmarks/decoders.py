@@ -3,8 +3,8 @@
     python -m benchmarks.decoders                       # cpu-objects-paper size, 1 thread
     python -m benchmarks.decoders --preset cpu-demo --rounds 10 --threads 2
 
-For every ``--decoder`` (and the additive decoder with ``--encoder residual``), times (a) the decoder's forward and
-backward on the B T frames of one batch and (b) a whole training step (``NegELBO`` with
+For every ``--decoder`` (and the additive decoder with ``--encoder residual``), times (a)
+the decoder's forward and backward on the B T frames of one batch and (b) a whole training step (``NegELBO`` with
 Trace_ELBO, backward, Adam), in interleaved rounds after a warm-up so that drift in machine
 load hits every variant alike. Prints a Markdown table of medians and the ratio to the
 paper's decoder.
@@ -19,7 +19,7 @@ import time
 import torch
 
 from pyro_dvip import NegELBO, make_config
-from pyro_dvip.train import build_model
+from pyro_dvip.build import build_model
 
 VARIANTS = [
     ("paper", {}),

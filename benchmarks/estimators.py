@@ -39,8 +39,9 @@ import pyro
 import torch
 
 from pyro_dvip import NegELBO
+from pyro_dvip.build import build_model, load, make_data
 from pyro_dvip.config import make_config
-from pyro_dvip.train import build_model, load, make_data, train
+from pyro_dvip.train import train
 
 ESTIMATORS = ("trace", "meanfield")
 SIZES = ("cpu-demo", "paper-mnist")  # presets

@@ -3,7 +3,7 @@
     python -m benchmarks.step_speed                       # every size, 1 torch thread
     python -m benchmarks.step_speed --sizes cpu-objects-paper --variants fp32 bf16 --repeats 30
 
-The step of today's ``pyro_dvip`` (``train.build_training`` and ``train._guarded_step``: the
+The step of today's ``pyro_dvip`` (``build.build_training`` and ``train._guarded_step``: the
 guarded SVI step ``dvip train`` runs) is timed against the step of the package as it was at
 ``--baseline`` (default f01da48, the commit before the faster step), extracted with
 ``git archive`` into a temporary folder and imported as ``pyro_dvip_base``, with the same
@@ -37,8 +37,9 @@ import torch
 
 from benchmarks.handwritten import handwritten_loss
 from pyro_dvip import NegELBO, distributed
+from pyro_dvip.build import build_training
 from pyro_dvip.config import make_config
-from pyro_dvip.train import AUTOCAST_DTYPES, _guarded_step, build_training
+from pyro_dvip.train import AUTOCAST_DTYPES, _guarded_step
 
 SIZES = {
     "tiny": dict(factors=2, factor_dim=3, batch_size=4, seq_len=3, image_size=16, width=4,

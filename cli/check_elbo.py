@@ -11,11 +11,11 @@ import click
 import pyro
 import torch
 
+from pyro_dvip.build import RunError, build_model, load, make_data, resolve_device
 from pyro_dvip.checkpoint import CheckpointError
 from pyro_dvip.config import DATA, MODEL, PRESETS, TrainConfig, make_config
 from pyro_dvip.elbo_check import DERIVATIONS
 from pyro_dvip.elbo_check import check_elbo as run_check
-from pyro_dvip.train import RunError, build_model, load, make_data, resolve_device
 
 from .options import config_options, given, option_error
 

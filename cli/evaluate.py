@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from pyro_dvip.build import RunError
 from pyro_dvip.checkpoint import CheckpointError
-from pyro_dvip.train import RunError
 
 POSITIVE = click.IntRange(min=1)
 RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
@@ -34,27 +34,6 @@ def _error(message: str) -> click.ClickException:
         return click.BadParameter(problem, param_hint=f"'{OPTIONS[field]}'")
     lines = message.strip().splitlines()
     return click.ClickException(f"evaluation failed: {lines[0] if lines else 'unknown error'}")
-
-
-def _pair(m: dict, part: str, key: str) -> str:
-    """``m[part][key]`` to 2 decimals, or n/a when the part was not made."""
-    from pyro_dvip.evaluation.outcome import made
-
-    return f"{m[part][key]:.2f}" if made(m[part]) else "n/a"
-
-
-def _identity(m: dict) -> str:
-    """One model's identity swaps per crossing, its crossings and consistent share, or n/a."""
-    from pyro_dvip.evaluation.outcome import made
-
-    i = m["identity"]
-    if not made(i):
-        return "n/a"
-    swaps = "n/a" if i["swaps_per_crossing"] is None else f"{i['swaps_per_crossing']:.2f}"
-    return (
-        f"{swaps} swaps per crossing ({i['crossings']} crossings), "
-        f"{i['consistent_share']:.2f} of sequences consistent"
-    )
 
 
 @click.command()
@@ -212,8 +191,7 @@ def evaluate(ctx: click.Context, run_dir: Path, out: Path | None, samples: int, 
     Writes metrics.json, CSV tables, PNG figures, GIFs and report.md into RUN_DIR/eval.
     """
     from pyro_dvip.evaluation import evaluate as run_evaluation  # slow imports, only here
-    from pyro_dvip.evaluation.alignment import NO_GROUND_TRUTH, SHARED_CHANNEL, applicable
-    from pyro_dvip.evaluation.outcome import made
+    from pyro_dvip.evaluation.outputs import console_summary
 
     try:
         metrics = run_evaluation(run_dir, out, samples=samples, seed=seed, **options)
@@ -222,64 +200,8 @@ def evaluate(ctx: click.Context, run_dir: Path, out: Path | None, samples: int, 
     except ValueError as e:
         raise _error(str(e)) from e
     out = out or run_dir / "eval"
-    t, u = metrics["trained"], metrics["untrained"]
-    click.echo(f"evaluation: {out} ({metrics['seconds']:.0f} s)")
-    if made(t["mutual_info"]) or made(u["mutual_info"]):
-        click.echo(
-            f"  MI same / cross (bits): {_pair(t, 'mutual_info', 'same')} / "
-            f"{_pair(t, 'mutual_info', 'cross')}   untrained {_pair(u, 'mutual_info', 'same')} / "
-            f"{_pair(u, 'mutual_info', 'cross')}"
-        )
-    else:
-        click.echo(f"  MI: {t['mutual_info']['note']}")
-    if made(t["bound"]):
-        b = t["bound"]
-        held_out = metrics["held_out"]
-        on = f" (test sequences of seed {held_out['seed']})" if "seed" in held_out else ""
-        click.echo(
-            f"  test ELBO per frame: {b['elbo_per_frame']:.2f} ± {b['elbo_per_frame_se']:.2f}{on}"
-        )
-        kl = ", ".join(f"{v:.2f}" for v in b["kl_per_factor_per_frame"])
-        click.echo(f"  KL per factor per frame (nats; ~0 = a collapsed factor): {kl}")
-        saving = ", ".join(f"{v:.2f}" for v in b["prediction_saving"])
-        floor = (
-            ", ".join(f"{v:.2f}" for v in u["bound"]["prediction_saving"])
-            if made(u["bound"])
-            else "n/a"
-        )
-        click.echo(
-            f"  prediction saving per factor, 1 - KL(t>=2)/KL(t=1): {saving}   untrained {floor}"
-        )
-    score, floor = (m.get("object_score", {"applicable": False}) for m in (t, u))
-    if made(score) and score["normalised"] is not None:
-        shown = (
-            f"{floor['normalised']:.3f}"
-            if made(floor) and floor["normalised"] is not None
-            else "n/a"
-        )
-        silent = score.get("silent_factors") or []
-        void = f" (void: factor {', '.join(map(str, silent))} moves nothing)" if silent else ""
-        click.echo(
-            "  object score (normalised compositional contrast; 0 = one factor per pixel): "
-            f"{score['normalised']:.3f}{void}   untrained {shown}"
-        )
-    if applicable(t["alignment"]):
-        click.echo(
-            f"  {t['alignment']['targets']} {t['alignment'].get('probe', 'ridge')} probe min "
-            f"matched R² / max leakage: {_pair(t, 'alignment', 'min_matched')} / "
-            f"{_pair(t, 'alignment', 'max_leakage')}   untrained "
-            f"{_pair(u, 'alignment', 'min_matched')} / {_pair(u, 'alignment', 'max_leakage')}"
-        )
-        click.echo(f"  verdict: {t['alignment']['verdict']} ({t['alignment']['verdict_reason']})")
-        if t["intervention"].get("note", "").startswith(SHARED_CHANNEL):
-            click.echo(f"  intervention test: {t['intervention']['note']}")
-    elif t["alignment"]["note"].startswith(NO_GROUND_TRUTH):
-        click.echo(f"  probes, intervention test: {NO_GROUND_TRUTH} (video run)")
-    if made(t.get("identity", {"applicable": False})):
-        click.echo(f"  identity: {_identity(t)}   untrained {_identity(u)}")
-    for note in metrics["held_out"]["notes"]:
-        click.echo(f"  note: {note}")
-    click.echo(f"  report: {out / 'report.md'}")
+    for line in console_summary(metrics, out):
+        click.echo(line)
     if metrics["failed"]:
         parts = ", ".join(failure.partition(":")[0] for failure in metrics["failed"])
         click.echo(

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import click
 
+from pyro_dvip.build import RunError, import_transition
 from pyro_dvip.checkpoint import CheckpointError
 from pyro_dvip.config import PRESETS, make_config
-from pyro_dvip.train import RunError, TrainingInterrupted, import_transition
+from pyro_dvip.train import TrainingInterrupted
 from pyro_dvip.train import train as run_training
 
 from .options import config_options, given, option_error

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pyro_dvip.build import build_model, load
 from pyro_dvip.config import TrainConfig
 from pyro_dvip.evaluation.alignment import (
     Probe,
@@ -37,7 +38,6 @@ from pyro_dvip.evaluation.alignment import (
 from pyro_dvip.evaluation.bound import held_out_bound
 from pyro_dvip.evaluation.mutual_info import contiguous_groups
 from pyro_dvip.evaluation.posterior import filter_sequences, held_out_sequences
-from pyro_dvip.train import build_model, load
 
 POSITION = slice(0, 2)  # the headline probe of `dvip evaluate`: each digit's (x, y)
 BOUND_SEQUENCES, PARTICLES = 128, 4  # the `dvip evaluate` defaults for the bound

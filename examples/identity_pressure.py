@@ -119,10 +119,10 @@ def kl_at_flips(run: str, sequences: int = 500, particles: int = 4) -> dict:
     import pyro
     from pyro import poutine
 
+    from pyro_dvip.build import load
     from pyro_dvip.config import TrainConfig
     from pyro_dvip.evaluation.posterior import held_out_sequences
     from pyro_dvip.objective import factor_terms
-    from pyro_dvip.train import load
 
     if not Path(run, "config.json").exists():
         raise ValueError(f"--run {run}: not a run directory (no config.json)")

@@ -20,7 +20,6 @@ from pathlib import Path
 import av
 import numpy as np
 
-
 from pyro_dvip.data.discs import DISC_PALETTE, background  # the built-in scene draws these
 
 SIZE, FPS, SECONDS = 64, 10, 120

@@ -1,12 +1,13 @@
 """pyro-dvip: Disentangling Video with Independent Prediction, as a Pyro model and guide."""
 
+from .build import RunError, load
 from .checkpoint import CheckpointError
 from .config import PRESETS, TrainConfig, make_config
 from .elbo_check import ElboCheck, check_elbo
 from .model import DVIP
 from .objective import NegELBO, make_elbo
 from .priors import FactoredMLPTransition, Transition
-from .train import RunError, load, train
+from .train import train
 
 __all__ = [
     "DVIP",

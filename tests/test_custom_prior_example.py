@@ -9,7 +9,7 @@ from conftest import tiny_args
 
 from dvip_cli.main import cli
 from pyro_dvip import DVIP, load
-from pyro_dvip.train import import_transition
+from pyro_dvip.build import import_transition
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_EXAMPLE = dict(

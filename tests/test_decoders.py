@@ -9,9 +9,9 @@ from pyro import distributions as dist
 from pyro import poutine
 
 from pyro_dvip import DVIP, check_elbo, load, make_config
+from pyro_dvip.build import build_model
 from pyro_dvip.decoders import BLACK, AdditiveDecoder, CompositeDecoder
 from pyro_dvip.networks import Decoder
-from pyro_dvip.train import build_model
 
 S, K, d = 16, 2, 3
 KINDS = ["additive", "composite"]

@@ -160,8 +160,8 @@ def test_a_disc_run_trains_and_evaluates_with_positions_but_no_channel_test(
     assert result.exit_code == 0, result.output
     # 40 (z_t, z_t+1) pairs from 3-frame sequences: 20 sequences, the frozen disc test set of
     # seed 5 + 1,000,003 (the run's test seed), drawn with the run's scene
-    expected = make_disc_test_set(20, seed=5 + 1_000_003, image_size=16, num_discs=2,
-                                  seq_len=3, speed=3.6, arena="box", colours="distinct")  # fmt: skip
+    options = dict(image_size=16, num_discs=2, seq_len=3, speed=3.6, arena="box")
+    expected = make_disc_test_set(20, seed=5 + 1_000_003, colours="distinct", **options)
     assert len(measured) == 2  # the trained model and its untrained floor
     for data in measured:
         assert data.positions.shape == (20, 3, 2, 2)
@@ -197,7 +197,9 @@ def test_a_disc_run_stopped_with_until_and_resumed_equals_one_trained_straight(t
         assert {k: v for k, v in a.items() if k not in clock} == {
             k: v for k, v in b.items() if k not in clock
         }
-    final_whole, final_parts = (load_checkpoint(list_checkpoints(run)[-1]) for run in (whole, parts))
+    final_whole, final_parts = (
+        load_checkpoint(list_checkpoints(run)[-1]) for run in (whole, parts)
+    )
     assert final_whole["step"] == final_parts["step"] == 4
     assert final_whole["model"].keys() == final_parts["model"].keys()
     for name, value in final_whole["model"].items():

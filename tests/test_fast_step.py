@@ -19,9 +19,9 @@ from pyro import distributions as dist
 from pyro import poutine
 
 from pyro_dvip import DVIP, NegELBO, Transition, make_config, train
+from pyro_dvip.build import build_model
 from pyro_dvip.distributions import FixedVarianceNormal
 from pyro_dvip.objective import make_elbo
-from pyro_dvip.train import build_model
 
 
 def reference_model(dvip: DVIP, x: torch.Tensor, kl_scale: float = 1.0) -> None:

@@ -11,9 +11,9 @@ from conftest import run_cli, tiny_args
 from torch import nn
 
 from pyro_dvip import DVIP, load, make_config
+from pyro_dvip.build import build_model
 from pyro_dvip.decoders import AdditiveDecoder, FactorGenerators
 from pyro_dvip.tricks import TransposedConv
-from pyro_dvip.train import build_model
 
 S, K, d = 16, 3, 2
 

@@ -8,9 +8,9 @@ from conftest import TINY, run_cli, tiny_args
 from torch import nn
 from torch.nn import functional as F
 
+from pyro_dvip.build import build_model
 from pyro_dvip.config import TrainConfig, make_config
 from pyro_dvip.networks import LEAKY_SLOPE, Encoder
-from pyro_dvip.train import build_model
 
 
 def _frames(n=6, size=16):

@@ -150,8 +150,8 @@ def test_contrast_frames_below_one_is_an_option_error(tmp_path):
 
 
 def test_an_entangled_prior_with_a_per_factor_decoder_is_measured_on_the_decoders_blocks():
+    from pyro_dvip.build import build_model
     from pyro_dvip.evaluation.run import EvalOptions, _groups
-    from pyro_dvip.train import build_model
 
     config = make_config(**TINY, entangled=True, decoder="additive")
     groups, partition = _groups(build_model(config), config, EvalOptions(), pairs=None)

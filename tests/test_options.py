@@ -7,9 +7,9 @@ import re
 import pytest
 from conftest import run_cli, tiny_args
 
-from pyro_dvip.config import DATA, MODEL, RETIRED, TrainConfig, make_config
 from dvip_cli.check_elbo import check_elbo
 from dvip_cli.train import train
+from pyro_dvip.config import DATA, MODEL, RETIRED, TrainConfig, make_config
 
 RUN_CONTROLS = {"preset", "out", "resume", "until", "quiet", "nproc"}
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

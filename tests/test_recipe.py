@@ -54,7 +54,7 @@ def test_digit_speed_reaches_the_run_config_and_the_data(tmp_path):
     result = run_cli("train", *tiny_args(steps=1), "--digit-speed", 9, "--quiet", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "config.json").read_text())["digit_speed"] == 9.0
-    from pyro_dvip.train import make_data
+    from pyro_dvip.build import make_data
 
     stream, _ = make_data(make_config(**TINY, digit_speed=9.0), "cpu")
     batch = stream.sample(8)
@@ -69,8 +69,8 @@ def test_arena_reaches_the_run_config_the_training_data_and_the_held_out_data(tm
     )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "config.json").read_text())["arena"] == "circle"
+    from pyro_dvip.build import make_data
     from pyro_dvip.evaluation.posterior import held_out_sequences
-    from pyro_dvip.train import make_data
 
     config = make_config(**TINY, arena="circle")
     stream, _ = make_data(config, "cpu")

@@ -7,10 +7,10 @@ import torch
 from conftest import TINY, run_cli, tiny_args
 
 from pyro_dvip import TrainConfig, load, make_config, train
+from pyro_dvip.build import make_data
 from pyro_dvip.checkpoint import list_checkpoints
 from pyro_dvip.objective import NegELBO
 from pyro_dvip.objective import test_elbo as held_out_elbo
-from pyro_dvip.train import make_data
 
 
 def read_metrics(run_dir):

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+MIN_PAIRS = 3  # KSG finds k = 3 neighbours of each pair: it needs more pairs than that
+
 
 def contiguous_groups(dim: int, group_size: int) -> list[np.ndarray]:
     """Units [0, g), [g, 2g), ...: the factors of a model with factor size ``group_size``.

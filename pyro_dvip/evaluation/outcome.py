@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+MODELS = ("trained", "untrained")  # what every evaluation measures: the run and its floor
 # What a numerical failure raises: torch.distributions' argument validation and scikit-learn's
 # input checks raise ValueError, torch's linear algebra RuntimeError, numpy ArithmeticError.
 NUMERICAL_ERRORS = (ValueError, RuntimeError, ArithmeticError)
@@ -26,6 +27,11 @@ def made(measurement: dict) -> bool:
     """True for a measurement's numbers; False for a not applicable, not computable or failed
     record (metrics written before these records existed hold numbers only)."""
     return measurement.get("applicable", True)
+
+
+def has(m: dict, part: str) -> bool:
+    """Whether one model's metrics hold the numbers of ``part`` (not n/a, failed or absent)."""
+    return part in m and made(m[part])
 
 
 def not_computable(reason: str) -> dict:

@@ -14,11 +14,11 @@ import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
 
+from ..build import TEST_SEED_OFFSET
 from ..config import TrainConfig
 from ..data import MovingMNISTBatch, load_digits, make_test_set, make_video_data
 from ..data.discs import disc_options, make_disc_test_set
 from ..model import DVIP
-from ..train import TEST_SEED_OFFSET
 
 
 class _FeedMeans(Messenger):

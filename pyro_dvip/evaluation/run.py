@@ -7,23 +7,20 @@ by its distance from the floor: probes on standardised random features are not 0
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..build import RunError, build_model, load
 from ..config import TrainConfig
 from ..data import MovingMNISTBatch
 from ..data.discs import disc_box
 from ..data.moving_mnist import digit_box
 from ..model import DVIP
-from ..train import RunError, build_model, load
-from . import figures
 from .alignment import (
     COORDINATES,
     PROBE_MODELS,
@@ -46,19 +43,18 @@ from .generations import (
     independent_generations,
     prior_samples,
     reconstructions,
-    save_gif,
-    save_grid,
 )
+from .held_out import held_out_data
 from .identity import CROSSING, close_steps, followed_digits, identity_swaps, probe_positions
-from .mutual_info import best_partition, contiguous_groups, factor_mi
+from .mutual_info import MIN_PAIRS, best_partition, contiguous_groups, factor_mi
 from .object_score import object_score
-from .outcome import NUMERICAL_ERRORS, failed, is_failed, made, not_computable
-from .posterior import consecutive_pairs, filter_sequences, held_out_sequences, held_out_video
+from .outcome import MODELS, NUMERICAL_ERRORS, failed, has, is_failed, not_computable
+from .outputs import write_csvs, write_figures, write_metrics
+from .posterior import consecutive_pairs, filter_sequences
 from .prediction import prediction_scores
 from .report import write_report
 from .verdict import BLOCKS, alignment_verdict, unused_factors
 
-MODELS = ("trained", "untrained")
 # Probe targets: columns of ground_truth_targets' last axis (x, y, vx, vy). The headline probe
 # decodes ``EvalOptions.probe_targets``; every set is also reported in ``alignment.by_target``.
 PROBE_TARGETS = {
@@ -66,7 +62,6 @@ PROBE_TARGETS = {
     "velocity": slice(2, 4),
     "position+velocity": slice(0, 4),
 }
-MIN_PAIRS = 3  # KSG finds k = 3 neighbours of each pair: it needs more pairs than that
 IDENTITY_SHOWN = 8  # scored sequences drawn in identity.png
 
 
@@ -104,7 +99,7 @@ def object_box(config: TrainConfig) -> int:
 def _blocks(dvip: DVIP) -> int:
     """Latent blocks the model treats as factors: its prior's, or, for a one-factor prior with
     a per-factor decoder (``--entangled --decoder additive``), the decoder's."""
-    return max(dvip.num_factors, getattr(dvip.decoder, "num_parts", 1))
+    return max(dvip.num_factors, dvip.decoder.num_parts)
 
 
 def _groups(dvip: DVIP, config: TrainConfig, options: EvalOptions, pairs) -> tuple[list, dict]:
@@ -175,7 +170,7 @@ def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) 
         metrics["alignment"]["by_slot"] = slot_alignment(
             features, data.positions.cpu().numpy(), probe_groups, options.seed, options.probe
         )
-    if probe_protocol == "factors" and _has(metrics, "bound"):
+    if probe_protocol == "factors" and has(metrics, "bound"):
         # the prior's factors are the probed groups: their KL tells an unused factor (verdict.py)
         kl = metrics["bound"]["kl_per_factor_per_frame"]
         metrics["alignment"]["kl_per_factor_per_frame"] = kl
@@ -410,206 +405,6 @@ def failures(metrics: dict) -> list[str]:
     return found
 
 
-def _null_nan(value):
-    """NaN (an undefined score, e.g. cross MI with one group) as JSON null."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _null_nan(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_null_nan(v) for v in value]
-    return value
-
-
-def _has(m: dict, part: str) -> bool:
-    """Whether one model's metrics hold the numbers of ``part`` (not n/a, failed or absent)."""
-    return part in m and made(m[part])
-
-
-def _csv(value):
-    return "n/a" if value is None else value
-
-
-def _write_csvs(out: Path, results: dict) -> None:
-    """The tables; a part a model does not have (no ground truth on video, too few pairs, a
-    numerical failure) is "n/a" in summary.csv and has no rows in the others; the probe and
-    intervention tables are written only when some model has them."""
-    with open(out / "summary.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(
-            ["model", "elbo_per_frame", "elbo_per_frame_se", "iw_bound_per_frame", "same_mi",
-             "cross_mi", "object_score", "min_matched_r2", "max_leakage", "mean_gap",
-             "disentanglement", "completeness", "min_intervention_share", "swaps_per_crossing",
-             "identity_consistent_share"]
-        )  # fmt: skip
-        for name, m in results.items():
-            b, mi, a, iv, ident = (m[part] if _has(m, part) else {} for part in
-                                   ("bound", "mutual_info", "alignment", "intervention",
-                                    "identity"))  # fmt: skip
-            w.writerow(
-                [name] + [b.get(k, "n/a") for k in ("elbo_per_frame", "elbo_per_frame_se",
-                                                    "iw_bound_per_frame")]
-                + [mi.get(k, "n/a") for k in ("same", "cross")]
-                + [_csv(m["object_score"]["normalised"]) if _has(m, "object_score") else "n/a"]
-                + [a.get(k, "n/a") for k in ("min_matched", "max_leakage", "mean_gap",
-                                             "disentanglement", "completeness")]
-                + [iv.get("min_matched_share", "n/a")]
-                + [_csv(ident["swaps_per_crossing"]) if ident else "n/a",
-                   ident.get("consistent_share", "n/a")]
-            )  # fmt: skip
-
-    def table(name: str, header: list[str], part: str, key: str) -> None:
-        models = [n for n, m in results.items() if _has(m, part)]
-        if not models:
-            return
-        with open(out / name, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(header)
-            for model in models:
-                for i, row in enumerate(results[model][part][key]):
-                    w.writerows([model, i, j, v] for j, v in enumerate(row))
-
-    table("probe_r2.csv", ["model", "factor", "digit", "r2"], "alignment", "r2")
-    table("mutual_info.csv", ["model", "factor_t", "factor_t_plus_1", "mi_bits"], "mutual_info",
-          "matrix")  # fmt: skip
-    table("intervention.csv", ["model", "factor", "channel", "share_of_change"], "intervention",
-          "fractions")  # fmt: skip
-    identity_columns = ["threshold_pixels", "sequences", "crossings", "swaps",
-                        "swaps_per_crossing", "consistent_share"]  # fmt: skip
-    if identity := [n for n, m in results.items() if _has(m, "identity")]:
-        with open(out / "identity.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["model", "factors", "digits", *identity_columns])
-            for name in identity:
-                m = results[name]["identity"]
-                w.writerow(
-                    [name, " ".join(map(str, m["factors"])), " ".join(map(str, m["digits"]))]
-                    + [_csv(m[c]) for c in identity_columns]
-                )
-    with open(out / "prediction.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model", "step_after_context", "mse", "psnr", "ssim"])
-        for name, m in results.items():
-            if not _has(m, "prediction"):
-                continue
-            p = m["prediction"]
-            sources = {name: p["model"]}
-            if name == "trained":
-                sources["copy_last"] = p["copy_last"]
-            for label, s in sources.items():
-                for h, values in enumerate(zip(s["mse"], s["psnr"], s["ssim"]), start=1):
-                    w.writerow([label, h, *values])
-
-
-def _write_figures(out: Path, results: dict, arrays: dict, num_digits: int) -> None:
-    """The heatmaps and curves, with a panel for each model that has the numbers (none is
-    drawn when no model has them), and every generation that was made."""
-
-    def panels(key: str) -> dict:
-        return {name: arrays[name][key] for name in MODELS if key in arrays[name]}
-
-    def bounds(name):
-        size, dim = arrays[name]["group_size"], len(arrays[name]["correlation"])
-        return list(range(size, dim, size))
-
-    if correlation := panels("correlation"):
-        figures.heatmaps(
-            correlation, out / "correlation.png",
-            boundaries={name: bounds(name) for name in correlation},
-            xlabel="unit of z_t", ylabel="unit of z_t+1",
-        )  # fmt: skip
-    if mi := panels("mi_matrix"):
-        mi_max = max(float(np.max(matrix)) for matrix in mi.values())
-        figures.heatmaps(
-            mi, out / "mutual_info.png",
-            vmin=0.0, vmax=max(mi_max, 1e-6), annotate=True, cmap="viridis",
-            xlabel="factor j at t+1", ylabel="factor i at t",
-        )  # fmt: skip
-    if r2 := panels("r2"):  # ground truth only: no empty panels for video
-        figures.heatmaps(
-            r2, out / "probe_r2.png",
-            vmin=0.0, vmax=1.0, annotate=True, cmap="viridis", xlabel="digit", ylabel="factor",
-        )  # fmt: skip
-    if fractions := panels("fractions"):
-        figures.heatmaps(
-            fractions, out / "intervention.png",
-            vmin=0.0, vmax=1.0, annotate=True, cmap="viridis",
-            xlabel="colour channel (digit o in channel o)", ylabel="swapped factor",
-        )  # fmt: skip
-    if tracks := panels("identity"):
-        figures.identity_tracks(tracks, out / "identity.png", num_digits)
-    curves = {name: results[name]["prediction"]["model"] for name in MODELS
-              if _has(results[name], "prediction")}  # fmt: skip
-    if _has(results["trained"], "prediction"):
-        curves["copy last frame"] = results["trained"]["prediction"]["copy_last"]
-    if curves:
-        figures.prediction_curves(curves, out / "prediction.png")
-    for name in MODELS:
-        folder = out / "generations" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for label, videos in {"truth": arrays[name]["truth"], **arrays[name]["images"]}.items():
-            save_grid(videos, folder / f"{label}.png")
-            if label != "truth":
-                save_gif(videos, folder / f"{label}.gif")
-
-
-def _held_out(run_dir: Path, config: TrainConfig, opts: EvalOptions):
-    """The held-out sequences (on CPU), their description for the report, and the options to
-    measure with: ``samples`` capped, with a note, when a video test split holds fewer pairs."""
-    num_sequences = max(4, math.ceil(opts.samples / (config.seq_len - 1)))
-    if config.data is None:
-        seed = config.seed if opts.held_out_seed is None else opts.held_out_seed
-        held_out = {"data": "moving mnist", "source": "Moving MNIST from the test digits, the "
-                    f"test sequences of a run with seed {seed}", "seed": seed,
-                    "notes": []}  # fmt: skip
-        if config.scene == "discs":
-            held_out.update(data="moving discs", source=(
-                f"moving discs ({config.disc_colours} colours, textured background), the test "
-                f"sequences of a run with seed {seed}"
-            ), notes=[
-                "objects are discs: 'digit o' in the tables is disc o (disc 0 in front); a "
-                "position is its bounding box's top-left corner"
-            ])  # fmt: skip
-        return held_out_sequences(config, num_sequences, run_seed=seed), held_out, opts
-    if opts.held_out_seed is not None:
-        raise ValueError(
-            "held_out_seed: applies to Moving MNIST runs only; a video run is tested on its "
-            "own test split"
-        )
-    try:
-        data = held_out_video(config, num_sequences)
-    except ValueError as e:  # the videos moved or became unreadable since training
-        raise RunError(f"{run_dir}: cannot read the run's video test split: {e}") from e
-    notes = []
-    available, pairs = len(data.frames), len(data.frames) * (config.seq_len - 1)
-    if available < num_sequences:
-        notes.append(
-            f"the test split holds {available} sequences, fewer than the {num_sequences} "
-            "asked for: all of them are used"
-        )
-    if pairs <= MIN_PAIRS:
-        notes.append(
-            f"the test split holds {pairs} (z_t, z_t+1) pairs, too few for the MI (KSG with "
-            f"k = {MIN_PAIRS} needs more): the MI is not computable; the other measurements "
-            "are made (for the MI, train with more held out: --test-fraction, longer or more "
-            "clips)"
-        )
-    elif pairs < opts.samples:
-        notes.append(
-            f"MI and correlation on all {pairs} (z_t, z_t+1) pairs of the test split, not the "
-            f"{opts.samples} of --samples"
-        )
-        opts = replace(opts, samples=pairs)
-    held_out = {
-        "data": "video",
-        "source": f"the test split of the video `{config.data}`: split by {config.split}, "
-        f"test fraction {config.test_fraction:g}, {config.fps:g} fps, seed {config.seed}; no "
-        "training frame",
-        "notes": notes,
-    }
-    return data, held_out, opts
-
-
 def evaluate(
     run_dir: str | Path,
     out: str | Path | None = None,
@@ -669,7 +464,7 @@ def evaluate(
     torch.manual_seed(seed)
     untrained = build_model(config).to(opts.device).eval()
 
-    data, held_out, measured = _held_out(run_dir, config, opts)
+    data, held_out, measured = held_out_data(run_dir, config, opts)
     data = data.to(opts.device)
 
     results, arrays = {}, {}
@@ -687,9 +482,9 @@ def evaluate(
         **results,
     }
     metrics["failed"] = failures(metrics)
-    _write_csvs(out, results)
-    _write_figures(out, results, arrays, config.num_digits)
+    write_csvs(out, results)
+    write_figures(out, results, arrays, config.num_digits)
     metrics["seconds"] = round(time.perf_counter() - start, 1)
-    (out / "metrics.json").write_text(json.dumps(_null_nan(metrics), indent=2))
+    write_metrics(out, metrics)
     write_report(out, metrics)
     return metrics
