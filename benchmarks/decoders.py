@@ -4,10 +4,10 @@
     python -m benchmarks.decoders --preset cpu-demo --rounds 10 --threads 2
 
 For every ``--decoder`` (and the additive decoder with ``--encoder residual``), times (a)
-the decoder's forward and backward on the B T frames of one batch and (b) a whole training step (``NegELBO`` with
-Trace_ELBO, backward, Adam), in interleaved rounds after a warm-up so that drift in machine
-load hits every variant alike. Prints a Markdown table of medians and the ratio to the
-paper's decoder.
+the decoder's forward and backward on the B T frames of one batch and (b) a whole training
+step (``NegELBO`` with Trace_ELBO, backward, Adam), in interleaved rounds after a warm-up so
+that drift in machine load hits every variant alike. Prints a Markdown table of medians and
+the ratio to the paper's decoder.
 """
 
 from __future__ import annotations
