@@ -6,21 +6,15 @@ from pathlib import Path
 
 import click
 
+from pyro_dvip.config import FIELDS, make_config
 from pyro_dvip.data.video import contact_sheet, inspect_video
-from pyro_dvip.data.video_decode import RESIZE_MODES, one_line
+from pyro_dvip.data.video_decode import one_line
 
-POSITIVE = click.IntRange(min=1)
+from .options import config_option, option_error
+
 SHEET_NAME = "contact_sheet.png"
-
-
-def _option_error(message: str) -> click.ClickException:
-    """The library's ``'option: problem'`` as a Click error naming the option (``data``: PATH)."""
-    name, sep, problem = message.partition(": ")
-    if sep and name == "data":
-        return click.BadParameter(problem, param_hint="'PATH'")
-    if sep and " " not in name:
-        return click.BadParameter(problem, param_hint=f"'--{name.replace('_', '-')}'")
-    return click.ClickException(message)
+# The `dvip train` options that decide which frames are kept and how they are cut.
+VIDEO_OPTIONS = ("fps", "image_size", "seq_len", "stride", "resize", "cache_dir")
 
 
 @click.group()
@@ -28,32 +22,8 @@ def data() -> None:
     """Inspect video data for `dvip train --data PATH`."""
 
 
-@data.command()
+@data.command(params=[config_option(FIELDS[name]) for name in VIDEO_OPTIONS])
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option(
-    "--fps",
-    type=click.FloatRange(min=0, min_open=True),
-    default=2.0,
-    show_default=True,
-    help="Frames kept per second of video (the paper's rate is 2).",
-)
-@click.option("--image-size", type=POSITIVE, default=64, show_default=True, help="Frame size.")
-@click.option("--seq-len", type=POSITIVE, default=5, show_default=True, help="Frames per sequence.")
-@click.option(
-    "--stride", type=POSITIVE, help="Frames between sequence starts.  [default: --seq-len]"
-)
-@click.option(
-    "--resize",
-    type=click.Choice(RESIZE_MODES),
-    default="crop",
-    show_default=True,
-    help="crop: centre square, then resize; squash: resize the whole frame.",
-)
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Decoded-frame cache.  [default: $DVIP_CACHE_DIR or ~/.cache/pyro-dvip/video]",
-)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -75,9 +45,14 @@ def inspect(path: Path, out: Path, quiet: bool, **options) -> None:
       dvip data inspect videos/ --fps 4 --image-size 32 --out runs/data
     """
     try:
-        report = inspect_video(path, progress=not quiet, **options)
+        config = make_config(**options)  # dvip train's defaults and checks
+        settings = {name: getattr(config, name) for name in VIDEO_OPTIONS}
+        report = inspect_video(path, progress=not quiet, **settings)
     except ValueError as e:
-        raise _option_error(str(e)) from e
+        name, _, problem = str(e).partition(": ")
+        if name == "data":  # the library names PATH as dvip train names it, --data
+            raise click.BadParameter(problem, param_hint="'PATH'") from e
+        raise option_error(str(e)) from e
     table = report.table().to_string(index=False, na_rep="-", float_format="{:.2f}".format)
     click.echo(table)
     click.echo(report.summary())

@@ -20,9 +20,9 @@ import logging
 import math
 import os
 import sys
-from collections import OrderedDict
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from ..config import FIELDS, check_value
 from .video_cache import (
     CachedClip,
     DecodeSettings,
@@ -40,11 +41,10 @@ from .video_cache import (
     default_cache_dir,
     lookup,
 )
-from .video_decode import RESIZE_MODES, ClipError, ClipSource, find_clips, one_line
+from .video_decode import ClipError, ClipSource, DecodeInfo, find_clips, one_line
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("auto", "clip", "time")
 TEST_SEED_OFFSET = 1_000_003  # the test subset's seed, distinct from the split's and stream's
 
 
@@ -146,20 +146,19 @@ class VideoReport:
         found while decoding). Durations and rates are NaN where unknown."""
         rows = []
         for i, clip in enumerate(self.clips):
-            info = clip.entry.info if clip.entry is not None else None
             if clip.entry is None:
-                status, notes = "skipped", [clip.error]
+                status, info, notes = "skipped", DecodeInfo(), [clip.error]
             else:
                 status = "ok" if clip.num_frames >= self.seq_len else "too short"
-                notes = list(info.notes)
+                info, notes = clip.entry.info, list(clip.entry.info.notes)
                 if info.source_fps is not None and info.source_fps < self.fps:
                     notes.append(f"source slower than {self.fps:g} fps: frames repeat")
             rows.append(
                 {
                     "clip": clip.source.name,
                     "status": status,
-                    "duration_s": _or_nan(info and info.duration_s),
-                    "source_fps": _or_nan(info and info.source_fps),
+                    "duration_s": info.duration_s,
+                    "source_fps": info.source_fps,
                     "frames": clip.num_frames,
                     "sequences": self.sequences(clip),
                     **({"split": self.roles[i]} if self.roles else {}),
@@ -167,7 +166,7 @@ class VideoReport:
                     "note": "; ".join(notes),
                 }
             )
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows).astype({"duration_s": float, "source_fps": float})  # None: NaN
 
     def summary(self) -> str:
         """One line: clips used and skipped, frames, sequences, the split."""
@@ -189,10 +188,9 @@ class VideoReport:
         """Raise ``ValueError("data: ...")`` (one line) when no clip holds a sequence."""
         if self.usable:
             return
-        if len(self.clips) == 1:
-            clip = self.clips[0]
-            raise ValueError(f"data: {clip.source.path}: {self._problem(clip)}")
         first = self.clips[0]
+        if len(self.clips) == 1:
+            raise ValueError(f"data: {first.source.path}: {self._problem(first)}")
         raise ValueError(
             f"data: {self.path}: no usable clip among {len(self.clips)} ({self.skipped} "
             f"unreadable, {self.too_short} too short); first: {first.source.name}: "
@@ -203,10 +201,6 @@ class VideoReport:
         if clip.error is not None:
             return clip.error
         return f"{clip.num_frames} frames at {self.fps:g} fps, fewer than seq_len {self.seq_len}"
-
-
-def _or_nan(value: float | None) -> float:
-    return math.nan if value is None else float(value)
 
 
 @dataclass
@@ -222,33 +216,6 @@ class VideoBatch:
     frames: torch.Tensor
     clips: torch.Tensor
     starts: torch.Tensor
-
-    def to(self, device: torch.device | str) -> VideoBatch:
-        """Return a new batch with every tensor on ``device``."""
-        return VideoBatch(self.frames.to(device), self.clips.to(device), self.starts.to(device))
-
-
-class _FrameReader:
-    """Gathers sequences from the clips' memory maps, keeping at most ``max_open`` mapped at
-    once (each map holds a file descriptor; a folder may hold thousands of clips)."""
-
-    def __init__(self, entries: list[CachedClip | None], max_open: int = 64):
-        self._entries = entries
-        self._open: OrderedDict[int, np.memmap] = OrderedDict()
-        self._max_open = max_open
-
-    def gather(self, sequences: np.ndarray, seq_len: int) -> np.ndarray:
-        """Frames of ``sequences`` int64 ``(B, 2)`` as uint8 ``(B, T, S, S, 3)`` (a copy)."""
-        return np.stack([self._frames(c)[s : s + seq_len] for c, s in sequences.tolist()])
-
-    def _frames(self, clip: int) -> np.memmap:
-        if clip in self._open:
-            self._open.move_to_end(clip)
-        else:
-            self._open[clip] = self._entries[clip].open()
-            if len(self._open) > self._max_open:
-                self._open.popitem(last=False)
-        return self._open[clip]
 
 
 def to_frames(pixels: np.ndarray, device: torch.device | str) -> torch.Tensor:
@@ -296,7 +263,9 @@ class VideoStream:
         self.sequences = np.asarray(sequences, dtype=np.int64)  # (S, 2)
         self.seq_len = seq_len
         self.device = torch.device(device)
-        self._reader = _FrameReader(entries)
+        # At most 64 clips memory-mapped at once: each map holds a file descriptor, and a folder
+        # may hold thousands of clips.
+        self._frames = lru_cache(maxsize=64)(lambda clip: entries[clip].open())
         self._generator = torch.Generator()
         self._generator.manual_seed(seed)
 
@@ -332,14 +301,15 @@ class VideoStream:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         rows = torch.randint(len(self.sequences), (batch_size,), generator=self._generator)
         chosen = self.sequences[rows.numpy()]  # (B, 2)
-        frames = to_frames(self._reader.gather(chosen, self.seq_len), self.device)
         index = torch.from_numpy(chosen).to(self.device)
-        return VideoBatch(frames=frames, clips=index[:, 0], starts=index[:, 1])
+        return VideoBatch(frames=self.gather(chosen), clips=index[:, 0], starts=index[:, 1])
 
     def gather(self, sequences: np.ndarray) -> torch.Tensor:
         """Frames of given ``(clip, first frame)`` rows ``(N, 2)``: float32
         ``(N, T, 3, S, S)`` in [0, 1] on the stream's device (used for the fixed test set)."""
-        return to_frames(self._reader.gather(np.asarray(sequences), self.seq_len), self.device)
+        T = self.seq_len
+        pixels = [self._frames(c)[s : s + T] for c, s in np.asarray(sequences).tolist()]
+        return to_frames(np.stack(pixels), self.device)  # from uint8 (N, T, S, S, 3)
 
 
 def load_clips(
@@ -362,7 +332,7 @@ def load_clips(
         ValueError: ``"option: problem"`` for a missing path, a folder without clips, invalid
             settings or a cache folder that cannot be written.
     """
-    _check_decode_settings(fps, image_size, resize)
+    check_settings(fps=fps, image_size=image_size, resize=resize)
     sources = find_clips(path)
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     settings = DecodeSettings(float(fps), int(image_size), resize)
@@ -404,29 +374,21 @@ def _load_clip(
         raise ValueError(f"cache_dir: {cache_dir}: cannot write ({reason})") from e
 
 
-def _check_decode_settings(fps: float, image_size: int, resize: str) -> None:
-    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps: must be a number > 0, got {fps!r}")
-    _check_count("image_size", image_size)
-    if resize not in RESIZE_MODES:
-        raise ValueError(f"resize: must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
-
-
-def _check_sequence_settings(seq_len: int, stride: int) -> None:
-    _check_count("seq_len", seq_len)
-    _check_count("stride", stride)
-
-
-def _check_count(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
-
-
-def _check_split_settings(split: str, test_fraction: float) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"split: must be one of {', '.join(SPLITS)}, got {split!r}")
-    if not (isinstance(test_fraction, (int, float)) and 0 < test_fraction < 1):
-        raise ValueError(f"test_fraction: must be in (0, 1), got {test_fraction!r}")
+def check_settings(**values) -> None:
+    """Raise ``ValueError("name: problem")`` for the first value that its
+    :class:`~pyro_dvip.config.TrainConfig` field refuses: ``dvip train``'s own check (type,
+    declared choices and range), for the callers without a configuration. ``image_size`` may
+    be any size here; the networks' sizes are the model's concern."""
+    for name, value in values.items():
+        meta = FIELDS[name].metadata
+        if name == "image_size":
+            meta = {**meta, "choices": None, "at_least": 1}
+        kind = FIELDS[name].type.split(" |")[0]  # "int", "float" or "str"
+        if kind == "int" and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+            raise ValueError(f"{name}: must be an integer, got {value!r}")
+        if kind == "float" and not (isinstance(value, (int, float)) and math.isfinite(value)):
+            raise ValueError(f"{name}: must be a finite number, got {value!r}")
+        check_value(name, value, meta)
 
 
 def inspect_video(
@@ -447,7 +409,7 @@ def inspect_video(
         ValueError: as :func:`load_clips`, or invalid ``seq_len`` / ``stride``.
     """
     stride = seq_len if stride is None else stride
-    _check_sequence_settings(seq_len, stride)
+    check_settings(seq_len=seq_len, stride=stride)
     clips, cache_dir = load_clips(
         path, image_size=image_size, fps=fps, resize=resize, cache_dir=cache_dir,
         progress=progress,
@@ -491,8 +453,7 @@ def split_sequences(
         ValueError: ``"split: ..."`` when no test sequence is possible (fewer than 2 usable
             clips for ``"clip"``, no clip long enough for ``"time"``), or invalid settings.
     """
-    _check_sequence_settings(seq_len, stride)
-    _check_split_settings(split, test_fraction)
+    check_settings(seq_len=seq_len, stride=stride, split=split, test_fraction=test_fraction)
     if split == "auto":
         split = choose_split(frame_counts, seq_len=seq_len, test_fraction=test_fraction)
     usable = [i for i, n in enumerate(frame_counts) if n >= seq_len]
@@ -520,8 +481,7 @@ def split_sequences(
     else:
         for clip in usable:
             n = frame_counts[clip]
-            test_begin = n - max(seq_len, round(test_fraction * n))
-            train_end = test_begin - seq_len  # the gap
+            train_end, test_begin = _time_blocks(n, seq_len, test_fraction)
             if train_end < seq_len:
                 roles[clip] = "train"
                 cut(clip, 0, n, stride, train)
@@ -541,11 +501,11 @@ def split_sequences(
     return Split(train=rows(train), test=rows(test), roles=roles, split=split)
 
 
-def _time_split_holds_a_test(frame_counts: list[int], seq_len: int, test_fraction: float) -> bool:
-    """Whether ``split="time"`` leaves some clip both a test block and a training sequence."""
-    return any(
-        n - max(seq_len, round(test_fraction * n)) - seq_len >= seq_len for n in frame_counts
-    )
+def _time_blocks(n: int, seq_len: int, test_fraction: float) -> tuple[int, int]:
+    """``(end of the training frames, first test frame)`` of a clip of ``n`` frames split by
+    time: the ``seq_len`` frames between them are the gap."""
+    test_begin = n - max(seq_len, round(test_fraction * n))
+    return test_begin - seq_len, test_begin
 
 
 def choose_split(frame_counts: list[int], *, seq_len: int, test_fraction: float) -> str:
@@ -561,7 +521,7 @@ def choose_split(frame_counts: list[int], *, seq_len: int, test_fraction: float)
     usable = sum(n >= seq_len for n in frame_counts)
     if usable >= 2 and round(test_fraction * usable) >= 1:
         return "clip"
-    if _time_split_holds_a_test(frame_counts, seq_len, test_fraction):
+    if any(_time_blocks(n, seq_len, test_fraction)[0] >= seq_len for n in frame_counts):
         return "time"
     if usable >= 2:
         return "clip"
@@ -630,9 +590,10 @@ def make_video_data(
             invalid setting named by its argument.
     """
     stride = seq_len if stride is None else stride
-    _check_sequence_settings(seq_len, stride)
-    _check_split_settings(split, test_fraction)  # before decoding, which may take long
-    _check_count("test_sequences", test_sequences)
+    check_settings(  # before decoding, which may take long
+        image_size=image_size, seq_len=seq_len, fps=fps, stride=stride, resize=resize,
+        split=split, test_fraction=test_fraction, test_sequences=test_sequences,
+    )  # fmt: skip
 
     report = inspect_video(
         path, image_size=image_size, seq_len=seq_len, fps=fps, stride=stride, resize=resize,

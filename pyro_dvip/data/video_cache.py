@@ -25,7 +25,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -178,14 +178,7 @@ def decode_to_cache(
             if on_frame is not None:
                 on_frame()
 
-        info = video_decode.decode_clip(
-            clip,
-            fps=settings.fps,
-            image_size=settings.image_size,
-            resize=settings.resize,
-            emit=write,
-            expected=on_expected,
-        )
+        info = video_decode.decode_clip(clip, **asdict(settings), emit=write, expected=on_expected)
         if count == 0:
             raise ClipError(clip.path, "no frame kept")
     meta = {
@@ -196,10 +189,7 @@ def decode_to_cache(
         "layout": "(frames, height, width, RGB) uint8, C order",
         "source": str(clip.path),
         "content_sha256": digest,
-        "source_fps": info.source_fps,
-        "duration_s": info.duration_s,
-        "source_frames": info.source_frames,
-        "notes": info.notes,
+        **asdict(info),  # source_fps, duration_s, source_frames, notes
     }
     with _atomic_file(meta_path) as out:  # written last: the entry's completion marker
         out.write(json.dumps(meta, indent=1).encode())

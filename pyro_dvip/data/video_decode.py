@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-RESIZE_MODES = ("crop", "squash")
 
 Item = TypeVar("Item")
 
@@ -218,20 +217,25 @@ def decode_clip(
     Raises:
         ClipError: the clip cannot be read or yields no frame; the message names the file.
     """
-    if clip.kind == "frames":
-        return _decode_frame_folder(clip.path, image_size, resize, emit, expected)
-    rate = Fraction(fps).limit_denominator(1_000_000)  # exact: 2.0 -> 2, 29.97 -> 2997/100
-    return _decode_video(clip.path, rate, image_size, resize, emit, expected)
+    if clip.kind == "video":
+        rate = Fraction(fps).limit_denominator(1_000_000)  # exact: 2.0 -> 2, 29.97 -> 2997/100
+        return _decode_video(clip.path, rate, image_size, resize, emit, expected)
+    files = frame_files(clip.path)  # one image, one frame: folders carry no timestamps
+    if not files:
+        raise ClipError(clip.path, "no frame images")
+    if expected is not None:
+        expected(len(files))
+    for file in files:
+        try:
+            rgb = read_image(file)
+        except ClipError as e:
+            raise ClipError(clip.path, f"{file.name}: {e.reason}") from e
+        emit(square_frame(rgb, image_size, resize))
+    return DecodeInfo(source_frames=len(files))
 
 
-def _decode_video(
-    path: Path,
-    fps: Fraction,
-    image_size: int,
-    resize: str,
-    emit: Callable[[np.ndarray], None],
-    expected: Callable[[int], None] | None,
-) -> DecodeInfo:
+def _decode_video(path, fps: Fraction, image_size, resize, emit, expected) -> DecodeInfo:
+    """:func:`decode_clip` for a video file (its arguments, ``fps`` exact)."""
     try:
         size = path.stat().st_size
     except OSError as e:
@@ -338,27 +342,6 @@ def _declared_seconds(container, stream) -> float | None:
 def _av_reason(error: Exception) -> str:
     """PyAV's message without its errno and file name."""
     return one_line(getattr(error, "strerror", None) or error)
-
-
-def _decode_frame_folder(
-    folder: Path,
-    image_size: int,
-    resize: str,
-    emit: Callable[[np.ndarray], None],
-    expected: Callable[[int], None] | None,
-) -> DecodeInfo:
-    files = frame_files(folder)
-    if not files:
-        raise ClipError(folder, "no frame images")
-    if expected is not None:
-        expected(len(files))
-    for file in files:
-        try:
-            rgb = read_image(file)
-        except ClipError as e:
-            raise ClipError(folder, f"{file.name}: {e.reason}") from e
-        emit(square_frame(rgb, image_size, resize))
-    return DecodeInfo(source_frames=len(files))
 
 
 def read_image(file: Path) -> np.ndarray:
