@@ -131,19 +131,11 @@ class VideoReport:
         """Clips decoded by this call (the rest came from the cache or were skipped)."""
         return sum(clip.decoded for clip in self.clips)
 
-    @property
-    def frames(self) -> int:
-        """Frames kept in usable clips."""
-        return sum(clip.num_frames for clip in self.clips if clip.num_frames >= self.seq_len)
-
-    def sequences(self, clip: VideoClip) -> int:
-        """Sequences of ``seq_len`` every ``stride`` frames in ``clip`` (before any split)."""
-        return len(range(0, clip.num_frames - self.seq_len + 1, self.stride))
-
     def table(self) -> pd.DataFrame:
-        """One row per clip: clip, status, duration_s, source_fps, frames, sequences, split
-        (only once split), cache (``hit`` or ``decoded``), note (why it was skipped, problems
-        found while decoding). Durations and rates are NaN where unknown."""
+        """One row per clip: clip, status, duration_s, source_fps, frames, sequences (every
+        ``stride`` frames, before any split), split (only once split), cache (``hit`` or
+        ``decoded``), note (why it was skipped, problems found while decoding). Durations and
+        rates are NaN where unknown."""
         rows = []
         for i, clip in enumerate(self.clips):
             if clip.entry is None:
@@ -160,7 +152,7 @@ class VideoReport:
                     "duration_s": info.duration_s,
                     "source_fps": info.source_fps,
                     "frames": clip.num_frames,
-                    "sequences": self.sequences(clip),
+                    "sequences": len(range(0, clip.num_frames - self.seq_len + 1, self.stride)),
                     **({"split": self.roles[i]} if self.roles else {}),
                     "cache": "" if clip.entry is None else "decoded" if clip.decoded else "hit",
                     "note": "; ".join(notes),
@@ -170,9 +162,10 @@ class VideoReport:
 
     def summary(self) -> str:
         """One line: clips used and skipped, frames, sequences, the split."""
+        frames = sum(clip.num_frames for clip in self.clips if clip.num_frames >= self.seq_len)
         text = (
             f"video {self.path}: {self.usable} of {len(self.clips)} clips usable "
-            f"({self.skipped} unreadable, {self.too_short} too short), {self.frames} frames at "
+            f"({self.skipped} unreadable, {self.too_short} too short), {frames} frames at "
             f"{self.fps:g} fps, {self.image_size}x{self.image_size} ({self.resize}), "
             f"{self.decoded} decoded, cache {self.cache_dir}"
         )
@@ -218,18 +211,6 @@ class VideoBatch:
     starts: torch.Tensor
 
 
-def to_frames(pixels: np.ndarray, device: torch.device | str) -> torch.Tensor:
-    """uint8 ``(B, T, S, S, 3)`` to float32 ``(B, T, 3, S, S)`` in [0, 1] on ``device``.
-
-    The uint8 array crosses to the device (a quarter of the float32 bytes); one copy there
-    converts and reorders it into a contiguous tensor.
-    """
-    uint8 = torch.from_numpy(pixels).to(device)  # (B, T, S, S, 3)
-    B, T, H, W, C = uint8.shape
-    frames = torch.empty(B, T, C, H, W, device=uint8.device)
-    return frames.copy_(uint8.permute(0, 1, 4, 2, 3)).div_(255.0)
-
-
 class VideoStream:
     """Random training sequences from cached clips, drawn with a seeded generator.
 
@@ -266,8 +247,7 @@ class VideoStream:
         # At most 64 clips memory-mapped at once: each map holds a file descriptor, and a folder
         # may hold thousands of clips.
         self._frames = lru_cache(maxsize=64)(lambda clip: entries[clip].open())
-        self._generator = torch.Generator()
-        self._generator.manual_seed(seed)
+        self._generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -306,10 +286,17 @@ class VideoStream:
 
     def gather(self, sequences: np.ndarray) -> torch.Tensor:
         """Frames of given ``(clip, first frame)`` rows ``(N, 2)``: float32
-        ``(N, T, 3, S, S)`` in [0, 1] on the stream's device (used for the fixed test set)."""
+        ``(N, T, 3, S, S)`` in [0, 1] on the stream's device (used for the fixed test set).
+
+        The uint8 frames cross to the device (a quarter of the float32 bytes); one copy there
+        converts and reorders them into a contiguous tensor.
+        """
         T = self.seq_len
         pixels = [self._frames(c)[s : s + T] for c, s in np.asarray(sequences).tolist()]
-        return to_frames(np.stack(pixels), self.device)  # from uint8 (N, T, S, S, 3)
+        uint8 = torch.from_numpy(np.stack(pixels)).to(self.device)  # (N, T, S, S, 3)
+        N, T, S, _, C = uint8.shape
+        frames = torch.empty(N, T, C, S, S, device=self.device)
+        return frames.copy_(uint8.permute(0, 1, 4, 2, 3)).div_(255.0)
 
 
 def load_clips(
@@ -336,15 +323,12 @@ def load_clips(
     sources = find_clips(path)
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     settings = DecodeSettings(float(fps), int(image_size), resize)
-    clips = []
     # Bars appear only for decodes longer than a second; warnings print above them.
     redirect = logging_redirect_tqdm() if progress else nullcontext()
     bar = tqdm(sources, desc="clips", unit="clip", file=sys.stderr, delay=1.0,
                disable=not progress or len(sources) < 2)  # fmt: skip
     with redirect, bar:
-        for source in bar:
-            clips.append(_load_clip(source, settings, cache_dir, progress))
-    return clips, cache_dir
+        return [_load_clip(source, settings, cache_dir, progress) for source in bar], cache_dir
 
 
 def _load_clip(
@@ -460,7 +444,8 @@ def split_sequences(
     roles = [""] * len(frame_counts)
     train, test = [], []
 
-    def cut(clip: int, begin: int, end: int, step: int, into: list) -> None:
+    def cut(clip: int, begin: int, end: int, role: str) -> None:
+        step, into = (stride, train) if role == "train" else (seq_len, test)
         into.extend((clip, start) for start in range(begin, end - seq_len + 1, step))
 
     if split == "clip":
@@ -474,21 +459,18 @@ def split_sequences(
         test_clips = {usable[j] for j in order[:n_test].tolist()}
         for clip in usable:
             roles[clip] = "test" if clip in test_clips else "train"
-            if clip in test_clips:
-                cut(clip, 0, frame_counts[clip], seq_len, test)
-            else:
-                cut(clip, 0, frame_counts[clip], stride, train)
+            cut(clip, 0, frame_counts[clip], roles[clip])
     else:
         for clip in usable:
             n = frame_counts[clip]
             train_end, test_begin = _time_blocks(n, seq_len, test_fraction)
             if train_end < seq_len:
                 roles[clip] = "train"
-                cut(clip, 0, n, stride, train)
+                cut(clip, 0, n, "train")
             else:
                 roles[clip] = "train+test"
-                cut(clip, 0, train_end, stride, train)
-                cut(clip, test_begin, n, seq_len, test)
+                cut(clip, 0, train_end, "train")
+                cut(clip, test_begin, n, "test")
         if not test:
             raise ValueError(
                 f"split: no clip is long enough to hold out its end (each needs at least "
@@ -590,10 +572,8 @@ def make_video_data(
             invalid setting named by its argument.
     """
     stride = seq_len if stride is None else stride
-    check_settings(  # before decoding, which may take long
-        image_size=image_size, seq_len=seq_len, fps=fps, stride=stride, resize=resize,
-        split=split, test_fraction=test_fraction, test_sequences=test_sequences,
-    )  # fmt: skip
+    # before decoding, which may take long (inspect_video checks the rest before it too)
+    check_settings(split=split, test_fraction=test_fraction, test_sequences=test_sequences)
 
     report = inspect_video(
         path, image_size=image_size, seq_len=seq_len, fps=fps, stride=stride, resize=resize,
@@ -604,8 +584,6 @@ def make_video_data(
         [clip.num_frames for clip in report.clips], seq_len=seq_len, stride=stride, split=split,
         test_fraction=test_fraction, seed=seed,
     )  # fmt: skip
-    if len(parts.train) == 0:
-        raise ValueError(f"data: {report.path}: no training sequence is left after the split")
     entries = [clip.entry for clip in report.clips]
     stream = VideoStream(
         entries, parts.train, seq_len=seq_len, device=device, seed=seed, split=parts.split

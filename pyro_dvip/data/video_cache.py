@@ -25,7 +25,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1  # bump whenever decoding changes what an entry holds
 CACHE_ENV = "DVIP_CACHE_DIR"
 _CHUNK = 1 << 20
+INFO_KEYS = [f.name for f in fields(DecodeInfo)]  # stored in the JSON beside the entry's own keys
 
 
 def default_cache_dir() -> Path:
@@ -128,12 +129,7 @@ def lookup(cache_dir: Path, digest: str, settings: DecodeSettings) -> CachedClip
             and size == settings.image_size
             and frames_path.stat().st_size == n * size * size * 3
         )
-        info = DecodeInfo(
-            source_fps=meta["source_fps"],
-            duration_s=meta["duration_s"],
-            source_frames=int(meta["source_frames"]),
-            notes=list(meta["notes"]),
-        )
+        info = DecodeInfo(**{name: meta[name] for name in INFO_KEYS})
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -189,7 +185,7 @@ def decode_to_cache(
         "layout": "(frames, height, width, RGB) uint8, C order",
         "source": str(clip.path),
         "content_sha256": digest,
-        **asdict(info),  # source_fps, duration_s, source_frames, notes
+        **asdict(info),  # INFO_KEYS
     }
     with _atomic_file(meta_path) as out:  # written last: the entry's completion marker
         out.write(json.dumps(meta, indent=1).encode())

@@ -256,7 +256,8 @@ def _decode_video(path, fps: Fraction, image_size, resize, emit, expected) -> De
         declared = _declared_seconds(container, stream)
         if expected is not None:
             expected(int(declared * fps) + 1 if declared else 0)
-        timed = _TimedFrames(container, stream, rate, path)
+        found = {"frames": 0, "corrupt": 0, "broken": False, "first": None, "last": None}
+        timed = _timed_frames(container, stream, rate, path, found)
 
         converted_frame = converted = None
         for frame in resample(timed, fps):
@@ -265,7 +266,6 @@ def _decode_video(path, fps: Fraction, image_size, resize, emit, expected) -> De
                 converted = square_frame(_upright_rgb(frame, path), image_size, resize)
             emit(converted)
 
-    found = timed.found
     if found["frames"] == 0:
         raise ClipError(path, "no decodable video frame")
     info = DecodeInfo(source_fps=float(rate) if rate else None, source_frames=found["frames"])
@@ -294,40 +294,35 @@ def _upright_rgb(frame: av.VideoFrame, path: Path) -> np.ndarray:
     return np.rot90(rgb, turns) if turns % 4 else rgb
 
 
-class _TimedFrames:
-    """Iterate ``(presentation time in seconds, frame)`` over a video stream's decoded frames.
+def _timed_frames(
+    container, stream, rate: Fraction | None, path: Path, found: dict
+) -> Iterator[tuple[Fraction, av.VideoFrame]]:
+    """``(presentation time in seconds, frame)`` for each of a video stream's decoded frames.
 
     A packet that fails to decode is skipped and counted; an error from the container (a
-    truncated or broken file) ends the iteration, keeping what was decoded. ``found`` holds
-    the counts and the first and last frame times once iteration ends.
+    truncated or broken file) ends the iteration, keeping what was decoded. ``found`` receives
+    the counts and the first and last frame times.
     """
-
-    def __init__(self, container, stream, rate: Fraction | None, path: Path):
-        self._container, self._stream, self._rate, self._path = container, stream, rate, path
-        self.found = {"frames": 0, "corrupt": 0, "broken": False, "first": None, "last": None}
-
-    def __iter__(self) -> Iterator[tuple[Fraction, av.VideoFrame]]:
-        found, time_base = self.found, self._stream.time_base
-        try:
-            for packet in self._container.demux(self._stream):
-                try:
-                    decoded = packet.decode()
-                except av.FFmpegError:
-                    found["corrupt"] += 1  # skip it and go on, as ffmpeg does
-                    continue
-                for frame in decoded:
-                    if frame.pts is not None and time_base is not None:
-                        time = frame.pts * time_base
-                    elif self._rate:
-                        time = Fraction(found["frames"]) / self._rate
-                    else:
-                        raise ClipError(self._path, "frames have no timestamps or frame rate")
-                    found["frames"] += 1
-                    found["first"] = time if found["first"] is None else found["first"]
-                    found["last"] = time if found["last"] is None else max(found["last"], time)
-                    yield time, frame
-        except av.FFmpegError:
-            found["broken"] = True
+    try:
+        for packet in container.demux(stream):
+            try:
+                decoded = packet.decode()
+            except av.FFmpegError:
+                found["corrupt"] += 1  # skip it and go on, as ffmpeg does
+                continue
+            for frame in decoded:
+                if frame.pts is not None and stream.time_base is not None:
+                    time = frame.pts * stream.time_base
+                elif rate:
+                    time = Fraction(found["frames"]) / rate
+                else:
+                    raise ClipError(path, "frames have no timestamps or frame rate")
+                found["frames"] += 1
+                found["first"] = time if found["first"] is None else found["first"]
+                found["last"] = time if found["last"] is None else max(found["last"], time)
+                yield time, frame
+    except av.FFmpegError:
+        found["broken"] = True
 
 
 def _declared_seconds(container, stream) -> float | None:
