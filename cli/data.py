@@ -8,7 +8,7 @@ import click
 
 from pyro_dvip.config import FIELDS, make_config
 from pyro_dvip.data.video import contact_sheet, inspect_video
-from pyro_dvip.data.video_decode import one_line
+from pyro_dvip.data.video_decode import error_text
 
 from .options import config_option, option_error
 
@@ -53,16 +53,14 @@ def inspect(path: Path, out: Path, quiet: bool, **options) -> None:
         if name == "data":  # the library names PATH as dvip train names it, --data
             raise click.BadParameter(problem, param_hint="'PATH'") from e
         raise option_error(str(e)) from e
-    table = report.table().to_string(index=False, na_rep="-", float_format="{:.2f}".format)
-    click.echo(table)
+    click.echo(report.table().to_string(index=False, na_rep="-", float_format="{:.2f}".format))
     click.echo(report.summary())
     try:
-        report.check_usable()
-    except ValueError as e:
-        raise click.ClickException(str(e)) from e
-    try:
+        report.check_usable()  # before making --out
         out.mkdir(parents=True, exist_ok=True)
         shown = contact_sheet(report, out / SHEET_NAME)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
     except OSError as e:
-        raise click.ClickException(f"out: cannot write {out / SHEET_NAME}: {one_line(e)}") from e
+        raise click.ClickException(f"out: cannot write {out / SHEET_NAME}: {error_text(e)}") from e
     click.echo(f"contact sheet: {out / SHEET_NAME} (rows: {', '.join(shown)})")

@@ -41,7 +41,7 @@ from .video_cache import (
     default_cache_dir,
     lookup,
 )
-from .video_decode import ClipError, ClipSource, DecodeInfo, find_clips, one_line
+from .video_decode import ClipError, ClipSource, DecodeInfo, error_text, find_clips
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +117,6 @@ class VideoReport:
         return sum(clip.entry is None for clip in self.clips)
 
     @property
-    def too_short(self) -> int:
-        """Readable clips with fewer than ``seq_len`` frames."""
-        return sum(clip.entry is not None and clip.num_frames < self.seq_len for clip in self.clips)
-
-    @property
     def usable(self) -> int:
         """Clips with at least one sequence."""
         return sum(clip.num_frames >= self.seq_len for clip in self.clips)
@@ -165,7 +160,7 @@ class VideoReport:
         frames = sum(clip.num_frames for clip in self.clips if clip.num_frames >= self.seq_len)
         text = (
             f"video {self.path}: {self.usable} of {len(self.clips)} clips usable "
-            f"({self.skipped} unreadable, {self.too_short} too short), {frames} frames at "
+            f"{self._unusable()}, {frames} frames at "
             f"{self.fps:g} fps, {self.image_size}x{self.image_size} ({self.resize}), "
             f"{self.decoded} decoded, cache {self.cache_dir}"
         )
@@ -185,10 +180,13 @@ class VideoReport:
         if len(self.clips) == 1:
             raise ValueError(f"data: {first.source.path}: {self._problem(first)}")
         raise ValueError(
-            f"data: {self.path}: no usable clip among {len(self.clips)} ({self.skipped} "
-            f"unreadable, {self.too_short} too short); first: {first.source.name}: "
-            f"{self._problem(first)}"
+            f"data: {self.path}: no usable clip among {len(self.clips)} {self._unusable()}; "
+            f"first: {first.source.name}: {self._problem(first)}"
         )
+
+    def _unusable(self) -> str:
+        too_short = len(self.clips) - self.usable - self.skipped
+        return f"({self.skipped} unreadable, {too_short} too short)"
 
     def _problem(self, clip: VideoClip) -> str:
         if clip.error is not None:
@@ -341,21 +339,16 @@ def _load_clip(
             return VideoClip(source, entry)
         with tqdm(desc=source.name, unit="frame", file=sys.stderr, leave=False, delay=1.0,
                   disable=not progress) as bar:  # fmt: skip
-
-            def expect(total: int) -> None:
-                bar.total = total or None
-                bar.refresh()
-
-            entry = decode_to_cache(
-                source, digest, settings, cache_dir, on_expected=expect, on_frame=bar.update
-            )
+            # The decoder's estimate is the bar's total (an estimate of 0: unknown).
+            entry = decode_to_cache(source, digest, settings, cache_dir,
+                                    on_expected=lambda total: bar.reset(total or None),
+                                    on_frame=bar.update)  # fmt: skip
         return VideoClip(source, entry, decoded=True)
     except ClipError as e:
         log.warning("data: %s: skipped: %s", e.path, e.reason)
         return VideoClip(source, None, error=e.reason)
     except OSError as e:  # writing the cache, not reading the clip
-        reason = one_line(e.strerror or e)
-        raise ValueError(f"cache_dir: {cache_dir}: cannot write ({reason})") from e
+        raise ValueError(f"cache_dir: {cache_dir}: cannot write ({error_text(e)})") from e
 
 
 def check_settings(**values) -> None:
@@ -571,7 +564,6 @@ def make_video_data(
             no clips, or no usable clip; ``"split: ..."``, ``"cache_dir: ..."``, or an
             invalid setting named by its argument.
     """
-    stride = seq_len if stride is None else stride
     # before decoding, which may take long (inspect_video checks the rest before it too)
     check_settings(split=split, test_fraction=test_fraction, test_sequences=test_sequences)
 
@@ -581,8 +573,8 @@ def make_video_data(
     )  # fmt: skip
     report.check_usable()
     parts = split_sequences(
-        [clip.num_frames for clip in report.clips], seq_len=seq_len, stride=stride, split=split,
-        test_fraction=test_fraction, seed=seed,
+        [clip.num_frames for clip in report.clips], seq_len=seq_len, stride=report.stride,
+        split=split, test_fraction=test_fraction, seed=seed,
     )  # fmt: skip
     entries = [clip.entry for clip in report.clips]
     stream = VideoStream(

@@ -32,7 +32,7 @@ from typing import BinaryIO
 import numpy as np
 
 from . import video_decode
-from .video_decode import ClipError, ClipSource, DecodeInfo, frame_files, one_line
+from .video_decode import ClipError, ClipSource, DecodeInfo, error_text, frame_files, one_line
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def content_hash(clip: ClipSource) -> str:
             digest.update(f"{file.name}\0{_file_sha256(file)}\n".encode())
         return digest.hexdigest()
     except OSError as e:
-        raise ClipError(clip.path, f"cannot read ({one_line(e.strerror or e)})") from e
+        raise ClipError(clip.path, f"cannot read ({error_text(e)})") from e
 
 
 def _file_sha256(path: Path) -> str:

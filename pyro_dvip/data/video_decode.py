@@ -82,6 +82,12 @@ def one_line(text: object) -> str:
     return re.sub(r"[\s\x00-\x1f\x7f]+", " ", str(text)).strip()
 
 
+def error_text(error: Exception) -> str:
+    """An error's message in one line, without the errno and file name that ``OSError`` and
+    PyAV's errors add."""
+    return one_line(getattr(error, "strerror", None) or error)
+
+
 def find_clips(path: str | os.PathLike) -> list[ClipSource]:
     """The clips under ``path``, sorted by their name relative to ``path``.
 
@@ -239,13 +245,13 @@ def _decode_video(path, fps: Fraction, image_size, resize, emit, expected) -> De
     try:
         size = path.stat().st_size
     except OSError as e:
-        raise ClipError(path, f"cannot read ({one_line(e.strerror or e)})") from e
+        raise ClipError(path, f"cannot read ({error_text(e)})") from e
     if size == 0:
         raise ClipError(path, "empty file (0 bytes)")
     try:
         container = av.open(f"file:{path.absolute()}", metadata_errors="ignore")
     except (av.FFmpegError, OSError) as e:
-        raise ClipError(path, f"not a readable video ({_av_reason(e)})") from e
+        raise ClipError(path, f"not a readable video ({error_text(e)})") from e
 
     with container:
         if not container.streams.video:
@@ -288,7 +294,7 @@ def _upright_rgb(frame: av.VideoFrame, path: Path) -> np.ndarray:
         rgb = frame.to_ndarray(format="rgb24")
     except (av.FFmpegError, ValueError) as e:  # a pixel format FFmpeg cannot convert
         raise ClipError(
-            path, f"cannot convert {frame.format.name} frames to RGB ({_av_reason(e)})"
+            path, f"cannot convert {frame.format.name} frames to RGB ({error_text(e)})"
         ) from e
     turns = round((frame.rotation or 0) / 90)  # the display matrix, counter-clockwise
     return np.rot90(rgb, turns) if turns % 4 else rgb
@@ -332,11 +338,6 @@ def _declared_seconds(container, stream) -> float | None:
     if container.duration:
         return container.duration / 1_000_000  # in AV_TIME_BASE units
     return None
-
-
-def _av_reason(error: Exception) -> str:
-    """PyAV's message without its errno and file name."""
-    return one_line(getattr(error, "strerror", None) or error)
 
 
 def read_image(file: Path) -> np.ndarray:
