@@ -2,40 +2,52 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
 
 from pyro_dvip.build import RunError
 from pyro_dvip.checkpoint import CheckpointError
+from pyro_dvip.evaluation import EvalOptions
 
-POSITIVE = click.IntRange(min=1)
+from .options import _help, flag
+
 RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+RENAMED = {"group_size": "groups"}  # EvalOptions.group_size is set by --groups
 
 
-# The library's option names (EvalOptions fields and evaluate's arguments) -> the CLI's.
-OPTIONS = {
-    "samples": "--samples", "seed": "--seed", "groups": "--groups", "group_size": "--groups",
-    "partitions": "--partitions", "particles": "--particles", "iw_samples": "--iw-samples",
-    "bound_sequences": "--bound-sequences", "bootstrap": "--bootstrap",
-    "select_pairs": "--select-pairs", "intervention_pairs": "--intervention-pairs",
-    "context": "--context", "rollouts": "--rollouts",
-    "prediction_sequences": "--prediction-sequences", "examples": "--examples",
-    "probe_targets": "--probe-targets", "probe": "--probe", "held_out_seed": "--held-out-seed",
-    "device": "--device", "checkpoint": "--checkpoint",
-}  # fmt: skip
+def _option(field: dataclasses.Field) -> click.Option:
+    """The ``dvip evaluate`` option of an :class:`EvalOptions` field: its help, choices and
+    default; the library checks the value."""
+    choices = field.metadata["choices"]
+    return click.Option(
+        [flag(RENAMED.get(field.name, field.name)), field.name], type=str if choices else int,
+        default=field.default, metavar="[" + "|".join(choices) + "]" if choices else None,
+        help=_help(field.metadata, field.default),
+    )  # fmt: skip
 
 
-def _error(message: str) -> click.ClickException:
+def measurement_options(command: click.Command) -> click.Command:
+    """Add an option per :class:`EvalOptions` field after ``--out``."""
+    at = [param.name for param in command.params].index("out") + 1
+    fields = dataclasses.fields(EvalOptions)
+    command.params[at:at] = [_option(field) for field in fields if field.metadata]
+    return command
+
+
+def _error(ctx: click.Context, message: str) -> click.ClickException:
     """The library's ``'option: problem'`` as a Click error naming the option; any other error
     (a fault inside the evaluation, not a bad value) as one line, exit status 1."""
-    field, sep, problem = message.partition(": ")
-    if sep and field in OPTIONS:
-        return click.BadParameter(problem, param_hint=f"'{OPTIONS[field]}'")
+    name, sep, problem = message.partition(": ")
+    params = {param.name: param for param in ctx.command.params}
+    if sep and name in params:
+        return click.BadParameter(problem, ctx=ctx, param=params[name])
     lines = message.strip().splitlines()
     return click.ClickException(f"evaluation failed: {lines[0] if lines else 'unknown error'}")
 
 
+@measurement_options
 @click.command()
 @click.argument("run_dir", type=RUN_DIR)
 @click.option(
@@ -44,134 +56,12 @@ def _error(message: str) -> click.ClickException:
     help="Output folder.  [default: RUN_DIR/eval]",
 )
 @click.option(
-    "--samples",
-    type=POSITIVE,
-    default=5000,
-    show_default=True,
-    help="(z_t, z_t+1) pairs for the MI and correlation; sets the number of held-out sequences.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every measurement.")
-@click.option(
-    "--groups",
-    "group_size",
-    type=POSITIVE,
-    help="Units per group for a one-factor (entangled) model.  [default: the factor size of "
-    "the matching factored model, config factor_dim]",
-)
-@click.option(
-    "--partitions",
-    type=POSITIVE,
-    default=20,
-    show_default=True,
-    help="Random partitions tried for a one-factor model.",
-)
-@click.option(
-    "--particles",
-    type=click.IntRange(min=2),
-    default=4,
-    show_default=True,
-    help="Posterior samples per sequence for the ELBO and its s.e.",
-)
-@click.option(
-    "--iw-samples",
-    type=POSITIVE,
-    default=16,
-    show_default=True,
-    help="Importance samples of the tighter bound.",
-)
-@click.option(
-    "--bound-sequences",
-    type=POSITIVE,
-    default=128,
-    show_default=True,
-    help="Held-out sequences the bounds are computed on.",
-)
-@click.option(
-    "--bootstrap",
-    type=click.IntRange(min=0),
-    default=200,
-    show_default=True,
-    help="Bootstrap resamples for the MI interval; 0 = none.",
-)
-@click.option(
-    "--select-pairs",
-    type=POSITIVE,
-    default=1000,
-    show_default=True,
-    help="Pairs on which a one-factor model's best MI partition is chosen.",
-)
-@click.option(
-    "--intervention-pairs",
-    type=POSITIVE,
-    default=256,
-    show_default=True,
-    help="Sequence pairs swapped in the intervention test.",
-)
-@click.option(
-    "--context",
-    type=POSITIVE,
-    help="Frames the prediction is conditioned on.  [default: half the sequence]",
-)
-@click.option(
-    "--rollouts",
-    type=POSITIVE,
-    default=8,
-    show_default=True,
-    help="Prior rollouts averaged per predicted sequence.",
-)
-@click.option(
-    "--prediction-sequences",
-    type=POSITIVE,
-    default=256,
-    show_default=True,
-    help="Held-out sequences the prediction is scored on.",
-)
-@click.option(
-    "--examples",
-    type=POSITIVE,
-    default=4,
-    show_default=True,
-    help="Sequences shown in the image grids and GIFs.",
-)
-@click.option(
-    "--contrast-frames",
-    type=POSITIVE,
-    default=64,
-    show_default=True,
-    help="Posterior samples of held-out frames at which the decoder's Jacobian is taken for "
-    "the object score (compositional contrast).",
-)
-@click.option(
-    "--probe-targets",
-    type=click.Choice(["position", "velocity", "position+velocity"]),
-    default="position",
-    show_default=True,
-    help="What the headline probes decode from each factor (every set is also reported).",
-)
-@click.option(
-    "--probe",
-    type=click.Choice(["ridge", "mlp"]),
-    default="ridge",
-    show_default=True,
-    help="What every probe fits: ridge (linear) or an MLP, which also reads a digit coded "
-    "non-linearly; judge either only against its own untrained floor.",
-)
-@click.option(
-    "--held-out-seed",
-    type=int,
-    help="Moving MNIST: measure on the test sequences of a run with this seed instead of this "
-    "run's own, so runs of different seeds are measured on the same sequences (their ELBOs "
-    "are then comparable).  [default: the run's seed]",
-)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option(
     "--checkpoint",
     type=click.Path(dir_okay=False, exists=True),
     help="Evaluate this checkpoint file instead of the run's newest.",
 )
 @click.pass_context
-def evaluate(ctx: click.Context, run_dir: Path, out: Path | None, samples: int, seed: int,
-             **options) -> None:  # fmt: skip
+def evaluate(ctx: click.Context, run_dir: Path, out: Path | None, **options) -> None:
     """Measure a trained run and its untrained floor: bound, Figure 2 correlations, Table 2
     mutual information, the label-free object score (compositional contrast), factor-object
     probes, intervention test, identity swaps at crossings, prediction, Figure 3 (and each
@@ -194,11 +84,11 @@ def evaluate(ctx: click.Context, run_dir: Path, out: Path | None, samples: int, 
     from pyro_dvip.evaluation.outputs import console_summary
 
     try:
-        metrics = run_evaluation(run_dir, out, samples=samples, seed=seed, **options)
+        metrics = run_evaluation(run_dir, out, **options)
     except (RunError, CheckpointError) as e:
         raise click.ClickException(str(e)) from e
     except ValueError as e:
-        raise _error(str(e)) from e
+        raise _error(ctx, str(e)) from e
     out = out or run_dir / "eval"
     for line in console_summary(metrics, out):
         click.echo(line)

@@ -6,6 +6,15 @@ untrained floor (on the data of ``held_out``; ``outputs`` and ``report`` write w
 """
 
 from .compare import compare
-from .run import EvalOptions, evaluate
+from .options import EvalOptions
 
 __all__ = ["EvalOptions", "compare", "evaluate"]
+
+
+def __getattr__(name: str):
+    # evaluate loads matplotlib, seaborn, scikit-learn: only when asked for (dvip --help is not)
+    if name == "evaluate":
+        from .run import evaluate
+
+        return evaluate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -58,14 +58,9 @@ from sklearn.metrics import r2_score
 from sklearn.neural_network import MLPRegressor
 
 from .mutual_info import random_partition
+from .options import PROBE_MODELS
 
 COORDINATES = ("x", "y", "vx", "vy")  # the last axis of ground_truth_targets
-# What a probe fits, by name (``Probe(model=...)``, ``dvip evaluate --probe``); the text is
-# recorded with the measurements.
-PROBE_MODELS = {
-    "ridge": "ridge regression (alpha 1, standardised)",
-    "mlp": "MLP 64-64 ReLU (L2 1e-3, early stopping; standardised)",
-}
 
 
 def ground_truth_targets(positions: torch.Tensor, velocities: torch.Tensor) -> np.ndarray:
@@ -148,12 +143,9 @@ class Probe:
 
 
 def coordinate_r2(
-    features: np.ndarray,
-    targets: np.ndarray,
-    groups: list[np.ndarray],
-    seed: int = 0,
+    features: np.ndarray, targets: np.ndarray, groups: list[np.ndarray], seed: int = 0,
     model: str = "ridge",
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """One probe per coordinate of every digit: R^2[k, o, c] of unit group k on coordinate c
     (``COORDINATES``) of digit o, shape (K, O, C), and from the whole latent, (O, C).
 
@@ -178,12 +170,9 @@ def slot_targets(positions: np.ndarray, axis: int) -> np.ndarray:
 
 
 def slot_alignment(
-    features: np.ndarray,
-    positions: np.ndarray,
-    groups: list[np.ndarray],
-    seed: int = 0,
+    features: np.ndarray, positions: np.ndarray, groups: list[np.ndarray], seed: int = 0,
     model: str = "ridge",
-) -> dict:
+) -> dict:  # fmt: skip
     """Position probes of every unit group against the slots of each axis (``slot_targets``):
     ``{axis name: {"r2": (K, O), "assignment", "min_matched", "max_leakage"}}``."""
     slots = {}
@@ -310,8 +299,3 @@ def not_applicable(reason: str, cause: str = NO_GROUND_TRUTH) -> dict:
     """The record of a measurement the data do not allow: by default one needing ground truth
     on data without it (real video); ``cause`` names another (``SHARED_CHANNEL``)."""
     return {"applicable": False, "note": f"{cause} ({reason})"}
-
-
-def applicable(measurement: dict) -> bool:
-    """False for a record made by :func:`not_applicable`."""
-    return measurement.get("applicable", True)

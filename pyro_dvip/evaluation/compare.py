@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from ..config import RETIRED, SAVED_BEFORE_FIELD, TrainConfig
-from .alignment import applicable
 from .outcome import made
 
 # Fields that do not change what a run is: runs differing only in these are replicates.
@@ -39,8 +38,9 @@ PAPER_ROWS = [
 
 def _get(m: dict, part: str, key: str):
     """``m[part][key]``, or None (shown "n/a") when the part was not made: a video run has no
-    ground truth to probe, a short test split too few pairs for the MI, a part can fail."""
-    return m[part].get(key) if made(m[part]) else None
+    ground truth to probe, a short test split too few pairs for the MI, a part can fail; or
+    when metrics written before the part existed lack it."""
+    return m[part].get(key) if part in m and made(m[part]) else None
 
 
 COLUMNS = [
@@ -50,11 +50,7 @@ COLUMNS = [
     ("IW bound / frame", lambda m: _get(m, "bound", "iw_bound_per_frame")),
     # absent (n/a) from metrics written before it existed; NaN entries are collapsed factors
     ("prediction saving", lambda m: _nanmean(_get(m, "bound", "prediction_saving"))),
-    # label-free; absent (n/a) from metrics written before it existed
-    (
-        "object score",
-        lambda m: _get(m, "object_score", "normalised") if "object_score" in m else None,
-    ),
+    ("object score", lambda m: _get(m, "object_score", "normalised")),  # label-free
     ("min matched R²", lambda m: _get(m, "alignment", "min_matched")),
     ("max leakage", lambda m: _get(m, "alignment", "max_leakage")),
     ("mean gap", lambda m: _get(m, "alignment", "mean_gap")),
@@ -164,7 +160,7 @@ def common_probe(evaluations: dict[Path, dict]) -> str:
     by_probe: dict[str, list[str]] = {}
     for run_dir, metrics in evaluations.items():
         alignment = metrics["trained"]["alignment"]
-        if applicable(alignment):
+        if made(alignment):
             by_probe.setdefault(alignment.get("probe", "ridge"), []).append(str(run_dir))
     if len(by_probe) > 1:
         runs = "; ".join(f"{probe}: {', '.join(dirs)}" for probe, dirs in by_probe.items())
@@ -274,7 +270,7 @@ def compare(run_dirs: list[str | Path], out: str | Path) -> dict:
         lines += [f"### {figure}", ""]
         for r in run_dirs:
             measured = evaluations[r]["trained"][key]
-            if applicable(measured):
+            if made(measured):
                 path = os.path.relpath(folders[r] / figure, out)
                 lines += [f"`{r}`", "", f"![{r}]({path})", ""]
             else:

@@ -30,7 +30,7 @@ def contiguous_groups(dim: int, group_size: int) -> list[np.ndarray]:
     silently returned zeros there).
     """
     if group_size < 1 or dim % group_size:
-        raise ValueError(f"groups: group size {group_size} does not divide z_dim {dim}")
+        raise ValueError(f"group_size: {group_size} does not divide z_dim {dim}")
     return [np.arange(k, k + group_size) for k in range(0, dim, group_size)]
 
 

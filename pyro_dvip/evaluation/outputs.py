@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import figures
-from .alignment import NO_GROUND_TRUTH, SHARED_CHANNEL, applicable
+from .alignment import NO_GROUND_TRUTH, SHARED_CHANNEL
 from .generations import save_gif, save_grid
 from .outcome import MODELS, has, made
 
@@ -203,7 +203,7 @@ def console_summary(metrics: dict, out: Path) -> list[str]:
             "  object score (normalised compositional contrast; 0 = one factor per pixel): "
             f"{score['normalised']:.3f}{void}   untrained {shown}"
         )
-    if applicable(t["alignment"]):
+    if made(t["alignment"]):
         lines.append(
             f"  {t['alignment']['targets']} {t['alignment'].get('probe', 'ridge')} probe min "
             f"matched R² / max leakage: {_pair(t, 'alignment', 'min_matched')} / "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .alignment import NO_GROUND_TRUTH, PROBE_MODELS, applicable
+from .alignment import NO_GROUND_TRUTH
+from .options import PROBE_MODELS
 from .outcome import made
 from .verdict import UNUSED_NATS
 
@@ -206,19 +207,6 @@ def _not_made(m: dict, part: str) -> str | None:
     return NO_GROUND_TRUTH if note.startswith(NO_GROUND_TRUTH) else note
 
 
-def summary_rows(m: dict) -> dict[str, str]:
-    """The headline numbers of one model's metrics, formatted: label -> value; a part that was
-    not made is one row, its name -> why (not applicable, not computable, failed)."""
-    rows = {}
-    for part, make_rows, title in SECTIONS:
-        why = _not_made(m, part)
-        if why is None:
-            rows.update(make_rows(m[part]))
-        elif title is not None:
-            rows[title] = why
-    return rows
-
-
 def _table_rows(trained: dict, untrained: dict) -> list[str]:
     """The rows of the trained model beside its floor; a part only one of them has shows the
     other's reason in its first row."""
@@ -301,7 +289,7 @@ def write_report(out: Path, metrics: dict) -> None:
     held_out = metrics.get("held_out", {"source": "test digits", "notes": []})
     probes = (
         f"probes: {PROBE_MODELS[a.get('probe', 'ridge')]}, {a['protocol']}"
-        if applicable(a)
+        if made(a)
         else f"probes: {a['note']}"
     )
     mi = trained["mutual_info"]
@@ -325,7 +313,7 @@ def write_report(out: Path, metrics: dict) -> None:
         lines += [f"- {failure}" for failure in failed] + [""]
     for note in held_out["notes"]:
         lines += [f"Note: {note}.", ""]
-    if not applicable(iv):
+    if not made(iv):
         lines += [f"Intervention test: {iv['note']}.", ""]
     o = trained.get("object_score")
     if o is not None and made(o):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,6 @@ from ..data.moving_mnist import digit_box
 from ..model import DVIP
 from .alignment import (
     COORDINATES,
-    PROBE_MODELS,
     SHARED_CHANNEL,
     Probe,
     alignment_summary,
@@ -48,6 +47,7 @@ from .held_out import held_out_data
 from .identity import CROSSING, close_steps, followed_digits, identity_swaps, probe_positions
 from .mutual_info import MIN_PAIRS, best_partition, contiguous_groups, factor_mi
 from .object_score import object_score
+from .options import PROBE_TARGETS, EvalOptions
 from .outcome import MODELS, NUMERICAL_ERRORS, failed, has, is_failed, not_computable
 from .outputs import write_csvs, write_figures, write_metrics
 from .posterior import consecutive_pairs, filter_sequences
@@ -55,40 +55,7 @@ from .prediction import prediction_scores
 from .report import write_report
 from .verdict import BLOCKS, alignment_verdict, unused_factors
 
-# Probe targets: columns of ground_truth_targets' last axis (x, y, vx, vy). The headline probe
-# decodes ``EvalOptions.probe_targets``; every set is also reported in ``alignment.by_target``.
-PROBE_TARGETS = {
-    "position": slice(0, 2),
-    "velocity": slice(2, 4),
-    "position+velocity": slice(0, 4),
-}
 IDENTITY_SHOWN = 8  # scored sequences drawn in identity.png
-
-
-@dataclass
-class EvalOptions:
-    """Sizes of the measurements (defaults: a cpu-demo run in a few minutes on 2 cores)."""
-
-    samples: int = 5000  # (z_t, z_{t+1}) pairs for MI and correlation; sets the sequence count
-    seed: int = 0
-    particles: int = 4  # posterior samples per sequence for the ELBO and its s.e.
-    iw_samples: int = 16  # importance samples of the tighter bound
-    bound_sequences: int = 128  # sequences the bounds are computed on
-    bootstrap: int = 200  # bootstrap resamples of the MI interval
-    group_size: int | None = None  # units per group for a one-factor model; None: config's
-    partitions: int = 20  # random partitions tried for a one-factor model
-    select_pairs: int = 1000  # pairs on which the best MI partition is chosen
-    intervention_pairs: int = 256
-    context: int | None = None  # prediction context frames; None: half the sequence
-    rollouts: int = 8  # prior rollouts averaged per predicted sequence
-    prediction_sequences: int = 256  # sequences the prediction is scored on
-    examples: int = 4  # sequences shown in the image grids and GIFs
-    contrast_frames: int = 64  # posterior samples the object score's Jacobians are taken at
-    probe_targets: str = "position"  # what the headline probes decode; see PROBE_TARGETS
-    probe: str = "ridge"  # what the probes fit: "ridge" or "mlp" (alignment.PROBE_MODELS)
-    held_out_seed: int | None = None  # Moving MNIST: test on the sequences of a run with this seed
-    batch_size: int = 256
-    device: str = "cpu"
 
 
 def object_box(config: TrainConfig) -> int:
@@ -105,15 +72,12 @@ def _blocks(dvip: DVIP) -> int:
 def _groups(dvip: DVIP, config: TrainConfig, options: EvalOptions, pairs) -> tuple[list, dict]:
     """Unit groups for MI: the model's factors (or the blocks its decoder renders one by one),
     or the paper's best random partition."""
-    if dvip.num_factors > 1:
-        return contiguous_groups(dvip.z_dim, dvip.factor_dim), {"protocol": "factors"}
+    fixed = _fixed_groups(dvip, config, options)  # raises when a size does not divide z_dim
     if _blocks(dvip) > 1:
-        blocks = contiguous_groups(dvip.z_dim, dvip.z_dim // _blocks(dvip))
-        return blocks, {"protocol": BLOCKS}
-    size = options.group_size or config.factor_dim
-    contiguous_groups(dvip.z_dim, size)  # raises when the size does not divide z_dim
+        return fixed, {"protocol": "factors" if dvip.num_factors > 1 else BLOCKS}
+    size = len(fixed[0])
     if size == dvip.z_dim:
-        return contiguous_groups(dvip.z_dim, size), {"protocol": "one group"}
+        return fixed, {"protocol": "one group"}
     groups, scores = best_partition(
         *pairs, size, options.partitions, options.select_pairs, seed=options.seed
     )
@@ -279,7 +243,7 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
                 )
             else:
                 attempt(("correlation",), lambda: _correlation(
-                    z_t, z_next, _fallback_groups(dvip, config, options), metrics, arrays
+                    z_t, z_next, _fixed_groups(dvip, config, options), metrics, arrays
                 ))  # fmt: skip
         else:
             if len(z_t) < options.samples:
@@ -296,7 +260,7 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
 
     protocol = metrics["mutual_info"]["protocol"] if groups is not None else None
     if groups is None:  # the MI could not choose them
-        groups = _fallback_groups(dvip, config, options)
+        groups = _fixed_groups(dvip, config, options)
         protocol = "the factors, or contiguous groups (the MI could not choose them)"
     if posterior is not None:
         score = attempt(
@@ -375,9 +339,9 @@ def _correlation(z_t, z_next, groups, metrics, arrays) -> None:
     arrays["correlation"], arrays["group_size"] = corr, size
 
 
-def _fallback_groups(dvip: DVIP, config: TrainConfig, options: EvalOptions) -> list:
-    """Unit groups when the MI could not choose them: the factors (or the decoder's blocks),
-    or contiguous groups."""
+def _fixed_groups(dvip: DVIP, config: TrainConfig, options: EvalOptions) -> list:
+    """Unit groups that need no MI: the factors (or the decoder's blocks), or contiguous groups
+    of ``--groups`` units; raises ``ValueError`` when that size does not divide the latent."""
     if _blocks(dvip) > 1:
         return contiguous_groups(dvip.z_dim, dvip.z_dim // _blocks(dvip))
     return contiguous_groups(dvip.z_dim, options.group_size or config.factor_dim)
@@ -408,8 +372,6 @@ def failures(metrics: dict) -> list[str]:
 def evaluate(
     run_dir: str | Path,
     out: str | Path | None = None,
-    samples: int = 5000,
-    seed: int = 0,
     checkpoint: str | Path | None = None,
     **options,
 ) -> dict:
@@ -422,7 +384,7 @@ def evaluate(
     prediction), PNG heatmaps and curves, image grids and GIFs under generations/ (with each
     factor's layer, and mask, for a per-factor decoder), and report.md. Every model, the
     floor included, gets the label-free object score (``object_score.py``). ``options`` are
-    the other fields of :class:`EvalOptions`.
+    the fields of :class:`EvalOptions`.
 
     A video run (``config.data``) is measured on its own test split; the probes, the
     intervention and the identity across crossings need Moving MNIST ground truth and are
@@ -437,17 +399,8 @@ def evaluate(
     start = time.perf_counter()
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "eval"
-    opts = EvalOptions(samples=samples, seed=seed, **options)
-    if opts.samples < 1:
-        raise ValueError(f"samples: must be >= 1, got {opts.samples}")
-    if opts.contrast_frames < 1:
-        raise ValueError(f"contrast_frames: must be >= 1, got {opts.contrast_frames}")
-    if opts.probe_targets not in PROBE_TARGETS:
-        raise ValueError(
-            f"probe_targets: unknown {opts.probe_targets!r}; choose from {', '.join(PROBE_TARGETS)}"
-        )
-    if opts.probe not in PROBE_MODELS:
-        raise ValueError(f"probe: unknown {opts.probe!r}; choose from {', '.join(PROBE_MODELS)}")
+    opts = EvalOptions(**options)
+    opts.validate()
     config_path = run_dir / "config.json"
     if not config_path.exists():
         raise RunError(f"{run_dir}: not a run directory (no config.json)")
@@ -460,8 +413,8 @@ def evaluate(
             f"sequences, got {opts.context}"
         )
     trained = load(run_dir, checkpoint=checkpoint, device=opts.device)
-    _fallback_groups(trained, config, opts)  # --groups must divide the latent: refused now
-    torch.manual_seed(seed)
+    _fixed_groups(trained, config, opts)  # --groups must divide the latent: refused now
+    torch.manual_seed(opts.seed)
     untrained = build_model(config).to(opts.device).eval()
 
     data, held_out, measured = held_out_data(run_dir, config, opts)

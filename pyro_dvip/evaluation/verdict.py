@@ -49,6 +49,7 @@ from __future__ import annotations
 import numpy as np
 
 from .alignment import alignment_summary
+from .outcome import made
 
 MATCHED = 0.8  # a digit's matched R^2
 LEAKAGE = 0.3  # the most a factor may hold of a digit it is not matched to
@@ -81,7 +82,7 @@ def unused_factors(alignment: dict) -> list[int]:
 def alignment_verdict(alignment: dict) -> dict:
     """``{"verdict": word, "reason": one line}`` for ``metrics["trained"]["alignment"]``; the
     reason ends by naming the unused factors (``unused_factors``), if any."""
-    if not alignment.get("applicable", True):
+    if not made(alignment):
         return {"verdict": "n/a", "reason": alignment.get("note", "no ground truth")}
     verdict = _verdict(alignment)
     unused = unused_factors(alignment)
