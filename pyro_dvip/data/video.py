@@ -292,9 +292,8 @@ class VideoStream:
         T = self.seq_len
         pixels = [self._frames(c)[s : s + T] for c, s in np.asarray(sequences).tolist()]
         uint8 = torch.from_numpy(np.stack(pixels)).to(self.device)  # (N, T, S, S, 3)
-        N, T, S, _, C = uint8.shape
-        frames = torch.empty(N, T, C, S, S, device=self.device)
-        return frames.copy_(uint8.permute(0, 1, 4, 2, 3)).div_(255.0)
+        frames = uint8.permute(0, 1, 4, 2, 3)  # (N, T, 3, S, S), a view
+        return frames.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
 
 
 def load_clips(
@@ -365,6 +364,8 @@ def check_settings(**values) -> None:
             raise ValueError(f"{name}: must be an integer, got {value!r}")
         if kind == "float" and not (isinstance(value, (int, float)) and math.isfinite(value)):
             raise ValueError(f"{name}: must be a finite number, got {value!r}")
+        if kind == "str" and not isinstance(value, str):  # None too: "unset" to check_value
+            raise ValueError(f"{name}: must be a string, got {value!r}")
         check_value(name, value, meta)
 
 
@@ -616,6 +617,5 @@ def contact_sheet(
         for c, t in enumerate(times):
             top, left = pad + r * cell, pad + c * cell
             sheet[top : top + size, left : left + size] = frames[t]
-        del frames
     Image.fromarray(sheet).save(path)
     return [clip.source.name for clip in shown]
