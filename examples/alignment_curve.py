@@ -36,8 +36,9 @@ from pyro_dvip.evaluation.alignment import (
     ground_truth_targets,
 )
 from pyro_dvip.evaluation.bound import held_out_bound
+from pyro_dvip.evaluation.held_out import held_out_sequences
 from pyro_dvip.evaluation.mutual_info import contiguous_groups
-from pyro_dvip.evaluation.posterior import filter_sequences, held_out_sequences
+from pyro_dvip.evaluation.posterior import filter_sequences
 
 POSITION = slice(0, 2)  # the headline probe of `dvip evaluate`: each digit's (x, y)
 BOUND_SEQUENCES, PARTICLES = 128, 4  # the `dvip evaluate` defaults for the bound

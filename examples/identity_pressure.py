@@ -121,7 +121,7 @@ def kl_at_flips(run: str, sequences: int = 500, particles: int = 4) -> dict:
 
     from pyro_dvip.build import load
     from pyro_dvip.config import TrainConfig
-    from pyro_dvip.evaluation.posterior import held_out_sequences
+    from pyro_dvip.evaluation.held_out import held_out_sequences
     from pyro_dvip.objective import factor_terms
 
     if not Path(run, "config.json").exists():

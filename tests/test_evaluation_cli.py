@@ -17,7 +17,7 @@ from pyro_dvip import load, make_config, train
 from pyro_dvip.checkpoint import load_checkpoint
 from pyro_dvip.evaluation import EvalOptions
 from pyro_dvip.evaluation.generations import grid_size
-from pyro_dvip.evaluation.posterior import held_out_sequences
+from pyro_dvip.evaluation.held_out import held_out_sequences
 
 # Measurement sizes small enough for a 2-core CPU; every code path still runs.
 FAST = [
@@ -358,7 +358,7 @@ def test_compare_labels_name_a_per_factor_decoder_and_old_runs_group_as_the_pape
 
 
 def test_held_out_seed_measures_runs_of_different_seeds_on_the_same_sequences(runs, tmp_path):
-    from pyro_dvip.evaluation.posterior import held_out_sequences
+    from pyro_dvip.evaluation.held_out import held_out_sequences
 
     config0 = make_config(**TINY, seed=0)
     config1 = make_config(**TINY, seed=1)

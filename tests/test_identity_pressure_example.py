@@ -92,7 +92,7 @@ def test_a_trained_runs_kl_at_flips_counts_every_predicted_frame(example, tmp_pa
     from pyro_dvip import load, make_config, train
     from pyro_dvip.checkpoint import list_checkpoints, load_checkpoint
     from pyro_dvip.config import TrainConfig
-    from pyro_dvip.evaluation.posterior import held_out_sequences
+    from pyro_dvip.evaluation.held_out import held_out_sequences
 
     run = tmp_path / "run"
     train(make_config(**{**TINY, "channels": 1}, steps=2), run, progress=False)

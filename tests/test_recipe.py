@@ -70,7 +70,7 @@ def test_arena_reaches_the_run_config_the_training_data_and_the_held_out_data(tm
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "config.json").read_text())["arena"] == "circle"
     from pyro_dvip.build import make_data
-    from pyro_dvip.evaluation.posterior import held_out_sequences
+    from pyro_dvip.evaluation.held_out import held_out_sequences
 
     config = make_config(**TINY, arena="circle")
     stream, _ = make_data(config, "cpu")
