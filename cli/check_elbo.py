@@ -17,7 +17,7 @@ from pyro_dvip.config import DATA, MODEL, PRESETS, TrainConfig, make_config
 from pyro_dvip.elbo_check import DERIVATIONS
 from pyro_dvip.elbo_check import check_elbo as run_check
 
-from .options import config_options, given, option_error
+from .options import POSITIVE, RUN_DIR, config_options, given, option_error, shown
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -35,62 +35,39 @@ def _plain(value):
     return value
 
 
-@config_options((MODEL, DATA))
+@config_options((MODEL, DATA), also=("device",))
 @click.command("check-elbo")
-@click.argument(
-    "run_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
-)
+@click.argument("run_dir", required=False, type=RUN_DIR)
 @click.option(
     "--preset",
     type=click.Choice(sorted(PRESETS)),
     help="Without RUN_DIR: start the fresh model from a named set of options.",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="Where the check runs; auto picks CUDA when there is one.",
-)
-@click.option(
+@shown(
     "--particles",
     type=click.IntRange(min=2),
     default=100,
-    show_default=True,
     help="Posterior samples for Trace_ELBO and for the hand-written mean.",
 )
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=16,
-    show_default=True,
-    help="Held-out test sequences to check on.",
-)
-@click.option(
-    "--seq-len",
-    type=click.IntRange(min=1),
-    help="Frames per sequence.  [default: the run's, else 5]",
-)
-@click.option(
+@shown("--batch-size", type=POSITIVE, default=16, help="Held-out test sequences to check on.")
+@click.option("--seq-len", type=POSITIVE, help="Frames per sequence.  [default: the run's, else 5]")
+@shown(
     "--derivation",
     type=click.Choice(list(DERIVATIONS)),
     default="paper",
-    show_default=True,
     help="The hand-written bound: the paper's, or a deliberately wrong variant the check "
     "must reject.",
 )
-@click.option(
+@shown(
     "--dtype",
     type=click.Choice(list(DTYPES)),
     default="float64",
-    show_default=True,
     help="Precision of the model copy the check runs in.",
 )
-@click.option(
+@shown(
     "--seed",
     type=int,
     default=0,
-    show_default=True,
     help="Seed of the posterior noise; without RUN_DIR also of the fresh model and data.",
 )
 @click.option(
@@ -130,7 +107,7 @@ def check_elbo(
     """
     fresh = sorted(given(ctx, model_options))
     try:
-        torch_device = resolve_device(device)
+        torch_device = resolve_device(device or "auto")
         if run_dir is not None:
             if fresh:
                 flag = "--" + fresh[0].replace("_", "-")

@@ -11,9 +11,8 @@ from pyro_dvip.build import RunError
 from pyro_dvip.checkpoint import CheckpointError
 from pyro_dvip.evaluation import EvalOptions
 
-from .options import _help, flag
+from .options import RUN_DIR, flag, help_text
 
-RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 RENAMED = {"group_size": "groups"}  # EvalOptions.group_size is set by --groups
 
 
@@ -24,7 +23,7 @@ def _option(field: dataclasses.Field) -> click.Option:
     return click.Option(
         [flag(RENAMED.get(field.name, field.name)), field.name], type=str if choices else int,
         default=field.default, metavar="[" + "|".join(choices) + "]" if choices else None,
-        help=_help(field.metadata, field.default),
+        help=help_text(field.metadata, field.default),
     )  # fmt: skip
 
 

@@ -5,8 +5,10 @@ place. Values are left unset (None) here and checked by the configuration."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from pyro_dvip.config import FIELDS, RETIRED, RETIRED_NOTE, TrainConfig
 
@@ -15,7 +17,7 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _help(meta: dict, default) -> str:
+def help_text(meta: dict, default) -> str:
     if meta["default_text"] is not None:
         shown = meta["default_text"]
     elif isinstance(default, bool):
@@ -31,13 +33,13 @@ def config_option(field: dataclasses.Field) -> click.Option:
     if field.type == "bool":
         off = meta["flag"] or f"no-{field.name.replace('_', '-')}"
         return click.Option(
-            [f"{flag(field.name)}/--{off}", field.name], default=None, help=_help(meta, default)
+            [f"{flag(field.name)}/--{off}", field.name], default=None, help=help_text(meta, default)
         )
     kind = int if field.type.startswith("int") else float if "float" in field.type else str
     choices = meta["choices"]
     metavar = meta["metavar"] or ("[" + "|".join(map(str, choices)) + "]" if choices else None)
     return click.Option(
-        [flag(field.name), field.name], type=kind, metavar=metavar, help=_help(meta, default)
+        [flag(field.name), field.name], type=kind, metavar=metavar, help=help_text(meta, default)
     )
 
 
@@ -48,14 +50,24 @@ def retired_option(name: str) -> click.Option:
     return click.Option([flag(name), name], type=kind, hidden=True, help=RETIRED_NOTE)
 
 
-def config_options(groups: tuple[str, ...] | None = None):
-    """Attach the options of the configuration fields in ``groups`` (all when None), and the
-    retired ones, hidden, to a command."""
+POSITIVE = click.IntRange(min=1)
+RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+def shown(*names: str, default, help: str, **kwargs):
+    """A Click option whose help ends with its default."""
+    return click.option(*names, default=default, show_default=True, help=help, **kwargs)
+
+
+def config_options(groups: tuple[str, ...] | None = None, also: tuple[str, ...] = ()):
+    """Attach the options of the configuration fields in ``groups`` (all when None) and those
+    named in ``also``, and the retired ones, hidden, to a command."""
 
     def decorate(command: click.Command) -> click.Command:
         options = [
             config_option(field) for field in dataclasses.fields(TrainConfig)
-            if field.name in FIELDS and (groups is None or field.metadata["group"] in groups)
+            if field.name in FIELDS
+            and (groups is None or field.metadata["group"] in groups or field.name in also)
         ]  # fmt: skip
         options += [retired_option(name) for name in RETIRED]
         names = [param.name for param in command.params]
@@ -76,8 +88,4 @@ def option_error(message: str) -> click.BadParameter:
 
 def given(ctx: click.Context, options: dict) -> set[str]:
     """The options the user gave on the command line."""
-    return {
-        name
-        for name in options
-        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-    }
+    return {n for n in options if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE}

@@ -13,13 +13,11 @@ import click
 
 from pyro_dvip.build import RunError, import_transition
 from pyro_dvip.checkpoint import CheckpointError
-from pyro_dvip.config import PRESETS, make_config
+from pyro_dvip.config import PRESETS, RETIRED, make_config
 from pyro_dvip.train import TrainingInterrupted
 from pyro_dvip.train import train as run_training
 
-from .options import config_options, given, option_error
-
-POSITIVE = click.IntRange(min=1)
+from .options import POSITIVE, config_options, given, option_error
 
 
 @config_options()
@@ -76,7 +74,7 @@ def train(ctx: click.Context, preset, out, resume, until, quiet, nproc, **option
     """
     if resume and out is None:
         raise click.UsageError("--resume needs --out RUN_DIR, the run to continue")
-    explicit = given(ctx, options)
+    explicit = given(ctx, options) - RETIRED.keys()  # accepted only at no effect
     try:  # on --resume, checked once merged with the saved run's configuration
         config = make_config(preset, validate=not resume, **options)
         if config.transition is not None:

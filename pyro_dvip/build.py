@@ -65,19 +65,12 @@ def build_model(config: TrainConfig) -> DVIP:
             config.factor_dim, config.decoder_width or config.width, background=config.background,
         )  # fmt: skip
     return DVIP(
-        num_factors=config.model_factors,
-        factor_dim=config.model_factor_dim,
-        channels=config.channels,
-        image_size=config.image_size,
-        obs_var=config.obs_var,
-        width=config.width,
-        transition=transition,
-        transition_layers=config.transition_layers,
-        encoder_linear_act=config.encoder_linear_act,
-        decoder=decoder,
-        encoder=config.encoder,
+        config.model_factors, config.model_factor_dim, config.channels, config.image_size,
+        obs_var=config.obs_var, width=config.width, transition=transition,
+        transition_layers=config.transition_layers, decoder=decoder,
+        encoder_linear_act=config.encoder_linear_act, encoder=config.encoder,
         residual_width=config.residual_width,
-    )
+    )  # fmt: skip
 
 
 def build_training(config: TrainConfig, device: torch.device) -> tuple[DVIP, torch.optim.Adam]:
@@ -104,44 +97,27 @@ def make_data(
         test = make_disc_test_set(config.test_sequences, seed=test_seed, **options)
         return stream, test.frames.to(device)
     kwargs = dict(
-        image_size=config.image_size,
-        channels=config.channels,
-        num_digits=config.num_digits,
-        seq_len=config.seq_len,
-        speed=config.digit_speed,
-        arena=config.arena,
-    )
+        image_size=config.image_size, channels=config.channels, seq_len=config.seq_len,
+        num_digits=config.num_digits, speed=config.digit_speed, arena=config.arena,
+    )  # fmt: skip
     try:
         digits, labels = load_digits("train", config.mnist_root)
         test_digits, test_labels = load_digits("test", config.mnist_root)
     except FileNotFoundError as e:
         raise ValueError(f"mnist_root: {e}") from e
     stream = MovingMNIST(digits, labels, device=device, seed=seed, **kwargs)
-    test = make_test_set(
-        test_digits,
-        test_labels,
-        config.test_sequences,
-        seed=config.seed + TEST_SEED_OFFSET,
-        **kwargs,
-    )
+    test_seed = config.seed + TEST_SEED_OFFSET
+    test = make_test_set(test_digits, test_labels, config.test_sequences, seed=test_seed, **kwargs)
     return stream, test.frames.to(device)
 
 
 def _make_video_data(config: TrainConfig, device: torch.device, stream_seed: int | None):
     stream, test_frames, report = make_video_data(
-        config.data,
-        image_size=config.image_size,
-        seq_len=config.seq_len,
-        fps=config.fps,
-        stride=config.stride,
-        resize=config.resize,
-        split=config.split,
-        test_fraction=config.test_fraction,
-        test_sequences=config.test_sequences,
-        seed=config.seed,  # the same split on every rank
-        cache_dir=config.cache_dir,
-        device=device,
-    )
+        config.data, image_size=config.image_size, seq_len=config.seq_len, fps=config.fps,
+        stride=config.stride, resize=config.resize, split=config.split, device=device,
+        test_fraction=config.test_fraction, test_sequences=config.test_sequences,
+        seed=config.seed, cache_dir=config.cache_dir,  # the same split on every rank
+    )  # fmt: skip
     if stream_seed is not None and stream_seed != config.seed:
         stream.reseed(stream_seed)  # a distributed rank's own draws from the same split
     return stream, test_frames

@@ -86,7 +86,9 @@ def test_unknown_schedule_is_refused_with_the_choices(tmp_path):
         "train", *tiny_args(), "--lr-schedule", "exponential", "--out", tmp_path / "run"
     )
     assert result.exit_code == 2
-    assert "'exponential' is not one of 'constant', 'cosine', 'step'" in result.output
+    assert "'--lr-schedule': must be one of constant, cosine, step, got 'exponential'" in (
+        result.output
+    )
 
 
 def test_a_longer_cosine_decay_is_the_longer_schedule_cut_short():
@@ -132,7 +134,7 @@ def test_resuming_past_the_decay_needs_a_longer_decay(tmp_path):
     args = [*tiny_args(steps=2), "--lr-schedule", "cosine", "--lr-decay-steps", 3, "--quiet"]
     assert run_cli("train", *args, "--out", tmp_path).exit_code == 0
     past = run_cli("train", "--out", tmp_path, "--resume", "--steps", 4)
-    assert past.exit_code != 0 and "lr_decay_steps: must be at least steps (4)" in past.output
+    assert past.exit_code != 0 and "'--lr-decay-steps': must be at least steps (4)" in past.output
     assert list_checkpoints(tmp_path)[-1].name.endswith("2.pt")  # nothing saved is lost
     longer = run_cli("train", "--out", tmp_path, "--resume", "--steps", 4, "--lr-decay-steps", 4)
     assert longer.exit_code == 0, longer.output
@@ -142,7 +144,7 @@ def test_resuming_past_the_decay_needs_a_longer_decay(tmp_path):
 def test_lr_decay_steps_on_the_command_line_is_a_one_line_error_off_the_cosine(tmp_path):
     result = run_cli("train", *tiny_args(steps=2), "--lr-decay-steps", 5, "--out", tmp_path)
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "lr_decay_steps: only the cosine schedule has a length" in result.output
+    assert "'--lr-decay-steps': only the cosine schedule has a length" in result.output
     assert not (tmp_path / "config.json").exists()
     zero = run_cli("train", *tiny_args(steps=2), "--lr-decay-steps", 0, "--out", tmp_path)
     assert zero.exit_code == 2 and "Invalid value for '--lr-decay-steps'" in zero.output

@@ -74,3 +74,12 @@ def test_a_saved_run_with_a_retired_option_loads_at_its_neutral_value_only(
     result = run_cli("evaluate", run)
     assert result.exit_code != 0 and RETIRED_COMMIT in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_resumed_run_accepts_a_retired_option_at_its_neutral_value(tmp_path):
+    out = tmp_path / "run"
+    first = run_cli("train", *tiny_args(steps=2), "--until", 1, "--out", out, "--quiet")
+    assert first.exit_code == 0, first.output
+    resumed = run_cli("train", "--out", out, "--resume", "--free-bits", "0", "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    assert "step 2" in resumed.output

@@ -209,7 +209,7 @@ def test_presets_resolve_and_explicit_options_override():
         (["--lr-schedule", "exponential"], "Invalid value for '--lr-schedule'"),
         (
             ["--precision", "fp8"],
-            "Invalid value for '--precision': 'fp8' is not one of 'fp32', 'bf16', 'fp16'",
+            "Invalid value for '--precision': must be one of fp32, bf16, fp16, got 'fp8'",
         ),
     ],
 )
