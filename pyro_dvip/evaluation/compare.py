@@ -15,7 +15,6 @@ each run was measured on, and warns when they differ (:func:`held_out_sets`).
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import RETIRED, SAVED_BEFORE_FIELD, TrainConfig
-from .outcome import made
+from .outcome import made, value, write_csv
 
 # Fields that do not change what a run is: runs differing only in these are replicates.
 REPLICATE_FIELDS = {
@@ -36,26 +35,22 @@ PAPER_ROWS = [
 ]
 
 
-def _get(m: dict, part: str, key: str):
-    """``m[part][key]``, or None (shown "n/a") when the part was not made: a video run has no
-    ground truth to probe, a short test split too few pairs for the MI, a part can fail; or
-    when metrics written before the part existed lack it."""
-    return m[part].get(key) if part in m and made(m[part]) else None
-
-
+# Each column's number of one model's metrics (``outcome.value``), None ("n/a") where the part
+# was not made (a video run has no ground truth to probe, a short test split too few pairs for
+# the MI, a part can fail) or the metrics were written before the number existed.
 COLUMNS = [
-    ("same MI (bits)", lambda m: _get(m, "mutual_info", "same")),
-    ("cross MI (bits)", lambda m: _get(m, "mutual_info", "cross")),
-    ("ELBO / frame", lambda m: _get(m, "bound", "elbo_per_frame")),
-    ("IW bound / frame", lambda m: _get(m, "bound", "iw_bound_per_frame")),
-    # absent (n/a) from metrics written before it existed; NaN entries are collapsed factors
-    ("prediction saving", lambda m: _nanmean(_get(m, "bound", "prediction_saving"))),
-    ("object score", lambda m: _get(m, "object_score", "normalised")),  # label-free
-    ("min matched R²", lambda m: _get(m, "alignment", "min_matched")),
-    ("max leakage", lambda m: _get(m, "alignment", "max_leakage")),
-    ("mean gap", lambda m: _get(m, "alignment", "mean_gap")),
-    ("min gap", lambda m: _get(m, "alignment", "min_gap")),
-    ("intervention share", lambda m: _get(m, "intervention", "min_matched_share")),
+    ("same MI (bits)", lambda m: value(m, "mutual_info", "same")),
+    ("cross MI (bits)", lambda m: value(m, "mutual_info", "cross")),
+    ("ELBO / frame", lambda m: value(m, "bound", "elbo_per_frame")),
+    ("IW bound / frame", lambda m: value(m, "bound", "iw_bound_per_frame")),
+    # NaN entries are collapsed factors
+    ("prediction saving", lambda m: _nanmean(value(m, "bound", "prediction_saving"))),
+    ("object score", lambda m: value(m, "object_score", "normalised")),  # label-free
+    ("min matched R²", lambda m: value(m, "alignment", "min_matched")),
+    ("max leakage", lambda m: value(m, "alignment", "max_leakage")),
+    ("mean gap", lambda m: value(m, "alignment", "mean_gap")),
+    ("min gap", lambda m: value(m, "alignment", "min_gap")),
+    ("intervention share", lambda m: value(m, "intervention", "min_matched_share")),
 ]
 FIGURES = {"correlation.png": "correlation", "probe_r2.png": "alignment",
            "intervention.png": "intervention"}  # fmt: skip
@@ -148,11 +143,6 @@ def evaluation_folder(path: Path) -> Path:
     )
 
 
-def load_metrics(path: Path) -> dict:
-    """The metrics of an evaluation folder, or of a run directory's ``eval/``."""
-    return json.loads((evaluation_folder(path) / "metrics.json").read_text())
-
-
 def common_probe(evaluations: dict[Path, dict]) -> str:
     """The probe every run was measured with (``dvip evaluate --probe``; metrics written before
     the option existed used ridge). Raises ValueError when the runs differ: their R² are on
@@ -214,33 +204,25 @@ def compare(run_dirs: list[str | Path], out: str | Path) -> dict:
     ``eval/``, or an evaluation folder (``dvip evaluate RUN --out FOLDER``)."""
     run_dirs = [Path(r) for r in run_dirs]
     folders = {r: evaluation_folder(r) for r in run_dirs}
-    evaluations = {r: load_metrics(r) for r in run_dirs}
+    evaluations = {r: json.loads((folders[r] / "metrics.json").read_text()) for r in run_dirs}
     probe = common_probe(evaluations)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
     table: dict[str, dict[str, str]] = {}
     for label, dirs in group_runs(evaluations).items():
-        for model in ("trained", "untrained"):
-            name = f"{label} ({len(dirs)} run{'s' if len(dirs) > 1 else ''})"
-            if model == "untrained":
-                name = f"  untrained floor of {label}"
+        runs = f"{label} ({len(dirs)} run{'s' if len(dirs) > 1 else ''})"
+        for model, name in (("trained", runs), ("untrained", f"  untrained floor of {label}")):
             table[name] = {
                 column: _cell([read(evaluations[d][model]) for d in dirs])
                 for column, read in COLUMNS
             }
+    columns = [column for column, _ in COLUMNS]
     for label, same, cross, elbo in PAPER_ROWS:
-        table[label] = {c: "" for c, _ in COLUMNS}
-        table[label].update(
-            {"same MI (bits)": f"{same:.2f}", "cross MI (bits)": f"{cross:.2f}",
-             "ELBO / frame": f"{elbo}"}
-        )  # fmt: skip
-
-    with open(out / "compare.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model"] + [c for c, _ in COLUMNS])
-        for name, cells in table.items():
-            w.writerow([name.strip()] + [cells[c] for c, _ in COLUMNS])
+        table[label] = {**dict.fromkeys(columns, ""), "same MI (bits)": f"{same:.2f}",
+                        "cross MI (bits)": f"{cross:.2f}", "ELBO / frame": f"{elbo}"}  # fmt: skip
+    rows = [[name.strip(), *(cells[c] for c in columns)] for name, cells in table.items()]
+    write_csv(out / "compare.csv", ["model", *columns], rows)
 
     lines = [
         "# Comparison (Table 2 layout, plus alignment)",
@@ -258,12 +240,9 @@ def compare(run_dirs: list[str | Path], out: str | Path) -> dict:
         "The paper's rows are Moving MNIST, 64×64, sequences of 5, 1,000 MI pairs.",
         "",
         *_held_out_lines(evaluations),
-        "| model | " + " | ".join(c for c, _ in COLUMNS) + " |",
+        "| " + " | ".join(["model", *columns]) + " |",
         "|---" * (len(COLUMNS) + 1) + "|",
-    ]
-    lines += [
-        f"| {name.strip()} | " + " | ".join(cells[c] for c, _ in COLUMNS) + " |"
-        for name, cells in table.items()
+        *("| " + " | ".join(row) + " |" for row in rows),
     ]
     lines += ["", "## Figures, run by run", ""]
     for figure, key in FIGURES.items():

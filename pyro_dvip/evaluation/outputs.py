@@ -3,7 +3,6 @@ generations; and the summary ``dvip evaluate`` prints."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -12,23 +11,40 @@ import numpy as np
 from . import figures
 from .alignment import NO_GROUND_TRUTH, SHARED_CHANNEL
 from .generations import save_gif, save_grid
-from .outcome import MODELS, has, made
+from .outcome import MODELS, has, made, plain, value, write_csv
+
+# summary.csv, a row per model: (column, part of the model's metrics, key in it)
+SUMMARY = [
+    ("elbo_per_frame", "bound", "elbo_per_frame"),
+    ("elbo_per_frame_se", "bound", "elbo_per_frame_se"),
+    ("iw_bound_per_frame", "bound", "iw_bound_per_frame"),
+    ("same_mi", "mutual_info", "same"),
+    ("cross_mi", "mutual_info", "cross"),
+    ("object_score", "object_score", "normalised"),
+    ("min_matched_r2", "alignment", "min_matched"),
+    ("max_leakage", "alignment", "max_leakage"),
+    ("mean_gap", "alignment", "mean_gap"),
+    ("disentanglement", "alignment", "disentanglement"),
+    ("completeness", "alignment", "completeness"),
+    ("min_intervention_share", "intervention", "min_matched_share"),
+    ("swaps_per_crossing", "identity", "swaps_per_crossing"),
+    ("identity_consistent_share", "identity", "consistent_share"),
+]
+# The matrices written one entry per line: (file, header, part, key of the matrix)
+MATRICES = [
+    ("probe_r2.csv", ["model", "factor", "digit", "r2"], "alignment", "r2"),
+    ("mutual_info.csv", ["model", "factor_t", "factor_t_plus_1", "mi_bits"], "mutual_info",
+     "matrix"),
+    ("intervention.csv", ["model", "factor", "channel", "share_of_change"], "intervention",
+     "fractions"),
+]  # fmt: skip
+IDENTITY_COLUMNS = ["threshold_pixels", "sequences", "crossings", "swaps", "swaps_per_crossing",
+                    "consistent_share"]  # fmt: skip
 
 
 def write_metrics(out: Path, metrics: dict) -> None:
-    """``out/metrics.json``."""
-    (out / "metrics.json").write_text(json.dumps(_null_nan(metrics), indent=2))
-
-
-def _null_nan(value):
-    """NaN (an undefined score, e.g. cross MI with one group) as JSON null."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _null_nan(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_null_nan(v) for v in value]
-    return value
+    """``out/metrics.json``, an undefined score (NaN) as null."""
+    (out / "metrics.json").write_text(json.dumps(plain(metrics), indent=2))
 
 
 def _csv(value):
@@ -37,73 +53,47 @@ def _csv(value):
 
 def write_csvs(out: Path, results: dict) -> None:
     """The tables; a part a model does not have (no ground truth on video, too few pairs, a
-    numerical failure) is "n/a" in summary.csv and has no rows in the others; the probe and
-    intervention tables are written only when some model has them."""
-    with open(out / "summary.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(
-            ["model", "elbo_per_frame", "elbo_per_frame_se", "iw_bound_per_frame", "same_mi",
-             "cross_mi", "object_score", "min_matched_r2", "max_leakage", "mean_gap",
-             "disentanglement", "completeness", "min_intervention_share", "swaps_per_crossing",
-             "identity_consistent_share"]
+    numerical failure) is "n/a" in summary.csv and has no rows in the others; the probe,
+    intervention and identity tables are written only when some model has them."""
+    write_csv(
+        out / "summary.csv",
+        ["model", *(column for column, _, _ in SUMMARY)],
+        ([name, *(_csv(value(m, part, key)) for _, part, key in SUMMARY)]
+         for name, m in results.items()),
+    )  # fmt: skip
+    for name, header, part, key in MATRICES:
+        rows = [
+            [model, i, j, v]
+            for model, m in results.items()
+            if has(m, part)
+            for i, row in enumerate(m[part][key])
+            for j, v in enumerate(row)
+        ]
+        if rows:
+            write_csv(out / name, header, rows)
+    if identity := {name: m["identity"] for name, m in results.items() if has(m, "identity")}:
+        write_csv(
+            out / "identity.csv",
+            ["model", "factors", "digits", *IDENTITY_COLUMNS],
+            ([name, " ".join(map(str, i["factors"])), " ".join(map(str, i["digits"])),
+              *(_csv(i[c]) for c in IDENTITY_COLUMNS)] for name, i in identity.items()),
         )  # fmt: skip
-        for name, m in results.items():
-            b, mi, a, iv, ident = (m[part] if has(m, part) else {} for part in
-                                   ("bound", "mutual_info", "alignment", "intervention",
-                                    "identity"))  # fmt: skip
-            w.writerow(
-                [name] + [b.get(k, "n/a") for k in ("elbo_per_frame", "elbo_per_frame_se",
-                                                    "iw_bound_per_frame")]
-                + [mi.get(k, "n/a") for k in ("same", "cross")]
-                + [_csv(m["object_score"]["normalised"]) if has(m, "object_score") else "n/a"]
-                + [a.get(k, "n/a") for k in ("min_matched", "max_leakage", "mean_gap",
-                                             "disentanglement", "completeness")]
-                + [iv.get("min_matched_share", "n/a")]
-                + [_csv(ident["swaps_per_crossing"]) if ident else "n/a",
-                   ident.get("consistent_share", "n/a")]
-            )  # fmt: skip
+    write_csv(
+        out / "prediction.csv",
+        ["model", "step_after_context", "mse", "psnr", "ssim"],
+        ([label, h, *values] for label, s in _predictions(results).items()
+         for h, values in enumerate(zip(s["mse"], s["psnr"], s["ssim"]), start=1)),
+    )  # fmt: skip
 
-    def table(name: str, header: list[str], part: str, key: str) -> None:
-        models = [n for n, m in results.items() if has(m, part)]
-        if not models:
-            return
-        with open(out / name, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(header)
-            for model in models:
-                for i, row in enumerate(results[model][part][key]):
-                    w.writerows([model, i, j, v] for j, v in enumerate(row))
 
-    table("probe_r2.csv", ["model", "factor", "digit", "r2"], "alignment", "r2")
-    table("mutual_info.csv", ["model", "factor_t", "factor_t_plus_1", "mi_bits"], "mutual_info",
-          "matrix")  # fmt: skip
-    table("intervention.csv", ["model", "factor", "channel", "share_of_change"], "intervention",
-          "fractions")  # fmt: skip
-    identity_columns = ["threshold_pixels", "sequences", "crossings", "swaps",
-                        "swaps_per_crossing", "consistent_share"]  # fmt: skip
-    if identity := [n for n, m in results.items() if has(m, "identity")]:
-        with open(out / "identity.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["model", "factors", "digits", *identity_columns])
-            for name in identity:
-                m = results[name]["identity"]
-                w.writerow(
-                    [name, " ".join(map(str, m["factors"])), " ".join(map(str, m["digits"]))]
-                    + [_csv(m[c]) for c in identity_columns]
-                )
-    with open(out / "prediction.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model", "step_after_context", "mse", "psnr", "ssim"])
-        for name, m in results.items():
-            if not has(m, "prediction"):
-                continue
-            p = m["prediction"]
-            sources = {name: p["model"]}
-            if name == "trained":
-                sources["copy_last"] = p["copy_last"]
-            for label, s in sources.items():
-                for h, values in enumerate(zip(s["mse"], s["psnr"], s["ssim"]), start=1):
-                    w.writerow([label, h, *values])
+def _predictions(results: dict) -> dict:
+    """The scores per predicted step of each model that has them, and of copying the last
+    context frame of the trained model's sequences (``copy_last``)."""
+    scores = {name: m["prediction"]["model"] for name, m in results.items()
+              if has(m, "prediction")}  # fmt: skip
+    if has(results["trained"], "prediction"):
+        scores["copy_last"] = results["trained"]["prediction"]["copy_last"]
+    return scores
 
 
 def write_figures(out: Path, results: dict, arrays: dict, num_digits: int) -> None:
@@ -143,12 +133,10 @@ def write_figures(out: Path, results: dict, arrays: dict, num_digits: int) -> No
         )  # fmt: skip
     if tracks := panels("identity"):
         figures.identity_tracks(tracks, out / "identity.png", num_digits)
-    curves = {name: results[name]["prediction"]["model"] for name in MODELS
-              if has(results[name], "prediction")}  # fmt: skip
-    if has(results["trained"], "prediction"):
-        curves["copy last frame"] = results["trained"]["prediction"]["copy_last"]
-    if curves:
-        figures.prediction_curves(curves, out / "prediction.png")
+    if curves := _predictions(results):
+        labels = {"copy_last": "copy last frame"}
+        figures.prediction_curves({labels.get(k, k): v for k, v in curves.items()},
+                                  out / "prediction.png")  # fmt: skip
     for name in MODELS:
         folder = out / "generations" / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -161,80 +149,69 @@ def write_figures(out: Path, results: dict, arrays: dict, num_digits: int) -> No
 def console_summary(metrics: dict, out: Path) -> list[str]:
     """The lines ``dvip evaluate`` prints: the headline numbers beside their floor, the notes
     on the held-out data, and where the report is."""
-    lines = []
     t, u = metrics["trained"], metrics["untrained"]
-    lines.append(f"evaluation: {out} ({metrics['seconds']:.0f} s)")
+    lines = [f"evaluation: {out} ({metrics['seconds']:.0f} s)"]
     if made(t["mutual_info"]) or made(u["mutual_info"]):
-        lines.append(
-            f"  MI same / cross (bits): {_pair(t, 'mutual_info', 'same')} / "
-            f"{_pair(t, 'mutual_info', 'cross')}   untrained {_pair(u, 'mutual_info', 'same')} / "
-            f"{_pair(u, 'mutual_info', 'cross')}"
-        )
+        mi = ("mutual_info", "same", "cross")
+        lines.append(f"  MI same / cross (bits): {_pair(t, *mi)}   untrained {_pair(u, *mi)}")
     else:
         lines.append(f"  MI: {t['mutual_info']['note']}")
     if made(t["bound"]):
-        b = t["bound"]
-        held_out = metrics["held_out"]
-        on = f" (test sequences of seed {held_out['seed']})" if "seed" in held_out else ""
-        lines.append(
-            f"  test ELBO per frame: {b['elbo_per_frame']:.2f} ± {b['elbo_per_frame_se']:.2f}{on}"
-        )
-        kl = ", ".join(f"{v:.2f}" for v in b["kl_per_factor_per_frame"])
-        lines.append(f"  KL per factor per frame (nats; ~0 = a collapsed factor): {kl}")
-        saving = ", ".join(f"{v:.2f}" for v in b["prediction_saving"])
-        floor = (
-            ", ".join(f"{v:.2f}" for v in u["bound"]["prediction_saving"])
-            if made(u["bound"])
-            else "n/a"
-        )
-        lines.append(
-            f"  prediction saving per factor, 1 - KL(t>=2)/KL(t=1): {saving}   untrained {floor}"
-        )
-    score, floor = (m.get("object_score", {"applicable": False}) for m in (t, u))
-    if made(score) and score["normalised"] is not None:
-        shown = (
-            f"{floor['normalised']:.3f}"
-            if made(floor) and floor["normalised"] is not None
-            else "n/a"
-        )
-        silent = score.get("silent_factors") or []
+        b, seed = t["bound"], metrics["held_out"].get("seed")
+        on = f" (test sequences of seed {seed})" if seed is not None else ""
+        floor = _twos(value(u, "bound", "prediction_saving"))
+        lines += [
+            f"  test ELBO per frame: {b['elbo_per_frame']:.2f} ± {b['elbo_per_frame_se']:.2f}{on}",
+            "  KL per factor per frame (nats; ~0 = a collapsed factor): "
+            + _twos(b["kl_per_factor_per_frame"]),
+            "  prediction saving per factor, 1 - KL(t>=2)/KL(t=1): "
+            f"{_twos(b['prediction_saving'])}   untrained {floor}",
+        ]
+    score, floor = (value(m, "object_score", "normalised") for m in (t, u))
+    if score is not None:
+        silent = t["object_score"].get("silent_factors") or []
         void = f" (void: factor {', '.join(map(str, silent))} moves nothing)" if silent else ""
         lines.append(
             "  object score (normalised compositional contrast; 0 = one factor per pixel): "
-            f"{score['normalised']:.3f}{void}   untrained {shown}"
+            f"{score:.3f}{void}   untrained " + ("n/a" if floor is None else f"{floor:.3f}")
         )
-    if made(t["alignment"]):
-        lines.append(
-            f"  {t['alignment']['targets']} {t['alignment'].get('probe', 'ridge')} probe min "
-            f"matched R² / max leakage: {_pair(t, 'alignment', 'min_matched')} / "
-            f"{_pair(t, 'alignment', 'max_leakage')}   untrained "
-            f"{_pair(u, 'alignment', 'min_matched')} / {_pair(u, 'alignment', 'max_leakage')}"
-        )
-        lines.append(f"  verdict: {t['alignment']['verdict']} ({t['alignment']['verdict_reason']})")
+    a, probes = t["alignment"], ("alignment", "min_matched", "max_leakage")
+    if made(a):
+        lines += [
+            f"  {a['targets']} {a['probe']} probe min matched R² / max leakage: "
+            f"{_pair(t, *probes)}   untrained {_pair(u, *probes)}",
+            f"  verdict: {a['verdict']} ({a['verdict_reason']})",
+        ]
         if t["intervention"].get("note", "").startswith(SHARED_CHANNEL):
             lines.append(f"  intervention test: {t['intervention']['note']}")
-    elif t["alignment"]["note"].startswith(NO_GROUND_TRUTH):
+    elif a["note"].startswith(NO_GROUND_TRUTH):
         lines.append(f"  probes, intervention test: {NO_GROUND_TRUTH} (video run)")
-    if made(t.get("identity", {"applicable": False})):
+    if has(t, "identity"):
         lines.append(f"  identity: {_identity(t)}   untrained {_identity(u)}")
-    for note in metrics["held_out"]["notes"]:
-        lines.append(f"  note: {note}")
-    lines.append(f"  report: {out / 'report.md'}")
-    return lines
+    lines += [f"  note: {note}" for note in metrics["held_out"]["notes"]]
+    return lines + [f"  report: {out / 'report.md'}"]
 
 
-def _pair(m: dict, part: str, key: str) -> str:
-    """``m[part][key]`` to 2 decimals, or n/a when the part was not made."""
-    return f"{m[part][key]:.2f}" if made(m[part]) else "n/a"
+def _two(number) -> str:
+    """A number to 2 decimals (NaN as nan), or n/a for None."""
+    return "n/a" if number is None else f"{number:.2f}"
+
+
+def _twos(numbers) -> str:
+    return "n/a" if numbers is None else ", ".join(map(_two, numbers))
+
+
+def _pair(m: dict, part: str, first: str, second: str) -> str:
+    """``m[part][first] / m[part][second]`` to 2 decimals, n/a where the part was not made."""
+    return f"{_two(value(m, part, first))} / {_two(value(m, part, second))}"
 
 
 def _identity(m: dict) -> str:
     """One model's identity swaps per crossing, its crossings and consistent share, or n/a."""
-    i = m["identity"]
-    if not made(i):
+    if not has(m, "identity"):
         return "n/a"
-    swaps = "n/a" if i["swaps_per_crossing"] is None else f"{i['swaps_per_crossing']:.2f}"
+    i = m["identity"]
     return (
-        f"{swaps} swaps per crossing ({i['crossings']} crossings), "
+        f"{_two(i['swaps_per_crossing'])} swaps per crossing ({i['crossings']} crossings), "
         f"{i['consistent_share']:.2f} of sequences consistent"
     )

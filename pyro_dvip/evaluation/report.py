@@ -33,10 +33,8 @@ def _with_interval(value, interval) -> str:
 
 
 def _coordinate_rows(a: dict) -> dict[str, str]:
-    """Each factor's position probe split into x and y per digit (absent from older metrics):
-    a factor holding the x of every digit is an axis split, not an object."""
-    if "by_coordinate" not in a:
-        return {}
+    """Each factor's position probe split into x and y per digit: a factor holding the x of
+    every digit is an axis split, not an object."""
     return {
         f"factor {k}: R² on (x, y) per digit": "; ".join(
             f"digit {o} ({_f(digit[0])}, {_f(digit[1])})" for o, digit in enumerate(factor)
@@ -65,9 +63,8 @@ def _object_score_rows(o: dict) -> dict[str, str]:
         "compositional contrast C_comp per frame (Brady et al. 2023)": "n/a"
         if o["compositional_contrast"] is None
         else f"{o['compositional_contrast']:.3g}",
-        # absent from metrics written before it existed
         "share of the decoder's output moved by each factor (< 0.05: silent, score void)": (
-            _list(o["factor_share"]) if o.get("factor_share") else "n/a"
+            _list(o["factor_share"]) if o.get("factor_share") else "n/a"  # none for one group
         ),
     }
 
@@ -98,19 +95,18 @@ def _correlation_rows(c: dict) -> dict[str, str]:
 
 
 def _kl_rows(b: dict) -> dict[str, str]:
-    rows = {}
-    if "kl_per_factor_per_frame" in b:  # absent from metrics written before it existed
-        rows["KL per factor per frame, nats (≈0: a collapsed factor)"] = _list(
+    rows = {
+        "KL per factor per frame, nats (≈0: a collapsed factor)": _list(
             b["kl_per_factor_per_frame"]
-        )
-    if "kl_per_step_per_factor" in b:
-        rows["KL per step summed over factors, nats (t = 1..T)"] = ", ".join(
+        ),
+        "KL per step summed over factors, nats (t = 1..T)": ", ".join(
             _f(sum(step), 1) for step in b["kl_per_step_per_factor"]
-        )
-        rows["prediction saving per factor, 1 − KL(t≥2)/KL(t=1) (≈0: nothing predicted)"] = _list(
+        ),
+        "prediction saving per factor, 1 − KL(t≥2)/KL(t=1) (≈0: nothing predicted)": _list(
             b["prediction_saving"]
-        )
-    if b.get("active_units") is not None:  # absent from older metrics and for user priors
+        ),
+    }
+    if b["active_units"] is not None:  # None for a user prior
         rows[f"active units per factor (KL > {b['active_nats']:g} nats per frame)"] = ", ".join(
             str(n) for n in b["active_units"]
         )
@@ -118,20 +114,14 @@ def _kl_rows(b: dict) -> dict[str, str]:
 
 
 def _alignment_rows(a: dict) -> dict[str, str]:
-    verdict = {}
-    if "verdict" in a:  # absent from metrics written before it existed
-        words = "objects / axis split / slots / dropped / under-encoded / mixed"
-        label = f"verdict ({words}; evaluation.md)"
-        verdict = {label: f"{a['verdict']}: {a['verdict_reason']}"}
-    if "unused" in a:  # absent from metrics written before it existed
-        label = f"unused factors (unmatched, KL < {UNUSED_NATS:g} nats per frame)"
-        verdict[label] = (
+    words = "objects / axis split / slots / dropped / under-encoded / mixed"
+    return {
+        f"verdict ({words}; evaluation.md)": f"{a['verdict']}: {a['verdict_reason']}",
+        f"unused factors (unmatched, KL < {UNUSED_NATS:g} nats per frame)": (
             ", ".join(map(str, a["unused"])) or "none"
             if "kl_per_factor_per_frame" in a
             else "n/a (no KL per probed group)"  # a one-factor model's split, a failed bound
-        )
-    return {
-        **verdict,
+        ),
         f"probe R² on {a['targets']} [factor, digit]": _matrix(a["r2"]),
         "probe R² from the whole latent, per digit": _list(a["whole_r2"]),
         **{
@@ -146,7 +136,7 @@ def _alignment_rows(a: dict) -> dict[str, str]:
             f"probe R² on the positions of the digits sorted by {axis} [factor, slot]": (
                 _matrix(slot["r2"])
             )
-            for axis, slot in a.get("by_slot", {}).items()  # absent from older metrics
+            for axis, slot in a.get("by_slot", {}).items()  # none for one digit
         },
         "matched R² per matched factor": _list(a["matched"]),
         "leakage per matched factor": _list(a["leakage"]),
@@ -229,55 +219,48 @@ def _table_rows(trained: dict, untrained: dict) -> list[str]:
     return lines
 
 
+# The figures, in order: (file, the part of the metrics it draws, how to read it)
 FIGURES = [
-    ("correlation.png", "Correlation between every unit of z_{t+1} (rows) and of z_t (columns), "
-     "posterior samples (Figure 2). Lines mark factor boundaries (for a one-factor model, the "
-     "chosen partition, units reordered group by group). Factors that predict themselves show "
-     "strong blocks on the diagonal and weak ones off it."),
-    ("mutual_info.png", "KSG mutual information I(z_t^i ; z_{t+1}^j) in bits (Table 2): the "
-     "diagonal is same-factor, the rest cross-factor. Independent prediction = bright diagonal, "
-     "dark elsewhere."),
-    ("probe_r2.png", "Held-out probe R² (ridge, or MLP with `--probe mlp`) from each factor to "
-     "each digit's position (the headline targets, `--probe-targets`). Aligned factors give one "
-     "high entry per row and low leakage elsewhere; a mixed "
-     "factor is high across its row; a dropped digit is a low column. Compare with the untrained "
-     "panel: only the gap above it counts."),
-    ("intervention.png", "Share of the decoded change that lands in each colour channel when "
-     "one factor is swapped between two sequences (digit o is drawn in channel o). An object "
-     "factor puts almost all of its change in one digit's channel."),
-    ("identity.png", "Which digit each factor matched by position follows (colour), in the "
-     "first scored sequences, one row per sequence and factor, one column per step: the digit "
-     "nearest the factor's probe prediction. Dots mark steps at which two digits are closer "
+    ("correlation.png", "correlation", "Correlation between every unit of z_{t+1} (rows) and of "
+     "z_t (columns), posterior samples (Figure 2). Lines mark factor boundaries (for a one-factor "
+     "model, the chosen partition, units reordered group by group). Factors that predict "
+     "themselves show strong blocks on the diagonal and weak ones off it."),
+    ("mutual_info.png", "mutual_info", "KSG mutual information I(z_t^i ; z_{t+1}^j) in bits "
+     "(Table 2): the diagonal is same-factor, the rest cross-factor. Independent prediction = "
+     "bright diagonal, dark elsewhere."),
+    ("probe_r2.png", "alignment", "Held-out probe R² (ridge, or MLP with `--probe mlp`) from each "
+     "factor to each digit's position (the headline targets, `--probe-targets`). Aligned factors "
+     "give one high entry per row and low leakage elsewhere; a mixed factor is high across its "
+     "row; a dropped digit is a low column. Compare with the untrained panel: only the gap above "
+     "it counts."),
+    ("intervention.png", "intervention", "Share of the decoded change that lands in each colour "
+     "channel when one factor is swapped between two sequences (digit o is drawn in channel o). "
+     "An object factor puts almost all of its change in one digit's channel."),
+    ("identity.png", "identity", "Which digit each factor matched by position follows (colour), "
+     "in the first scored sequences, one row per sequence and factor, one column per step: the "
+     "digit nearest the factor's probe prediction. Dots mark steps at which two digits are closer "
      "than the crossing threshold. A factor that keeps its digit is one colour along its row "
      "outside the dots; a colour change across dots is an identity swap."),
-    ("prediction.png", "PSNR and SSIM of the mean of prior rollouts after the context frames, "
-     "against copying the last context frame. A model that predicts motion stays above the "
-     "copy baseline."),
+    ("prediction.png", "prediction", "PSNR and SSIM of the mean of prior rollouts after the "
+     "context frames, against copying the last context frame. A model that predicts motion stays "
+     "above the copy baseline."),
 ]  # fmt: skip
 
+# The generations, in order: (file stem, its record in metrics' "generations", what it shows)
 IMAGES = [
-    ("truth", "the held-out sequences (rows), one column per step."),
-    ("reconstructions", "decoded posterior means; should match the truth."),
-    ("independent_factor{k}", "Figure 3: every factor held at step 1 except factor {k}, which "
-     "follows its posterior. What moves is what factor {k} represents."),
-    ("rollout_factor{k}", "factor {k} rolled forward by its own transition, the others held at "
-     "step 1: the motion the prior has learned for it."),
-    ("prior_samples", "samples of the whole prior p(z_{1:T}), decoded."),
-    ("layer_factor{k}", "what factor {k} draws in the reconstructions on its own (a per-factor "
-     "decoder): additive with summed sigmoids and composite: the layers add up to the "
+    ("truth", None, "the held-out sequences (rows), one column per step."),
+    ("reconstructions", "reconstructions", "decoded posterior means; should match the truth."),
+    ("independent_factor{k}", "independent_factor", "Figure 3: every factor held at step 1 except "
+     "factor {k}, which follows its posterior. What moves is what factor {k} represents."),
+    ("rollout_factor{k}", "rollout_factor", "factor {k} rolled forward by its own transition, the "
+     "others held at step 1: the motion the prior has learned for it."),
+    ("prior_samples", "prior_samples", "samples of the whole prior p(z_{1:T}), decoded."),
+    ("layer_factor{k}", "layers", "what factor {k} draws in the reconstructions on its own (a "
+     "per-factor decoder): additive with summed sigmoids and composite: the layers add up to the "
      "reconstruction; additive with summed logits: sigmoid of factor {k}'s logits."),
-    ("mask_factor{k}", "composite decoder: factor {k}'s mask (white: the factor draws the "
-     "pixel); the masks add up to 1 at every pixel."),
+    ("mask_factor{k}", "layers", "composite decoder: factor {k}'s mask (white: the factor draws "
+     "the pixel); the masks add up to 1 at every pixel."),
 ]  # fmt: skip
-
-
-FIGURE_PARTS = {"correlation.png": "correlation", "mutual_info.png": "mutual_info",
-                "probe_r2.png": "alignment", "intervention.png": "intervention",
-                "identity.png": "identity", "prediction.png": "prediction"}  # fmt: skip
-IMAGE_PARTS = {"truth": None, "reconstructions": "reconstructions",
-               "prior_samples": "prior_samples", "independent_factor{k}": "independent_factor",
-               "rollout_factor{k}": "rollout_factor", "layer_factor{k}": "layers",
-               "mask_factor{k}": "layers"}  # fmt: skip
 
 
 def write_report(out: Path, metrics: dict) -> None:
@@ -286,9 +269,9 @@ def write_report(out: Path, metrics: dict) -> None:
     trained, untrained = metrics["trained"], metrics["untrained"]
     a, iv = trained["alignment"], trained["intervention"]
     seq_len = metrics["config"]["seq_len"]
-    held_out = metrics.get("held_out", {"source": "test digits", "notes": []})
+    held_out = metrics["held_out"]
     probes = (
-        f"probes: {PROBE_MODELS[a.get('probe', 'ridge')]}, {a['protocol']}"
+        f"probes: {PROBE_MODELS[a['probe']]}, {a['protocol']}"
         if made(a)
         else f"probes: {a['note']}"
     )
@@ -307,8 +290,7 @@ def write_report(out: Path, metrics: dict) -> None:
         "way: read every number against it.",
         "",
     ]
-    failed = metrics.get("failed", [])
-    if failed:
+    if failed := metrics["failed"]:
         lines += [f"**Incomplete: {len(failed)} part(s) failed**, the rest were made:", ""]
         lines += [f"- {failure}" for failure in failed] + [""]
     for note in held_out["notes"]:
@@ -330,15 +312,15 @@ def write_report(out: Path, metrics: dict) -> None:
     lines += ["| measurement | trained | untrained floor |", "|---|---|---|"]
     lines += _table_rows(trained, untrained)
     lines.append("")
-    for name, text in FIGURES:
+    for name, part, text in FIGURES:
         if (out / name).exists():
             lines += [f"## {name}", "", text, "", f"![{name}]({name})", ""]
             continue
-        why = _not_made(trained, FIGURE_PARTS[name])
+        why = _not_made(trained, part)
         if why is not None and why != "not measured":
             lines += [f"## {name}", "", f"Not written: {why}.", ""]
     lines += ["## Generations", "", "Left: trained; right: untrained floor.", ""]
-    for stem, text in IMAGES:
+    for stem, part, text in IMAGES:
         names = sorted(
             {p.stem for model in ("trained", "untrained")
              for p in (out / "generations" / model).glob(stem.replace("{k}", "*") + ".png")}
@@ -348,9 +330,9 @@ def write_report(out: Path, metrics: dict) -> None:
             lines += [f"**{name}**: {text.replace('{k}', k)}", ""]
             lines += [" ".join(_image(out, model, name) for model in ("trained", "untrained")), ""]
         for model, m in (("trained", trained), ("untrained", untrained)):
-            record = m.get("generations", {}).get(IMAGE_PARTS[stem] or "")
+            record = m["generations"].get(part)
             if record is not None:
-                lines += [f"**{IMAGE_PARTS[stem]}** ({model}): {record['note']}.", ""]
+                lines += [f"**{part}** ({model}): {record['note']}.", ""]
     (out / "report.md").write_text("\n".join(lines))
 
 
