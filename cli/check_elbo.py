@@ -20,6 +20,7 @@ from pyro_dvip.elbo_check import check_elbo as run_check
 from .options import POSITIVE, RUN_DIR, config_options, given, option_error, shown
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
+FILE = click.Path(dir_okay=False, path_type=Path)
 
 
 def _plain(value):
@@ -70,12 +71,7 @@ def _plain(value):
     default=0,
     help="Seed of the posterior noise; without RUN_DIR also of the fresh model and data.",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the report as JSON to this file.",
-)
+@click.option("--json", "json_path", type=FILE, help="Also write the report as JSON to this file.")
 @click.pass_context
 def check_elbo(
     ctx: click.Context,

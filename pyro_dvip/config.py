@@ -86,13 +86,11 @@ class TrainConfig:
         choices=BACKGROUNDS,
     )  # fmt: skip
     encoder: str = option(
-        "paper", "The guide's encoder. paper: one encoder of the frame for every factor. "
-        "Beyond the paper: residual (with --decoder additive or composite): factor k > 1 "
-        "reads, through its own encoder, the frame minus what factors 1..k-1 draw at their "
-        "posterior means (composite: minus their composite, beside the share of each pixel "
-        "they leave unclaimed), so a factor sees what the others leave unexplained (as in "
-        "MONet).", MODEL, choices=ENCODERS,
-    )  # fmt: skip
+        "paper", "The guide's encoder. paper: one encoder of the frame for every factor. Beyond "
+        "the paper: residual (with --decoder additive or composite): factor k > 1 reads, through "
+        "its own encoder, what factors 1..k-1 leave unexplained at their posterior means (the "
+        "frame minus their drawing, and for composite the share of each pixel they leave "
+        "unclaimed), as in MONet.", MODEL, choices=ENCODERS)  # fmt: skip
     residual_width: int | None = option(
         None, "--encoder residual: the channel multiplier of the K - 1 residual encoders.",
         MODEL, at_least=1, default_text="--width",
