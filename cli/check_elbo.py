@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import click
@@ -16,24 +15,12 @@ from pyro_dvip.checkpoint import CheckpointError
 from pyro_dvip.config import DATA, MODEL, PRESETS, TrainConfig, make_config
 from pyro_dvip.elbo_check import DERIVATIONS
 from pyro_dvip.elbo_check import check_elbo as run_check
+from pyro_dvip.evaluation.outcome import plain
 
 from .options import POSITIVE, RUN_DIR, config_options, given, option_error, shown
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 FILE = click.Path(dir_okay=False, path_type=Path)
-
-
-def _plain(value):
-    """JSON-ready: NaN and infinity become null, numpy scalars Python numbers."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @config_options((MODEL, DATA), also=("device",))
@@ -140,7 +127,7 @@ def check_elbo(
     click.echo(result.format())
     if json_path is not None:
         try:
-            json_path.write_text(json.dumps(_plain(result.to_dict()), indent=2) + "\n")
+            json_path.write_text(json.dumps(plain(result.to_dict()), indent=2) + "\n")
         except OSError as e:
             raise click.ClickException(f"--json: cannot write {json_path} ({e.strerror})") from e
     if not result.passed:

@@ -81,10 +81,10 @@ def fit_score_split(num_sequences: int, seed: int) -> tuple[np.ndarray, np.ndarr
     return order[: num_sequences // 2], order[num_sequences // 2 :]
 
 
-def regressor(model: str, seed: int, alpha: float = 1.0):
+def regressor(model: str, seed: int):
     """An unfitted probe of kind ``model`` (``PROBE_MODELS``), on standardised inputs."""
     if model == "ridge":
-        return Ridge(alpha=alpha)
+        return Ridge(alpha=1.0)
     return MLPRegressor(
         hidden_layer_sizes=(64, 64), alpha=1e-3, max_iter=500, early_stopping=True,
         random_state=seed,
@@ -98,14 +98,10 @@ class Probe:
         features: latents (N, T, D), e.g. posterior means laid out factor by factor.
         targets: (N, T, O, F) ground truth per digit.
         seed: picks which half of the sequences fits the probes (and seeds the MLP).
-        first_step: 0-based step from which samples are used (1: t >= 2).
         model: ``"ridge"`` or ``"mlp"`` (``PROBE_MODELS``).
     """
 
-    def __init__(
-        self, features, targets, seed: int = 0, alpha: float = 1.0, first_step: int = 1,
-        model: str = "ridge",
-    ):  # fmt: skip
+    def __init__(self, features, targets, seed: int = 0, model: str = "ridge"):
         N = len(features)
         if N < 4:
             raise ValueError(f"probes: need at least 4 held-out sequences, got {N}")
@@ -114,20 +110,19 @@ class Probe:
         self.model, self.seed = model, seed
         fit, score = fit_score_split(N, seed)
 
-        def samples(array, rows):
-            return array[rows, first_step:].reshape(len(rows) * (array.shape[1] - first_step), -1)
+        def samples(array, rows):  # (len(rows) (T - 1), -1): steps t >= 2
+            return array[rows, 1:].reshape(len(rows) * (array.shape[1] - 1), -1)
 
         self.x_fit, self.x_score = samples(features, fit), samples(features, score)
         self.num_objects, self.num_targets = targets.shape[2], targets.shape[3]
         y_fit, y_score = samples(targets, fit), samples(targets, score)
         self.y_fit, self.y_score = standardise(y_fit, y_score)
-        self.alpha = alpha
 
     def r2(self, units: np.ndarray, obj: int) -> float:
         """Held-out R^2 of a probe from the latent ``units`` to digit ``obj``."""
         x_fit, x_score = standardise(self.x_fit[:, units], self.x_score[:, units])
         cols = slice(obj * self.num_targets, (obj + 1) * self.num_targets)
-        probe = regressor(self.model, self.seed, self.alpha)
+        probe = regressor(self.model, self.seed)
         y_fit, y_score = self.y_fit[:, cols], self.y_score[:, cols]
         probe.fit(x_fit, y_fit[:, 0] if y_fit.shape[1] == 1 else y_fit)  # sklearn: 1-d y
         return float(r2_score(y_score, probe.predict(x_score).reshape(y_score.shape)))

@@ -75,17 +75,19 @@ def held_out_data(run_dir: Path, config: TrainConfig, opts: EvalOptions):
     num_sequences = max(4, math.ceil(opts.samples / (config.seq_len - 1)))
     if config.data is None:
         seed = config.seed if opts.held_out_seed is None else opts.held_out_seed
-        held_out = {"data": "moving mnist", "source": "Moving MNIST from the test digits, the "
-                    f"test sequences of a run with seed {seed}", "seed": seed,
-                    "notes": []}  # fmt: skip
+        scene, notes = "Moving MNIST from the test digits", []
         if config.scene == "discs":
-            held_out.update(data="moving discs", source=(
-                f"moving discs ({config.disc_colours} colours, textured background), the test "
-                f"sequences of a run with seed {seed}"
-            ), notes=[
+            scene = f"moving discs ({config.disc_colours} colours, textured background)"
+            notes = [
                 "objects are discs: 'digit o' in the tables is disc o (disc 0 in front); a "
                 "position is its bounding box's top-left corner"
-            ])  # fmt: skip
+            ]
+        held_out = {
+            "data": "moving discs" if config.scene == "discs" else "moving mnist",
+            "source": f"{scene}, the test sequences of a run with seed {seed}",
+            "seed": seed,
+            "notes": notes,
+        }
         return held_out_sequences(config, num_sequences, run_seed=seed), held_out, opts
     if opts.held_out_seed is not None:
         raise ValueError(

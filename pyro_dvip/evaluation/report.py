@@ -187,8 +187,8 @@ SECTIONS = [
 
 
 def _not_made(m: dict, part: str) -> str | None:
-    """Why one model's metrics lack ``part`` (its record's note), or None when they hold it.
-    Metrics written before the prediction was always made may lack it: "not measured"."""
+    """Why one model's metrics lack ``part`` (its record's note), or None when they hold it;
+    "not measured" where the part is absent (the object score, when the posterior failed)."""
     if part not in m:
         return "not measured"
     if made(m[part]):

@@ -63,88 +63,123 @@ def object_box(config: TrainConfig) -> int:
     return (disc_box if config.scene == "discs" else digit_box)(config.image_size)
 
 
-def _blocks(dvip: DVIP) -> int:
-    """Latent blocks the model treats as factors: its prior's, or, for a one-factor prior with
-    a per-factor decoder (``--entangled --decoder additive``), the decoder's."""
-    return max(dvip.num_factors, dvip.decoder.num_parts)
+def _own_groups(dvip: DVIP, config: TrainConfig, options: EvalOptions) -> tuple[list, str | None]:
+    """The model's unit groups and what they are: its prior's factors, or, for a one-factor
+    prior with a per-factor decoder (``--entangled --decoder additive``), the decoder's blocks;
+    else contiguous groups of ``--groups`` units and None (a protocol chooses the groups).
+    Raises ``ValueError`` when that size does not divide the latent."""
+    blocks = max(dvip.num_factors, dvip.decoder.num_parts)
+    if blocks > 1:
+        what = "factors" if dvip.num_factors > 1 else BLOCKS
+        return contiguous_groups(dvip.z_dim, dvip.z_dim // blocks), what
+    return contiguous_groups(dvip.z_dim, options.group_size or config.factor_dim), None
 
 
-def _groups(dvip: DVIP, config: TrainConfig, options: EvalOptions, pairs) -> tuple[list, dict]:
-    """Unit groups for MI: the model's factors (or the blocks its decoder renders one by one),
-    or the paper's best random partition."""
-    fixed = _fixed_groups(dvip, config, options)  # raises when a size does not divide z_dim
-    if _blocks(dvip) > 1:
-        return fixed, {"protocol": "factors" if dvip.num_factors > 1 else BLOCKS}
-    size = len(fixed[0])
-    if size == dvip.z_dim:
-        return fixed, {"protocol": "one group"}
-    groups, scores = best_partition(
-        *pairs, size, options.partitions, options.select_pairs, seed=options.seed
-    )
-    return groups, {"protocol": f"best of {options.partitions} random partitions", "scores": scores}
+def _mutual_info(dvip, config, options, z_t, z_next, metrics, arrays) -> list:
+    """Table 2's MI and Figure 2's correlation on the pairs (z_t, z_next) into ``metrics`` and
+    ``arrays``; returns the unit groups: the model's own, or the paper's best random partition
+    of a one-factor model."""
+    groups, protocol = _own_groups(dvip, config, options)
+    partition = {}
+    if protocol is None and len(groups[0]) == dvip.z_dim:
+        protocol = "one group"
+    elif protocol is None:
+        groups, partition["scores"] = best_partition(
+            z_t, z_next, len(groups[0]), options.partitions, options.select_pairs, seed=options.seed
+        )
+        protocol = f"best of {options.partitions} random partitions"
+    mi = factor_mi(z_t, z_next, groups, bootstrap=options.bootstrap, seed=options.seed)
+    metrics["mutual_info"] = {
+        **mi,
+        "protocol": protocol,
+        **partition,
+        "units": [g.tolist() for g in groups],
+    }
+    arrays["mi_matrix"] = np.array(mi["matrix"])
+    _correlation(z_t, z_next, groups, metrics, arrays)
+    return groups
 
 
-def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) -> list:
+def _correlation(z_t, z_next, groups, metrics, arrays) -> None:
+    """Figure 2's lagged correlation, units laid out group by group so that blocks show."""
+    order = np.concatenate(groups)
+    corr = lagged_correlation(z_t[:, order], z_next[:, order])
+    size = len(groups[0])
+    summary = block_summary(corr, contiguous_groups(len(order), size))
+    metrics["correlation"] = {**summary, "pairs": len(z_t)}
+    arrays["correlation"], arrays["group_size"] = corr, size
+
+
+def _object_score(dvip: DVIP, posterior, groups: list, protocol: str, options) -> dict:
+    """Label-free: the decoder's Jacobian at posterior samples, grouped like the MI."""
+    z_all = posterior.flat("samples").flatten(0, 1)  # (N T, D)
+    pick = np.random.default_rng(options.seed).permutation(len(z_all))[: options.contrast_frames]
+    return {
+        **object_score(dvip.decoder, z_all[torch.as_tensor(pick)], groups),
+        "groups": protocol,
+        "units": [g.tolist() for g in groups],
+    }
+
+
+def _alignment(dvip, config, data, posterior, options, metrics, arrays) -> list:
     """Probes and intervention against the ground truth of ``data`` into ``metrics`` and
-    ``arrays``; returns the unit groups probed (the factors, or the most favourable split)."""
+    ``arrays``; returns the unit groups probed: the model's own, or the split of a one-factor
+    model most favourable to it."""
     features = posterior.flat("means").cpu().numpy()  # (N, T, D)
     targets = ground_truth_targets(data.positions, data.velocities)  # (N, T, O, 4)
-    probe = Probe(
-        features, targets[..., PROBE_TARGETS[options.probe_targets]], seed=options.seed,
-        model=options.probe,
-    )  # fmt: skip
-    if _blocks(dvip) > 1:
-        probe_groups = groups
-        probe_protocol = "factors" if dvip.num_factors > 1 else BLOCKS
-        r2 = probe.matrix(groups)
-    else:
-        probe_groups, r2, _ = best_probe_partition(
-            probe, dvip.z_dim, len(groups[0]), options.partitions, seed=options.seed
-        )
-        probe_protocol = f"most favourable of {options.partitions} random partitions"
     # Every target set on the same groups: positions are usually linearly decodable and
     # velocities much less (docs/results.md), so their average hides aligned positions.
-    by_target = {}
-    for name, part in PROBE_TARGETS.items():
-        part_probe = Probe(features, targets[..., part], seed=options.seed, model=options.probe)
-        by_target[name] = {
-            "r2": part_probe.matrix(probe_groups).tolist(),
-            "whole_r2": part_probe.whole().tolist(),
-        }
-    r2_coordinates, whole_coordinates = coordinate_r2(
-        features, targets, probe_groups, options.seed, options.probe
-    )
-    by_coordinate = {
-        "coordinates": list(COORDINATES),
-        "r2": r2_coordinates.tolist(),
-        "whole_r2": whole_coordinates.tolist(),
+    probes = {
+        name: Probe(features, targets[..., part], seed=options.seed, model=options.probe)
+        for name, part in PROBE_TARGETS.items()
     }
-    metrics["alignment"] = {
-        "protocol": probe_protocol,
+    groups, protocol = _own_groups(dvip, config, options)
+    if protocol is None:
+        groups, _, _ = best_probe_partition(
+            probes[options.probe_targets], dvip.z_dim, len(groups[0]), options.partitions,
+            seed=options.seed,
+        )  # fmt: skip
+        protocol = f"most favourable of {options.partitions} random partitions"
+    by_target = {
+        name: {"r2": probe.matrix(groups).tolist(), "whole_r2": probe.whole().tolist()}
+        for name, probe in probes.items()
+    }
+    r2 = np.array(by_target[options.probe_targets]["r2"])
+    r2_coordinates, whole_coordinates = coordinate_r2(
+        features, targets, groups, options.seed, options.probe
+    )
+    a = metrics["alignment"] = {
+        "protocol": protocol,
         "targets": options.probe_targets,
         "probe": options.probe,
-        "units": [g.tolist() for g in probe_groups],
+        "units": [g.tolist() for g in groups],
         "r2": r2.tolist(),
-        "whole_r2": probe.whole().tolist(),
+        "whole_r2": by_target[options.probe_targets]["whole_r2"],
         **alignment_summary(r2),
         "by_target": by_target,
-        "by_coordinate": by_coordinate,
+        "by_coordinate": {
+            "coordinates": list(COORDINATES),
+            "r2": r2_coordinates.tolist(),
+            "whole_r2": whole_coordinates.tolist(),
+        },
     }
     if config.num_digits > 1:  # does a factor hold "the leftmost digit" instead of one digit?
-        metrics["alignment"]["by_slot"] = slot_alignment(
-            features, data.positions.cpu().numpy(), probe_groups, options.seed, options.probe
+        a["by_slot"] = slot_alignment(
+            features, data.positions.cpu().numpy(), groups, options.seed, options.probe
         )
-    if probe_protocol == "factors" and has(metrics, "bound"):
+    if protocol == "factors" and has(metrics, "bound"):
         # the prior's factors are the probed groups: their KL tells an unused factor (verdict.py)
-        kl = metrics["bound"]["kl_per_factor_per_frame"]
-        metrics["alignment"]["kl_per_factor_per_frame"] = kl
-    verdict = alignment_verdict(metrics["alignment"])  # the documented target, in one word
-    metrics["alignment"].update(
-        verdict=verdict["verdict"], verdict_reason=verdict["reason"],
-        unused=unused_factors(metrics["alignment"]),
-    )  # fmt: skip
+        a["kl_per_factor_per_frame"] = metrics["bound"]["kl_per_factor_per_frame"]
+    verdict = alignment_verdict(a)  # the documented target, in one word
+    a.update(verdict=verdict["verdict"], verdict_reason=verdict["reason"], unused=unused_factors(a))
     arrays["r2"] = r2
+    _intervention(dvip, config, posterior, groups, options, metrics, arrays)
+    return groups
 
+
+def _intervention(dvip, config, posterior, groups, options, metrics, arrays) -> None:
+    """Swap each probed group between sequences and see which colour channel changes, where
+    each object has a channel of its own."""
     if config.scene == "discs" or config.channels < config.num_digits:
         drawn = (
             "discs drawn in RGB: every disc writes to every channel"
@@ -155,16 +190,14 @@ def _alignment(dvip, config, data, posterior, groups, options, metrics, arrays) 
         metrics["intervention"] = not_applicable(
             f"{drawn}, and the test reads digit o's change in channel o", SHARED_CHANNEL
         )
-        return probe_groups
+        return
     z_flat = posterior.flat("means").flatten(0, 1)  # (N T, D)
     swap = intervention(
-        lambda z: dvip.decoder(z).cpu(), z_flat, probe_groups, options.intervention_pairs,
-        options.seed,
-    )  # fmt: skip
+        lambda z: dvip.decoder(z).cpu(), z_flat, groups, options.intervention_pairs, options.seed
+    )
     fractions = np.array(swap["fractions"])
     metrics["intervention"] = {**swap, **intervention_summary(fractions, config.num_digits)}
     arrays["fractions"] = fractions
-    return probe_groups
 
 
 def _identity(config, data, posterior, groups, options, metrics, arrays) -> None:
@@ -211,7 +244,7 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
     torch.manual_seed(options.seed)
     frames = data.frames
     metrics: dict = {}
-    arrays: dict = {}
+    arrays: dict = {"images": {}}
 
     def attempt(names: tuple[str, ...], compute):
         """compute(), or None with every part in ``names`` recorded as failed."""
@@ -221,19 +254,31 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
             metrics.update({name: failed(e) for name in names})
             return None
 
+    def record(name: str, compute) -> None:
+        """``metrics[name]``: compute(), or the record of its failure."""
+        metrics[name] = attempt((name,), compute) or metrics[name]
+
     latent_parts = ("mutual_info", "correlation", "alignment", "intervention", "identity")
     posterior = attempt(latent_parts, lambda: filter_sequences(dvip, frames, options.batch_size))
-    bound = attempt(("bound",), lambda: held_out_bound(
+    record("bound", lambda: held_out_bound(
         dvip, frames[: options.bound_sequences], options.particles, options.iw_samples,
         options.batch_size,
     ))  # fmt: skip
-    if bound is not None:
-        metrics["bound"] = bound
 
-    groups = None
+    own = _own_groups(dvip, config, options)[0]
+    groups = None  # the MI's: the model's own, or the best partition of a one-factor model
     if posterior is not None:
         z_t, z_next = (p.cpu().numpy() for p in consecutive_pairs(posterior.flat("samples")))
-        if len(z_t) <= MIN_PAIRS:
+        if len(z_t) > MIN_PAIRS:
+            if len(z_t) < options.samples:
+                raise ValueError(
+                    f"samples: only {len(z_t)} pairs available, asked for {options.samples}"
+                )
+            keep = np.random.default_rng(options.seed).permutation(len(z_t))[: options.samples]
+            groups = attempt(("mutual_info", "correlation"), lambda: _mutual_info(
+                dvip, config, options, z_t[keep], z_next[keep], metrics, arrays
+            ))  # fmt: skip
+        else:
             metrics["mutual_info"] = not_computable(
                 f"{len(z_t)} (z_t, z_t+1) pairs; the KSG estimator (k = {MIN_PAIRS}) needs more"
             )
@@ -242,33 +287,14 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
                     f"{len(z_t)} (z_t, z_t+1) pairs; a correlation needs 3 or more"
                 )
             else:
-                attempt(("correlation",), lambda: _correlation(
-                    z_t, z_next, _fixed_groups(dvip, config, options), metrics, arrays
-                ))  # fmt: skip
-        else:
-            if len(z_t) < options.samples:
-                raise ValueError(
-                    f"samples: only {len(z_t)} pairs available, asked for {options.samples}"
-                )
-            keep = np.random.default_rng(options.seed).permutation(len(z_t))[: options.samples]
-            groups = attempt(
-                ("mutual_info", "correlation"),
-                lambda: _mutual_info(
-                    dvip, config, options, z_t[keep], z_next[keep], metrics, arrays
-                ),
-            )
-
-    protocol = metrics["mutual_info"]["protocol"] if groups is not None else None
-    if groups is None:  # the MI could not choose them
-        groups = _fixed_groups(dvip, config, options)
+                attempt(("correlation",), lambda: _correlation(z_t, z_next, own, metrics, arrays))
         protocol = "the factors, or contiguous groups (the MI could not choose them)"
-    if posterior is not None:
-        score = attempt(
-            ("object_score",), lambda: _object_score(dvip, posterior, groups, protocol, options)
-        )
-        if score is not None:
-            metrics["object_score"] = score
-    probe_groups = groups  # on video, generations show the MI groups
+        if groups is not None:
+            protocol = metrics["mutual_info"]["protocol"]
+        record("object_score", lambda: _object_score(
+            dvip, posterior, groups or own, protocol, options
+        ))  # fmt: skip
+    probe_groups = groups or own  # on video, generations show the MI groups
     if not isinstance(data, MovingMNISTBatch):  # no positions to probe, no channel per object
         metrics["alignment"] = not_applicable("real video has no object positions to probe")
         metrics["intervention"] = not_applicable("real video has no colour channel per object")
@@ -276,86 +302,46 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
     elif posterior is not None:
         probed = attempt(  # without the probes' matching the identity cannot be made either
             ("alignment", "intervention", "identity"),
-            lambda: _alignment(dvip, config, data, posterior, groups, options, metrics, arrays),
+            lambda: _alignment(dvip, config, data, posterior, options, metrics, arrays),
         )
-        probe_groups = groups if probed is None else probed
         if probed is not None:
+            probe_groups = probed
             attempt(("identity",), lambda: _identity(
                 config, data, posterior, probed, options, metrics, arrays
             ))  # fmt: skip
 
     T = frames.shape[1]
     context = options.context or max(1, T // 2)
-    prediction = attempt(("prediction",), lambda: prediction_scores(
+    record("prediction", lambda: prediction_scores(
         dvip, frames[: options.prediction_sequences], context, options.rollouts,
         options.batch_size,
     ))  # fmt: skip
-    if prediction is not None:
-        metrics["prediction"] = prediction
 
     shown = frames[: options.examples]
-    generations = {  # name -> videos (n, T, C, H, W), or a list of them, one per factor
-        "reconstructions": lambda: reconstructions(dvip, shown),
-        "prior_samples": lambda: prior_samples(dvip, len(shown), T, frames.device),
-        "independent_factor": lambda: independent_generations(dvip, shown, probe_groups),
-        "rollout_factor": lambda: factor_rollouts(dvip, shown),
+    generations = {  # name -> {image name: videos (n, T, C, H, W)}
+        "reconstructions": lambda: {"reconstructions": reconstructions(dvip, shown)},
+        "prior_samples": lambda: {
+            "prior_samples": prior_samples(dvip, len(shown), T, frames.device)
+        },
+        "independent_factor": lambda: _numbered(
+            "independent_factor", independent_generations(dvip, shown, probe_groups)
+        ),
+        "rollout_factor": lambda: _numbered("rollout_factor", factor_rollouts(dvip, shown)),
         "layers": lambda: factor_layers(dvip, shown),  # {layer_factor{k}, mask_factor{k}}
     }
-    arrays["images"], metrics["generations"] = {}, {}
+    metrics["generations"] = {}
     for name, make in generations.items():
         try:
-            videos = make()
+            arrays["images"].update(make())
         except NUMERICAL_ERRORS as e:
             metrics["generations"][name] = failed(e)
-            continue
-        if name == "layers":
-            arrays["images"].update(videos)
-        elif name.endswith("_factor"):
-            arrays["images"].update({f"{name}{k}": v for k, v in enumerate(videos)})
-        else:
-            arrays["images"][name] = videos
     arrays["truth"] = shown.cpu()
     return metrics, arrays
 
 
-def _mutual_info(dvip, config, options, z_t, z_next, metrics, arrays) -> list:
-    """Table 2's MI and Figure 2's correlation on the pairs (z_t, z_next) into ``metrics`` and
-    ``arrays``; returns the unit groups (the factors, or the best partition)."""
-    groups, partition = _groups(dvip, config, options, (z_t, z_next))
-    mi = factor_mi(z_t, z_next, groups, bootstrap=options.bootstrap, seed=options.seed)
-    metrics["mutual_info"] = {**mi, **partition, "units": [g.tolist() for g in groups]}
-    arrays["mi_matrix"] = np.array(mi["matrix"])
-    _correlation(z_t, z_next, groups, metrics, arrays)
-    return groups
-
-
-def _correlation(z_t, z_next, groups, metrics, arrays) -> None:
-    """Figure 2's lagged correlation, units laid out group by group so that blocks show."""
-    order = np.concatenate(groups)
-    corr = lagged_correlation(z_t[:, order], z_next[:, order])
-    size = len(groups[0])
-    summary = block_summary(corr, contiguous_groups(len(order), size))
-    metrics["correlation"] = {**summary, "pairs": len(z_t)}
-    arrays["correlation"], arrays["group_size"] = corr, size
-
-
-def _fixed_groups(dvip: DVIP, config: TrainConfig, options: EvalOptions) -> list:
-    """Unit groups that need no MI: the factors (or the decoder's blocks), or contiguous groups
-    of ``--groups`` units; raises ``ValueError`` when that size does not divide the latent."""
-    if _blocks(dvip) > 1:
-        return contiguous_groups(dvip.z_dim, dvip.z_dim // _blocks(dvip))
-    return contiguous_groups(dvip.z_dim, options.group_size or config.factor_dim)
-
-
-def _object_score(dvip: DVIP, posterior, groups: list, protocol: str, options) -> dict:
-    """Label-free: the decoder's Jacobian at posterior samples, grouped like the MI."""
-    z_all = posterior.flat("samples").flatten(0, 1)  # (N T, D)
-    pick = np.random.default_rng(options.seed).permutation(len(z_all))[: options.contrast_frames]
-    return {
-        **object_score(dvip.decoder, z_all[torch.as_tensor(pick)], groups),
-        "groups": protocol,
-        "units": [g.tolist() for g in groups],
-    }
+def _numbered(stem: str, videos) -> dict:
+    """``{stem}{k}`` for the videos of each factor k."""
+    return {f"{stem}{k}": v for k, v in enumerate(videos)}
 
 
 def failures(metrics: dict) -> list[str]:
@@ -413,7 +399,7 @@ def evaluate(
             f"sequences, got {opts.context}"
         )
     trained = load(run_dir, checkpoint=checkpoint, device=opts.device)
-    _fixed_groups(trained, config, opts)  # --groups must divide the latent: refused now
+    _own_groups(trained, config, opts)  # --groups must divide the latent: refused now
     torch.manual_seed(opts.seed)
     untrained = build_model(config).to(opts.device).eval()
 
