@@ -151,11 +151,11 @@ def test_contrast_frames_below_one_is_an_option_error(tmp_path):
 
 def test_an_entangled_prior_with_a_per_factor_decoder_is_measured_on_the_decoders_blocks():
     from pyro_dvip.build import build_model
-    from pyro_dvip.evaluation.run import EvalOptions, _groups
+    from pyro_dvip.evaluation.run import EvalOptions, _own_groups
 
     config = make_config(**TINY, entangled=True, decoder="additive")
-    groups, partition = _groups(build_model(config), config, EvalOptions(), pairs=None)
-    assert partition == {"protocol": "the decoder's blocks"}
+    groups, protocol = _own_groups(build_model(config), config, EvalOptions())
+    assert protocol == "the decoder's blocks"
     assert [g.tolist() for g in groups] == [[0, 1, 2], [3, 4, 5]]
 
 
