@@ -22,6 +22,7 @@ the arithmetic limit. Writes ``benchmarks/results/step-<device>.json`` and ``.md
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import platform
@@ -38,7 +39,7 @@ import torch
 from benchmarks.handwritten import handwritten_loss
 from pyro_dvip import NegELBO, distributed
 from pyro_dvip.build import build_training
-from pyro_dvip.config import make_config
+from pyro_dvip.config import RETIRED, make_config
 from pyro_dvip.train import AUTOCAST_DTYPES, _guarded_step
 
 SIZES = {
@@ -76,6 +77,15 @@ def config_for(size: str):
     return make_config(values.pop("preset", None), **values)
 
 
+def baseline_config(config, base_package):
+    """``config`` as the baseline commit's own ``TrainConfig``: the fields it knows, and the
+    options retired since at the value that builds today's model."""
+    values = json.loads(config.to_json())
+    values.update({name: neutral(values) for name, (neutral, *_) in RETIRED.items()})
+    known = {f.name for f in dataclasses.fields(base_package.TrainConfig)}
+    return base_package.TrainConfig(**{k: v for k, v in values.items() if k in known})
+
+
 class Stepper:
     """One model and optimizer taking guarded training steps on a fixed batch."""
 
@@ -87,7 +97,7 @@ class Stepper:
         torch.manual_seed(0)
         if method == "baseline":
             base_train, base_package = base
-            self.dvip = base_train.build_model(config).to(device)
+            self.dvip = base_train.build_model(baseline_config(config, base_package)).to(device)
             self.optimizer = torch.optim.Adam(self.dvip.parameters(), lr=config.lr)
             self.loss = base_package.NegELBO(self.dvip, "trace")
             self.step_fn = base_train._guarded_step

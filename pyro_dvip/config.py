@@ -306,7 +306,7 @@ def check_value(name: str, value, meta) -> None:
 
 # Options that were screened, did not pay and were removed; commit 41247d3 still has them
 # (docs/experiments.md, "Retired options"). A saved config.json may hold one at the value that
-# behaves as today's code does (``neutral``, given the saved values); any other value is an
+# behaves as today's code does (its neutral value, given the others); any other value is an
 # error, and so is a retired value of a live option.
 RETIRED_COMMIT = "41247d3"
 RETIRED_NOTE = (
@@ -314,19 +314,19 @@ RETIRED_NOTE = (
 )
 _PER_FACTOR = ("additive", "composite")
 RETIRED: dict[str, tuple] = {
-    # name: (neutral(value, the other values), what the software does now, the value's type)
-    "free_bits": (lambda v, c: v == 0, "the loss is the ELBO", float),
-    "identity_cue": (lambda v, c: v == 0, "every digit is drawn at full brightness", float),
-    "decoder_sum": (lambda v, c: v == "sigmoids", "the additive decoder sums sigmoids", str),
+    # name: (its neutral value, given the other values; what the software does now; its type)
+    "free_bits": (lambda c: 0.0, "the loss is the ELBO", float),
+    "identity_cue": (lambda c: 0.0, "every digit is drawn at full brightness", float),
+    "decoder_sum": (lambda c: "sigmoids", "the additive decoder sums sigmoids", str),
     "decoder_init": (
-        lambda v, c: v == ("black" if c.get("decoder") in _PER_FACTOR else "grey"),
+        lambda c: "black" if c.get("decoder") in _PER_FACTOR else "grey",
         "per-factor decoders start near black", str,
     ),
     "decoder_weights": (
-        lambda v, c: v == ("per-factor" if c.get("decoder") in _PER_FACTOR else "shared"),
+        lambda c: "per-factor" if c.get("decoder") in _PER_FACTOR else "shared",
         "per-factor decoders have one generator per factor", str,
     ),
-    "disc_background": (lambda v, c: v == "texture", "discs move over the texture", str),
+    "disc_background": (lambda c: "texture", "discs move over the texture", str),
 }  # fmt: skip
 _HEX_COLOURS = re.compile(r"\s*#?[0-9a-fA-F]{6}(\s*,\s*#?[0-9a-fA-F]{6})*\s*")
 RETIRED_VALUES: dict[str, tuple] = {
@@ -342,7 +342,7 @@ def without_retired(values: dict) -> dict:
     for name, (neutral, now, _) in RETIRED.items():
         if name in kept:
             value = kept.pop(name)
-            if not neutral(value, values):
+            if value != neutral(values):
                 raise ValueError(f"{name}: {value!r} is not possible now ({now}): {RETIRED_NOTE}")
     return kept
 

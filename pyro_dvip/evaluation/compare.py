@@ -168,7 +168,7 @@ def _settings(config: dict) -> dict:
     defaults = {**json.loads(TrainConfig().to_json()), **SAVED_BEFORE_FIELD}
     return {
         k: v for k, v in {**defaults, **config}.items()
-        if k not in REPLICATE_FIELDS and not (k in RETIRED and RETIRED[k][0](v, config))
+        if k not in REPLICATE_FIELDS and not (k in RETIRED and v == RETIRED[k][0](config))
     }  # fmt: skip
 
 
