@@ -19,14 +19,7 @@ import numpy as np
 import torch
 
 from ..config import DISC_COLOURS
-from .moving_mnist import (
-    REFERENCE_IMAGE_SIZE,
-    MovingMNISTBatch,
-    SeededStream,
-    check_motion,
-    draw_motion,
-    frozen_test_set,
-)
+from .moving_mnist import REFERENCE_IMAGE_SIZE, MovingBoxes, MovingMNISTBatch
 
 # The discs' colours (RGB 0..255): orange and blue as in examples/video, then green
 DISC_PALETTE = ((240, 140, 30), (40, 90, 230), (60, 190, 90))
@@ -47,7 +40,7 @@ def background(size: int) -> np.ndarray:
     return np.stack([base * 0.9, base * 1.05, base * 0.85], axis=-1)
 
 
-class MovingDiscs(SeededStream):
+class MovingDiscs(MovingBoxes):
     """Seeded, on-the-fly generator of occluding discs over a background.
 
     Per sequence, independently, each disc's box starts uniformly in the frame (or its arena)
@@ -81,18 +74,12 @@ class MovingDiscs(SeededStream):
     ) -> None:
         if not 1 <= num_discs <= 3:
             raise ValueError(f"num_discs must be 1, 2 or 3, got {num_discs}")
-        if image_size < 16:
-            raise ValueError(f"image_size must be at least 16, got {image_size}")
-        check_motion(seq_len, speed, arena)
+        super().__init__(
+            image_size=image_size, box=disc_box(image_size), num_objects=num_discs,
+            seq_len=seq_len, speed=speed, arena=arena, device=device, seed=seed,
+        )  # fmt: skip
         if colours not in DISC_COLOURS:
             raise ValueError(f"colours must be one of {', '.join(DISC_COLOURS)}, got {colours!r}")
-        self.image_size = image_size
-        self.num_discs = num_discs
-        self.seq_len = seq_len
-        self.box = disc_box(image_size)
-        self.arena = arena
-        self.speed = speed * image_size / REFERENCE_IMAGE_SIZE
-        self.device = torch.device(device)
         palette = (
             DISC_PALETTE[:num_discs] if colours == "distinct" else DISC_PALETTE[:1] * num_discs
         )
@@ -100,20 +87,8 @@ class MovingDiscs(SeededStream):
         self._colours = rgb.to(self.device)[:, :, None, None]  # (N, 3, 1, 1)
         bg = torch.from_numpy(background(image_size) / 255.0).permute(2, 0, 1).float()
         self._background = bg.to(self.device)  # (3, H, W)
-        pixel = torch.arange(image_size, dtype=torch.float32, device=self.device) + 0.5
-        self._pixel = pixel  # pixel centres along x and along y
-        self._generator = torch.Generator(device=self.device)
-        self._generator.manual_seed(seed)
-
-    def trajectories(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positions and velocities (B, T, N, 2) of ``batch_size`` new sequences (the box's
-        top-left corner, as in ``sample``; the stream advances as ``sample`` would)."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        return draw_motion(
-            self._generator, batch_size, self.seq_len, self.num_discs,
-            limit=float(self.image_size - self.box), speed=self.speed, arena=self.arena,
-        )  # fmt: skip
+        # pixel centres along x and along y
+        self._pixel = torch.arange(image_size, dtype=torch.float32, device=self.device) + 0.5
 
     def sample(self, batch_size: int) -> MovingMNISTBatch:
         """``batch_size`` new sequences: frames (B, T, 3, H, W), positions and velocities of
@@ -121,7 +96,7 @@ class MovingDiscs(SeededStream):
         ``masks`` (B, T, N, H, W): the share of each pixel where disc n is seen."""
         positions, velocities = self.trajectories(batch_size)
         frames, masks = self.render(positions)
-        labels = torch.arange(self.num_discs, device=self.device).expand(batch_size, -1)
+        labels = torch.arange(self.num_objects, device=self.device).expand(batch_size, -1)
         return MovingMNISTBatch(frames, positions, velocities, labels, masks=masks)
 
     def render(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,7 +127,7 @@ def make_disc_test_set(
     """A frozen disc test set: ``num_sequences`` sequences generated on CPU from ``seed``
     (``moving_discs_kwargs`` go to ``MovingDiscs``); move it with ``.to(device)``."""
     generator = MovingDiscs(device="cpu", seed=seed, **moving_discs_kwargs)
-    return frozen_test_set(generator, num_sequences, batch_size)
+    return generator.frozen(num_sequences, batch_size)
 
 
 def disc_options(config, seq_len: int | None = None) -> dict:

@@ -20,7 +20,7 @@ loops run over time steps (for the bounces) and nowhere else.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -64,20 +64,66 @@ class MovingMNISTBatch:
 
     def to(self, device: torch.device | str) -> MovingMNISTBatch:
         """Return a new batch with every tensor on ``device``."""
-        return MovingMNISTBatch(
-            frames=self.frames.to(device),
-            positions=self.positions.to(device),
-            velocities=self.velocities.to(device),
-            labels=self.labels.to(device),
-            masks=None if self.masks is None else self.masks.to(device),
-        )
+        return MovingMNISTBatch(*(None if t is None else t.to(device) for t in self._tensors()))
+
+    @staticmethod
+    def cat(batches: list[MovingMNISTBatch]) -> MovingMNISTBatch:
+        """The batches' sequences, one batch after another, in one batch."""
+        columns = zip(*(batch._tensors() for batch in batches))
+        return MovingMNISTBatch(*(None if c[0] is None else torch.cat(c) for c in columns))
+
+    def _tensors(self) -> list[torch.Tensor | None]:
+        return [getattr(self, f.name) for f in fields(self)]
 
 
-class SeededStream:
-    """A generator whose randomness is one ``torch.Generator``, ``self._generator``: saving and
-    restoring its position in the stream."""
+class MovingBoxes:
+    """What both generators share: ``num_objects`` boxes of side ``box`` pixels moving in an
+    ``image_size`` frame as the module docstring says, ``speed`` (pixels per frame at 64×64)
+    scaled to the frame.
 
-    _generator: torch.Generator
+    Randomness comes only from the generator's own ``torch.Generator`` on ``device``, seeded
+    with ``seed``: the same seed gives the same stream of batches, and ``state_dict`` /
+    ``load_state_dict`` save and restore the position in that stream. Subclasses draw what
+    the boxes hold in ``sample``.
+    """
+
+    def __init__(self, *, image_size: int, box: int, num_objects: int, seq_len: int,
+                 speed: float, arena: str, device: torch.device | str,
+                 seed: int) -> None:  # fmt: skip
+        if image_size < 16 or image_size <= box:
+            raise ValueError(
+                f"image_size must be at least 16 and larger than its {box}-pixel box, "
+                f"got {image_size}"
+            )
+        _check_at_least_one(seq_len=seq_len)
+        if not speed >= 0:
+            raise ValueError(f"speed must be non-negative, got {speed}")
+        if arena not in ARENAS:
+            raise ValueError(f"arena must be one of {', '.join(ARENAS)}, got {arena!r}")
+        self.image_size = image_size
+        self.box = box
+        self.num_objects = num_objects
+        self.seq_len = seq_len
+        self.arena = arena
+        self.speed = speed * image_size / REFERENCE_IMAGE_SIZE  # pixels per frame at this size
+        self.device = torch.device(device)
+        self._generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def trajectories(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions and velocities (B, T, N, 2) of ``batch_size`` new sequences: the boxes'
+        top-left corners, as in ``sample`` (the stream advances as ``sample`` would)."""
+        _check_at_least_one(batch_size=batch_size)
+        return draw_motion(
+            self._generator, batch_size, self.seq_len, self.num_objects,
+            limit=float(self.image_size - self.box), speed=self.speed, arena=self.arena,
+        )  # fmt: skip
+
+    def frozen(self, num_sequences: int, batch_size: int = 256) -> MovingMNISTBatch:
+        """``num_sequences`` sequences drawn ``batch_size`` at a time, in one batch."""
+        _check_at_least_one(num_sequences=num_sequences, batch_size=batch_size)
+        starts = range(0, num_sequences, batch_size)
+        batches = [self.sample(min(batch_size, num_sequences - s)) for s in starts]
+        return MovingMNISTBatch.cat(batches)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The random stream's position: ``{"generator": ByteTensor}``."""
@@ -88,7 +134,14 @@ class SeededStream:
         self._generator.set_state(state["generator"])
 
 
-class MovingMNIST(SeededStream):
+def _check_at_least_one(**counts: int) -> None:
+    """Raise ``ValueError`` naming the first of ``counts`` below 1."""
+    for name, count in counts.items():
+        if count < 1:
+            raise ValueError(f"{name} must be at least 1, got {count}")
+
+
+class MovingMNIST(MovingBoxes):
     """Seeded, on-the-fly colour Moving MNIST generator.
 
     Per sequence, independently: each digit is drawn uniformly from ``digits``; its box's
@@ -105,11 +158,8 @@ class MovingMNIST(SeededStream):
 
     The digit box is ``round(28 * image_size / 64)`` pixels (digits are resized once, with
     antialiasing); ``speed`` is in pixels per frame at 64×64 and scales with
-    ``image_size / 64``, so a sequence looks the same at every resolution.
-
-    Randomness comes only from the generator's own ``torch.Generator`` on ``device``,
-    seeded with ``seed``: the same seed gives the same stream of batches, and
-    ``state_dict`` / ``load_state_dict`` save and restore the position in that stream.
+    ``image_size / 64``, so a sequence looks the same at every resolution. Randomness and
+    its stream are :class:`MovingBoxes`'.
 
     Args:
         digits: uint8 ``(M, 28, 28)`` digit images, 0..255.
@@ -139,11 +189,7 @@ class MovingMNIST(SeededStream):
         device: torch.device | str = "cpu",
         seed: int = 0,
     ) -> None:
-        if (
-            digits.dtype != torch.uint8
-            or digits.dim() != 3
-            or digits.shape[1:] != (MNIST_SIZE, MNIST_SIZE)
-        ):
+        if digits.dtype != torch.uint8 or digits.shape[1:] != (MNIST_SIZE, MNIST_SIZE):
             raise ValueError(
                 f"digits must be a uint8 tensor of shape (M, 28, 28), "
                 f"got {digits.dtype} {tuple(digits.shape)}"
@@ -161,22 +207,12 @@ class MovingMNIST(SeededStream):
             raise ValueError(
                 f"channels must be 1 or at least num_digits={num_digits}, got {channels}"
             )
-        digit_size = digit_box(image_size)
-        if image_size < 16 or image_size <= digit_size:
-            raise ValueError(
-                f"image_size must be at least 16 and larger than its {digit_size}-pixel "
-                f"digit box, got {image_size}"
-            )
-        check_motion(seq_len, speed, arena)
-
-        self.image_size = image_size
+        super().__init__(
+            image_size=image_size, box=digit_box(image_size), num_objects=num_digits,
+            seq_len=seq_len, speed=speed, arena=arena, device=device, seed=seed,
+        )  # fmt: skip
         self.channels = channels
-        self.num_digits = num_digits
-        self.seq_len = seq_len
-        self.digit_size = digit_size
-        self.arena = arena
-        self.speed = speed * image_size / REFERENCE_IMAGE_SIZE  # pixels per frame at this size
-        self.device = torch.device(device)
+        digit_size = self.box
 
         images = digits.to(self.device, torch.float32).div(255.0).unsqueeze(1)  # (M, 1, 28, 28)
         if digit_size != MNIST_SIZE:
@@ -189,9 +225,6 @@ class MovingMNIST(SeededStream):
         # Flat offsets of a digit's pixels in an (H, W) canvas, relative to its top-left corner.
         rows = torch.arange(digit_size, device=self.device)
         self._box_offsets = (rows[:, None] * image_size + rows[None, :]).reshape(-1)  # (S*S,)
-
-        self._generator = torch.Generator(device=self.device)
-        self._generator.manual_seed(seed)
 
     def sample(self, batch_size: int) -> MovingMNISTBatch:
         """Generate ``batch_size`` new sequences (advances the random stream)."""
@@ -209,17 +242,11 @@ class MovingMNIST(SeededStream):
         return positions, velocities
 
     def _draw(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Digit indices (B, N), positions and velocities (B, T, N, 2)."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        shape = (batch_size, self.num_digits)
-        which = torch.randint(len(self._digits), shape, generator=self._generator,
-                              device=self.device)  # fmt: skip
-        positions, velocities = draw_motion(
-            self._generator, batch_size, self.seq_len, self.num_digits,
-            limit=float(self.image_size - self.digit_size), speed=self.speed, arena=self.arena,
-        )  # fmt: skip
-        return which, positions, velocities
+        """Digit indices (B, N), then the boxes' positions and velocities (B, T, N, 2)."""
+        _check_at_least_one(batch_size=batch_size)
+        which = torch.randint(len(self._digits), (batch_size, self.num_objects),
+                              generator=self._generator, device=self.device)  # fmt: skip
+        return which, *super().trajectories(batch_size)
 
     def _render(self, positions: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
         """Draw digits ``which`` (B, N) at ``positions.round()`` (B, T, N, 2): (B, T, C, H, W).
@@ -237,16 +264,6 @@ class MovingMNIST(SeededStream):
         canvas = torch.zeros(B, T, self.channels * H * W, device=self.device)
         canvas.scatter_reduce_(2, index, values, reduce="amax")
         return canvas.view(B, T, self.channels, H, W)
-
-
-def check_motion(seq_len: int, speed: float, arena: str) -> None:
-    """Raise ``ValueError`` for motion arguments ``draw_motion`` cannot use."""
-    if seq_len < 1:
-        raise ValueError(f"seq_len must be at least 1, got {seq_len}")
-    if not speed >= 0:
-        raise ValueError(f"speed must be non-negative, got {speed}")
-    if arena not in ARENAS:
-        raise ValueError(f"arena must be one of {', '.join(ARENAS)}, got {arena!r}")
 
 
 def draw_motion(
@@ -327,25 +344,4 @@ def make_test_set(
     the result with ``.to(device)``.
     """
     generator = MovingMNIST(digits, labels, device="cpu", seed=seed, **moving_mnist_kwargs)
-    return frozen_test_set(generator, num_sequences, batch_size)
-
-
-def frozen_test_set(generator, num_sequences: int, batch_size: int) -> MovingMNISTBatch:
-    """``num_sequences`` sequences of a seeded ``generator`` (anything whose ``sample(n)``
-    gives a MovingMNISTBatch), drawn ``batch_size`` at a time and concatenated."""
-    if num_sequences < 1:
-        raise ValueError(f"num_sequences must be at least 1, got {num_sequences}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    batches = [
-        generator.sample(min(batch_size, num_sequences - start))
-        for start in range(0, num_sequences, batch_size)
-    ]
-    masks = [b.masks for b in batches]
-    return MovingMNISTBatch(
-        frames=torch.cat([b.frames for b in batches]),
-        positions=torch.cat([b.positions for b in batches]),
-        velocities=torch.cat([b.velocities for b in batches]),
-        labels=torch.cat([b.labels for b in batches]),
-        masks=None if masks[0] is None else torch.cat(masks),
-    )
+    return generator.frozen(num_sequences, batch_size)
