@@ -97,8 +97,13 @@ class Stepper:
         torch.manual_seed(0)
         if method == "baseline":
             base_train, base_package = base
-            self.dvip = base_train.build_model(baseline_config(config, base_package)).to(device)
-            self.optimizer = torch.optim.Adam(self.dvip.parameters(), lr=config.lr)
+            old_config = baseline_config(config, base_package)
+            builder = getattr(base_package, "build", base_train)  # build.py since 2026-12-07
+            if hasattr(builder, "build_training"):  # as that commit trains: layout and Adam
+                self.dvip, self.optimizer = builder.build_training(old_config, device)
+            else:  # commits before channels-last weights and fused Adam
+                self.dvip = builder.build_model(old_config).to(device)
+                self.optimizer = torch.optim.Adam(self.dvip.parameters(), lr=config.lr)
             self.loss = base_package.NegELBO(self.dvip, "trace")
             self.step_fn = base_train._guarded_step
             return
