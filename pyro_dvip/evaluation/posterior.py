@@ -26,8 +26,8 @@ class _FeedMeans(Messenger):
 
 
 @dataclass
-class Posterior:
-    """Posterior of N sequences: ``samples`` and ``means``, each (N, T, K, d)."""
+class FilteredLatents:
+    """The filtered latents of N sequences: ``samples`` and ``means``, each (N, T, K, d)."""
 
     samples: torch.Tensor
     means: torch.Tensor
@@ -40,7 +40,7 @@ class Posterior:
 @torch.no_grad()
 def filter_sequences(
     dvip: DVIP, frames: torch.Tensor, batch_size: int = 256, use_mean: bool = False
-) -> Posterior:
+) -> FilteredLatents:
     """Run the guide over ``frames`` (N, T, C, H, W) in eval mode; see the module docstring."""
     was_training = dvip.training
     dvip.eval()
@@ -55,7 +55,7 @@ def filter_sequences(
         samples.append(torch.stack([trace.nodes[s]["value"] for s in sites], 1))
         means.append(torch.stack([trace.nodes[s]["fn"].mean for s in sites], 1))
     dvip.train(was_training)
-    return Posterior(torch.cat(samples), torch.cat(means))
+    return FilteredLatents(torch.cat(samples), torch.cat(means))
 
 
 def consecutive_pairs(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
