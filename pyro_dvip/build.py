@@ -14,14 +14,12 @@ from pathlib import Path
 import torch
 
 from .checkpoint import latest_checkpoint, load_checkpoint
-from .config import TrainConfig
+from .config import TEST_SEED_OFFSET, TrainConfig
 from .data import MovingMNIST, VideoStream, load_digits, make_test_set, make_video_data
 from .data.discs import MovingDiscs, disc_options, make_disc_test_set
 from .decoders import make_decoder
 from .model import DVIP
 from .priors import Transition
-
-TEST_SEED_OFFSET = 1_000_003  # the frozen test set's seed, distinct from the training stream's
 
 
 class RunError(RuntimeError):

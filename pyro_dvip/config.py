@@ -28,6 +28,8 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
 RESIZES = ("crop", "squash")
 SPLITS = ("auto", "clip", "time")
+# A frozen test set's seed is the run's plus this: distinct from the training stream's
+TEST_SEED_OFFSET = 1_000_003
 # The groups of fields: ``dvip check-elbo`` takes those that describe a model and its
 # built-in data; a resumed run may change only the ``run`` fields (and ``lr_decay_steps``).
 MODEL, DATA, VIDEO, OPTIMISATION, RUN = "model", "data", "video", "optimisation", "run"

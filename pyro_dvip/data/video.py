@@ -32,7 +32,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..config import FIELDS, check_value
+from ..config import FIELDS, TEST_SEED_OFFSET, check_value
 from .video_cache import (
     CachedClip,
     DecodeSettings,
@@ -44,8 +44,6 @@ from .video_cache import (
 from .video_decode import ClipError, ClipSource, DecodeInfo, error_text, find_clips
 
 log = logging.getLogger(__name__)
-
-TEST_SEED_OFFSET = 1_000_003  # the test subset's seed, distinct from the split's and stream's
 
 
 @dataclass
