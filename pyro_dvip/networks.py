@@ -87,6 +87,10 @@ class FrameDecoder(nn.Module, ABC):
     z_dim: int
     num_parts: int = 1
 
+    @abstractmethod
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """The mean of the frames, (N, C, H, W), from latents z (N, z_dim)."""
+
     def parts(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"layers": (N, K, C, H, W), ...}: what each block draws; empty when the blocks are
         drawn together."""
