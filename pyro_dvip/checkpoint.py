@@ -48,16 +48,9 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-    np_state = state["numpy"]
-    np.random.set_state(
-        (
-            "MT19937",
-            np_state["keys"].numpy().astype(np.uint32),
-            np_state["pos"],
-            np_state["has_gauss"],
-            np_state["cached_gaussian"],
-        )
-    )
+    mt = state["numpy"]  # NumPy's Mersenne Twister
+    keys = mt["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, mt["pos"], mt["has_gauss"], mt["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -83,14 +76,6 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, lambda f: f.write(text.encode()))
 
 
-def _all_finite(state_dict: dict) -> bool:
-    return all(
-        torch.isfinite(v).all()
-        for v in state_dict.values()
-        if torch.is_tensor(v) and v.is_floating_point()
-    )
-
-
 def save_checkpoint(
     run_dir: Path,
     step: int,
@@ -106,7 +91,8 @@ def save_checkpoint(
     ``loop`` holds the training loop's own counters (plain numbers); ``rng`` the RNG states
     (default: this process's; a distributed run passes one per rank, as ``data_state``)."""
     model_state = model.state_dict()
-    if not _all_finite(model_state):
+    floats = [v for v in model_state.values() if torch.is_tensor(v) and v.is_floating_point()]
+    if not all(torch.isfinite(v).all() for v in floats):
         raise CheckpointError(f"refusing to save step {step}: the model has non-finite parameters")
     state = {
         "format": FORMAT_VERSION,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import suppress
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +24,6 @@ import torch.distributed as dist
 class Context:
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
 
     @property
     def is_main(self) -> bool:
@@ -44,12 +44,9 @@ def setup(device_name: str) -> tuple[Context, str]:
     use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
     if use_cuda:
         torch.cuda.set_device(local_rank)
-        device_name = f"cuda:{local_rank}"
-    else:
-        device_name = "cpu"
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
-    return Context(rank, world_size, local_rank), device_name
+    return Context(rank, world_size), f"cuda:{local_rank}" if use_cuda else "cpu"
 
 
 def teardown(context: Context) -> None:
@@ -76,10 +73,8 @@ def exit_worker(status: int) -> None:
     """
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with suppress(OSError, ValueError):
             stream.flush()
-        except (OSError, ValueError):
-            pass
     os._exit(status)
 
 
@@ -97,10 +92,11 @@ def any_rank(flag: bool, context: Context, device: torch.device) -> bool:
     return bool(value.item())
 
 
-def gather(obj, context: Context) -> list:
-    """Every rank's ``obj`` (plain values and tensors), in rank order, on every rank."""
+def gather(obj, context: Context):
+    """What a checkpoint holds of ``obj`` (plain values and tensors): in a single process
+    ``obj`` itself, in a distributed run every rank's, in rank order, on every rank."""
     if not context.active:
-        return [obj]
+        return obj
     gathered = [None] * context.world_size
     dist.all_gather_object(gathered, obj)
     return gathered

@@ -14,8 +14,9 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyro
 import torch
@@ -91,9 +92,7 @@ def resume_config(saved: TrainConfig, requested: TrainConfig, explicit: set[str]
     ]
     if conflicts:
         raise RunError(f"--resume: options conflict with the saved run: {'; '.join(conflicts)}")
-    values = {f.name: getattr(saved, f.name) for f in fields(TrainConfig)}
-    values.update({name: getattr(requested, name) for name in explicit & RESUMABLE})
-    return TrainConfig(**values)
+    return replace(saved, **{name: getattr(requested, name) for name in explicit & RESUMABLE})
 
 
 @dataclass
@@ -114,25 +113,20 @@ class TrainingInterrupted(RunError):
         self.exit_code = 128 + signum
 
 
-class _StopRequest:
-    """Signal handler that only records the signal; the loop stops at the end of the step."""
-
-    def __init__(self):
-        self.signum: int | None = None
-
-    def __call__(self, signum, frame) -> None:
-        self.signum = signum
-
-
 @contextmanager
 def _deferred_stop_signals():
-    request = _StopRequest()
+    """SIGINT and SIGTERM only recorded (``stop.signum``); the loop stops at the end of the step."""
+    stop = SimpleNamespace(signum=None)
+
+    def record(signum, frame) -> None:
+        stop.signum = signum
+
     if threading.current_thread() is not threading.main_thread():
-        yield request  # signal handlers can only be installed from the main thread
+        yield stop  # signal handlers can only be installed from the main thread
         return
-    previous = {s: signal.signal(s, request) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, record) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield request
+        yield stop
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -143,12 +137,17 @@ class _MetricsLog:
 
     def __init__(self, run_dir: Path, start_step: int, total_steps: int, progress: bool):
         self.path = run_dir / "metrics.csv"
-        self.seconds = self._trim(start_step)  # training time so far, excluding evaluation
-        new_file = not self.path.exists()
-        self.file = open(self.path, "a", newline="")
+        kept = []  # the rows up to the step a resumed run restarts from; it redoes the rest
+        if self.path.exists():
+            with open(self.path, newline="") as f:
+                kept = [row for row in csv.DictReader(f) if int(row["step"]) <= start_step]
+        logged = [float(row["seconds"]) for row in kept if row.get("seconds")]
+        self.seconds = logged[-1] if logged else 0.0  # training time so far, excluding evaluation
+        self.file = open(self.path, "w", newline="")
         self.writer = csv.DictWriter(self.file, fieldnames=METRICS_COLUMNS)
-        if new_file:
-            self.writer.writeheader()
+        self.writer.writeheader()
+        self.writer.writerows(kept)
+        self.file.flush()
         from torch.utils.tensorboard import SummaryWriter  # slow import, only when training
 
         self.board = SummaryWriter(run_dir / "tensorboard", purge_step=start_step + 1)
@@ -158,20 +157,6 @@ class _MetricsLog:
 
             self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step")
         self.rows: list[dict] = []
-
-    def _trim(self, after_step: int) -> float:
-        """Drop rows past the checkpoint a resumed run restarts from (they will be redone);
-        return the training seconds logged up to it."""
-        if not self.path.exists():
-            return 0.0
-        with open(self.path, newline="") as f:
-            rows = [row for row in csv.DictReader(f) if int(row["step"]) <= after_step]
-        with open(self.path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-        logged = [float(row["seconds"]) for row in rows if row.get("seconds")]
-        return logged[-1] if logged else 0.0
 
     def write(self, row: dict) -> None:
         self.writer.writerow(row)
@@ -274,9 +259,8 @@ def train(
         config, found = _open_run(config, run_dir, resume, explicit or set())
         if until is not None and not 1 <= until <= config.steps:  # the saved steps on resume
             raise ValueError(f"until: must be a step from 1 to steps ({config.steps}), got {until}")
-        distributed.barrier(
-            context
-        )  # every rank has checked the run directory before rank 0 writes
+        # every rank has checked the run directory before rank 0 writes
+        distributed.barrier(context)
         if config.batch_size % context.world_size:
             raise RunError(
                 f"--batch-size: {config.batch_size} does not split over "
@@ -489,20 +473,16 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
 
     def checkpoint(step: int) -> Path | None:
         """Every rank's RNG and stream state go into rank 0's checkpoint."""
-        rng_states = distributed.gather(rng_state(), context)
-        data_states = distributed.gather(stream.state_dict(), context)
+        rng = distributed.gather(rng_state(), context)
+        data = distributed.gather(stream.state_dict(), context)
         if not context.is_main:
             return None
-        return save_checkpoint(
-            run_dir, step, dvip, optimizer,
-            data_states if context.active else data_states[0],
-            config.keep_checkpoints, loop={**loop, **interval.state()},
-            rng=rng_states if context.active else rng_states[0],
-        )  # fmt: skip
+        return save_checkpoint(run_dir, step, dvip, optimizer, data, config.keep_checkpoints,
+                               loop={**loop, **interval.state()}, rng=rng)  # fmt: skip
 
     metrics = _MetricsLog(run_dir, start_step, last_step, progress) if context.is_main else None
     dvip.train()
-    last_checkpoint = found[0] if found else None
+    resumed_from = last_checkpoint = found[0] if found else None
     compile_timing = None  # (the first step's seconds, compilation included; when it ended)
     try:
         # Without argument validation a NaN reaches the loss (and the step is skipped)
@@ -567,6 +547,4 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
         if metrics is not None:
             metrics.close()
     rows = metrics.rows if metrics is not None else []
-    return TrainResult(
-        run_dir, max(start_step, last_step), rows, found[0] if found else None, dvip, config.steps
-    )
+    return TrainResult(run_dir, max(start_step, last_step), rows, resumed_from, dvip, config.steps)
