@@ -212,18 +212,17 @@ class MovingMNIST(MovingBoxes):
             seq_len=seq_len, speed=speed, arena=arena, device=device, seed=seed,
         )  # fmt: skip
         self.channels = channels
-        digit_size = self.box
 
         images = digits.to(self.device, torch.float32).div(255.0).unsqueeze(1)  # (M, 1, 28, 28)
-        if digit_size != MNIST_SIZE:
+        if self.box != MNIST_SIZE:
             images = F.interpolate(
-                images, size=(digit_size, digit_size), mode="bilinear", antialias=True
+                images, size=(self.box, self.box), mode="bilinear", antialias=True
             )
         self._digits = images.squeeze(1).clamp(0.0, 1.0)  # (M, S, S) in [0, 1]
         self._labels = labels.to(self.device, torch.int64)
 
         # Flat offsets of a digit's pixels in an (H, W) canvas, relative to its top-left corner.
-        rows = torch.arange(digit_size, device=self.device)
+        rows = torch.arange(self.box, device=self.device)
         self._box_offsets = (rows[:, None] * image_size + rows[None, :]).reshape(-1)  # (S*S,)
 
     def sample(self, batch_size: int) -> MovingMNISTBatch:
