@@ -72,3 +72,19 @@ def test_the_library_checks_the_same_ranges_as_the_command():
         make_config(test_fraction=1.0)
     with pytest.raises(ValueError, match="num_digits: must be one of 1, 2, 3, got 4"):
         make_config(num_digits=4)
+
+
+def test_nproc_relaunches_the_same_options_with_each_booleans_own_switch(monkeypatch, tmp_path):
+    import dvip_cli.train as cli_train
+
+    calls = []
+    monkeypatch.setattr(cli_train.subprocess, "call", lambda command: calls.append(command) or 0)
+    args = ["--factored", "--no-encoder-linear-act", "--compile", "--decoder", "additive",
+            "--batch-size", "4", "--steps", "2", "--nproc", "2"]  # fmt: skip
+    result = run_cli("train", *args, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    (command,) = calls
+    relaunched = command[command.index("train") + 1 :]
+    assert relaunched == ["--out", str(tmp_path / "run"), "--batch-size", "4", "--compile",
+                          "--decoder", "additive", "--no-encoder-linear-act", "--factored",
+                          "--steps", "2"]  # fmt: skip
