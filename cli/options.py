@@ -17,6 +17,11 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def off_switch(name: str) -> str:
+    """The option that turns a boolean field off: its declared ``flag``, else ``--no-NAME``."""
+    return "--" + (FIELDS[name].metadata["flag"] or f"no-{name.replace('_', '-')}")
+
+
 def help_text(meta: dict, default) -> str:
     if meta["default_text"] is not None:
         shown = meta["default_text"]
@@ -31,10 +36,8 @@ def config_option(field: dataclasses.Field) -> click.Option:
     """The ``dvip train`` option of one configuration field."""
     meta, default = field.metadata, field.default
     if field.type == "bool":
-        off = meta["flag"] or f"no-{field.name.replace('_', '-')}"
-        return click.Option(
-            [f"{flag(field.name)}/--{off}", field.name], default=None, help=help_text(meta, default)
-        )
+        switches = f"{flag(field.name)}/{off_switch(field.name)}"
+        return click.Option([switches, field.name], default=None, help=help_text(meta, default))
     kind = int if field.type.startswith("int") else float if "float" in field.type else str
     choices = meta["choices"]
     metavar = meta["metavar"] or ("[" + "|".join(map(str, choices)) + "]" if choices else None)

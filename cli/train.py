@@ -13,11 +13,11 @@ import click
 
 from pyro_dvip.build import RunError, import_transition
 from pyro_dvip.checkpoint import CheckpointError
-from pyro_dvip.config import FIELDS, PRESETS, RETIRED, make_config
+from pyro_dvip.config import PRESETS, RETIRED, make_config
 from pyro_dvip.train import TrainingInterrupted
 from pyro_dvip.train import train as run_training
 
-from .options import POSITIVE, config_options, flag, given, option_error
+from .options import POSITIVE, config_options, flag, given, off_switch, option_error
 
 
 @config_options()
@@ -129,8 +129,7 @@ def launch_torchrun(ctx, nproc, preset, out, resume, until, quiet, explicit, opt
     for name in sorted(explicit):
         value = options[name]
         if isinstance(value, bool):  # the field's own switches, e.g. --entangled/--factored
-            off = FIELDS[name].metadata["flag"] or f"no-{flag(name)[2:]}"
-            args.append(flag(name) if value else f"--{off}")
+            args.append(flag(name) if value else off_switch(name))
         else:
             args += [flag(name), str(value)]
     args += ["--resume"] * resume + ["--quiet"] * quiet
