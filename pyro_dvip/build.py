@@ -97,6 +97,7 @@ def make_data(
     kwargs = dict(
         image_size=config.image_size, channels=config.channels, seq_len=config.seq_len,
         num_digits=config.num_digits, speed=config.digit_speed, arena=config.arena,
+        identical=config.identical_digits,
     )  # fmt: skip
     try:
         digits, labels = load_digits("train", config.mnist_root)

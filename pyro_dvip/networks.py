@@ -81,11 +81,15 @@ class FrameDecoder(nn.Module, ABC):
     """The mean of p(x_t | z_t): z (N, z_dim) -> (N, C, H, W), the model's g.
 
     ``num_parts`` blocks of z are drawn each on its own (1: the whole z together, as the
-    paper's decoder); ``parts(z)`` says what each block draws, for the evaluation.
+    paper's decoder); ``parts(z)`` says what each block draws, for the evaluation. A decoder
+    with ``appearance_dim > 0`` also reads each block's appearance, fixed for the sequence:
+    ``forward(z, appearance)`` and ``parts(z, appearance)``, appearance (N, num_parts,
+    appearance_dim) (``glimpse.py``).
     """
 
     z_dim: int
     num_parts: int = 1
+    appearance_dim: int = 0
 
     @abstractmethod
     def forward(self, z: torch.Tensor) -> torch.Tensor:

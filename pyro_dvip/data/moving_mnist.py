@@ -171,6 +171,8 @@ class MovingMNIST(MovingBoxes):
         seq_len: frames per sequence (≥ 1).
         speed: pixels per frame at 64×64 (≥ 0).
         arena: ``"box"`` (the paper's walls) or ``"circle"`` (a round wall).
+        identical: every digit of a sequence is the same image (drawn once per sequence), so
+            only motion tells the digits apart.
         device: where the digits live and batches are generated.
         seed: seed of the generator's random stream.
     """
@@ -186,6 +188,7 @@ class MovingMNIST(MovingBoxes):
         seq_len: int = 5,
         speed: float = 3.6,
         arena: str = "box",
+        identical: bool = False,
         device: torch.device | str = "cpu",
         seed: int = 0,
     ) -> None:
@@ -211,7 +214,7 @@ class MovingMNIST(MovingBoxes):
             image_size=image_size, box=digit_box(image_size), num_objects=num_digits,
             seq_len=seq_len, speed=speed, arena=arena, device=device, seed=seed,
         )  # fmt: skip
-        self.channels = channels
+        self.channels, self.identical = channels, identical
 
         images = digits.to(self.device, torch.float32).div(255.0).unsqueeze(1)  # (M, 1, 28, 28)
         if self.box != MNIST_SIZE:
@@ -245,6 +248,8 @@ class MovingMNIST(MovingBoxes):
         _check_at_least_one(batch_size=batch_size)
         which = torch.randint(len(self._digits), (batch_size, self.num_objects),
                               generator=self._generator, device=self.device)  # fmt: skip
+        if self.identical:  # the same draws as otherwise, digit 0's image for every digit
+            which = which[:, :1].expand(-1, self.num_objects)
         return which, *super().trajectories(batch_size)
 
     def _render(self, positions: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
@@ -339,7 +344,8 @@ def make_test_set(
 
     The result depends only on the arguments (not on any training stream); pass held-out
     digits, e.g. ``load_digits("test")``. ``moving_mnist_kwargs`` go to ``MovingMNIST``
-    (``image_size``, ``channels``, ``num_digits``, ``seq_len``, ``speed``, ``arena``); move
+    (``image_size``, ``channels``, ``num_digits``, ``seq_len``, ``speed``, ``arena``,
+    ``identical``); move
     the result with ``.to(device)``.
     """
     generator = MovingMNIST(digits, labels, device="cpu", seed=seed, **moving_mnist_kwargs)

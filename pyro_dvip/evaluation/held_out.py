@@ -42,6 +42,7 @@ def held_out_sequences(
         seq_len=seq_len or config.seq_len,
         speed=config.digit_speed,
         arena=config.arena,
+        identical=config.identical_digits,
     )
 
 

@@ -27,10 +27,13 @@ class _FeedMeans(Messenger):
 
 @dataclass
 class FilteredLatents:
-    """The filtered latents of N sequences: ``samples`` and ``means``, each (N, T, K, d)."""
+    """The filtered latents of N sequences: ``samples`` and ``means``, each (N, T, K, d), and
+    for a model with an appearance per factor the mean of q(a | x_{1:T}), (N, K, A) (else None).
+    """
 
     samples: torch.Tensor
     means: torch.Tensor
+    appearance: torch.Tensor | None = None
 
     def flat(self, which: str = "samples") -> torch.Tensor:
         """(N, T, K * d): the factors laid side by side, factor k in units [k d, (k+1) d)."""
@@ -44,7 +47,7 @@ def filter_sequences(
     """Run the guide over ``frames`` (N, T, C, H, W) in eval mode; see the module docstring."""
     was_training = dvip.training
     dvip.eval()
-    samples, means = [], []
+    samples, means, appearance = [], [], []
     for start in range(0, len(frames), batch_size):
         x = frames[start : start + batch_size]
         guide = dvip.guide
@@ -54,8 +57,11 @@ def filter_sequences(
         sites = [f"z_{t}" for t in range(1, x.shape[1] + 1)]
         samples.append(torch.stack([trace.nodes[s]["value"] for s in sites], 1))
         means.append(torch.stack([trace.nodes[s]["fn"].mean for s in sites], 1))
+        if "a" in trace.nodes:
+            appearance.append(trace.nodes["a"]["fn"].mean)
     dvip.train(was_training)
-    return FilteredLatents(torch.cat(samples), torch.cat(means))
+    return FilteredLatents(torch.cat(samples), torch.cat(means),
+                           torch.cat(appearance) if appearance else None)  # fmt: skip
 
 
 def consecutive_pairs(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
