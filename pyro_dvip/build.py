@@ -18,6 +18,7 @@ from .config import TEST_SEED_OFFSET, TrainConfig
 from .data import MovingMNIST, VideoStream, load_digits, make_test_set, make_video_data
 from .data.discs import MovingDiscs, disc_options, make_disc_test_set
 from .decoders import make_decoder
+from .glimpse import GlimpseDecoder
 from .model import DVIP
 from .priors import Transition
 
@@ -57,7 +58,13 @@ def build_model(config: TrainConfig) -> DVIP:
     transition = import_transition(config.transition) if config.transition else None
     # Rendered per block of the configured factors, also when the prior is entangled.
     decoder = None
-    if config.decoder != "paper":
+    if config.decoder == "glimpse":
+        decoder = functools.partial(
+            GlimpseDecoder, config.channels, config.image_size, config.factors,
+            config.factor_dim, config.appearance_dim, config.glimpse_side,
+            config.decoder_width or config.width, background=config.background,
+        )  # fmt: skip
+    elif config.decoder != "paper":
         decoder = functools.partial(
             make_decoder, config.decoder, config.channels, config.image_size, config.factors,
             config.factor_dim, config.decoder_width or config.width, background=config.background,

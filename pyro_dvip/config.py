@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128, 256)  # the DCGAN networks halve them down to 4x4
-DECODERS = ("paper", "additive", "composite")
+DECODERS = ("paper", "additive", "composite", "glimpse")
 BACKGROUNDS = ("none", "static")
-ENCODERS = ("paper", "residual")
+ENCODERS = ("paper", "residual", "glimpse")
 SCENES = ("digits", "discs")
 DISC_COLOURS = ("distinct", "same")
 ARENAS = ("box", "circle")
@@ -71,10 +71,20 @@ class TrainConfig:
     )  # fmt: skip
     decoder: str = option(
         "paper", "The mean of p(x_t | z_t). paper: one generator of the whole latent. Beyond "
-        "the paper: additive (each factor renders a layer, layers add) or composite (each "
-        "factor renders colour and a mask; masks are normalised over factors). With "
+        "the paper: additive (each factor renders a layer, layers add), composite (each "
+        "factor renders colour and a mask; masks are normalised over factors) or glimpse "
+        "(what and where: each factor draws its appearance, fixed for the sequence, at the "
+        "position in the first two units of its state; needs --encoder glimpse). With "
         "--entangled the per-factor decoders still render each block of --factor-dim units on "
         "its own.", MODEL, choices=DECODERS,
+    )  # fmt: skip
+    appearance_dim: int = option(
+        16, "--decoder glimpse: the size of each factor's appearance a^k, drawn once per "
+        "sequence; the factor's state only moves what it draws.", MODEL, at_least=1,
+    )  # fmt: skip
+    glimpse_size: int | None = option(
+        None, "--decoder glimpse: the side of the square each factor draws in, in pixels (a "
+        "multiple of 4).", MODEL, at_least=8, default_text="--image-size / 2",
     )  # fmt: skip
     decoder_width: int | None = option(
         None, "additive/composite: the channel multiplier of each factor's generator (K "
@@ -92,7 +102,9 @@ class TrainConfig:
         "the paper: residual (with --decoder additive or composite): factor k > 1 reads, through "
         "its own encoder, what factors 1..k-1 leave unexplained at their posterior means (the "
         "frame minus their drawing, and for composite the share of each pixel they leave "
-        "unclaimed), as in MONet.", MODEL, choices=ENCODERS)  # fmt: skip
+        "unclaimed), as in MONet; glimpse (with --decoder glimpse): each factor's position "
+        "is found by matching what it has drawn so far, and its appearance is read from the "
+        "glimpses along its track.", MODEL, choices=ENCODERS)  # fmt: skip
     residual_width: int | None = option(
         None, "--encoder residual: the channel multiplier of the K - 1 residual encoders.",
         MODEL, at_least=1, default_text="--width",
@@ -172,6 +184,10 @@ class TrainConfig:
         at_least=1, resumable=True, metavar="STEPS",
         default_text="--steps; 12,000 in cpu-objects, which trains 3,000",
     )  # fmt: skip
+    curriculum: int = option(
+        0, "Train the first STEPS steps on the first two frames of each sequence, then on "
+        "--seq-len frames; 0 = off.", OPTIMISATION, at_least=0, metavar="STEPS",
+    )  # fmt: skip
     elbo: str = option("trace", "trace: Trace_ELBO; meanfield: TraceMeanField_ELBO (analytic "
                        "KL).", OPTIMISATION, choices=ELBOS)  # fmt: skip
     kl_anneal: int = option(
@@ -237,7 +253,9 @@ class TrainConfig:
                 )
         for name in ("decoder_width", "background"):
             if self.decoder == "paper" and getattr(self, name) != FIELD_DEFAULTS[name]:
-                raise ValueError(f"{name}: applies to --decoder additive or composite only")
+                raise ValueError(f"{name}: applies to --decoder additive, composite or "
+                                 "glimpse only")  # fmt: skip
+        self._validate_glimpse()
         if self.encoder == "residual" and (self.decoder == "paper" or self.factors < 2):
             raise ValueError(
                 "encoder: residual needs --decoder additive or composite and --factors >= 2 "
@@ -246,6 +264,28 @@ class TrainConfig:
         if self.residual_width is not None and self.encoder != "residual":
             raise ValueError("residual_width: applies to --encoder residual only")
         self._validate_data()
+
+    def _validate_glimpse(self) -> None:
+        glimpse = self.decoder == "glimpse"
+        if glimpse != (self.encoder == "glimpse"):
+            raise ValueError("encoder: --decoder glimpse and --encoder glimpse go together "
+                             f"(got decoder {self.decoder}, encoder {self.encoder})")  # fmt: skip
+        for name in ("appearance_dim", "glimpse_size"):
+            if not glimpse and getattr(self, name) != FIELD_DEFAULTS[name]:
+                raise ValueError(f"{name}: applies to --decoder glimpse only")
+        if not glimpse:
+            return
+        if self.factor_dim < 2:
+            raise ValueError(f"factor_dim: --decoder glimpse needs >= 2 (the first two units "
+                             f"are the position), got {self.factor_dim}")  # fmt: skip
+        size = self.glimpse_size
+        if size is not None and (size % 4 or size > self.image_size):
+            raise ValueError(f"glimpse_size: must be a multiple of 4 and at most --image-size "
+                             f"({self.image_size}), got {size}")  # fmt: skip
+
+    @property
+    def glimpse_side(self) -> int:
+        return self.glimpse_size or self.image_size // 2
 
     def _validate_data(self) -> None:
         if self.data is not None and self.channels != 3:
@@ -394,6 +434,16 @@ PRESETS: dict[str, dict] = {
 PRESETS["cpu-objects"] = dict(
     PRESETS["cpu-objects-paper"], arena="box", factor_dim=4, decoder="additive",
     encoder="residual", decoder_width=8, residual_width=8, steps=3000, lr_decay_steps=12_000,
+)  # fmt: skip
+
+# Beyond the paper (docs/model.md, "What and where"): cpu-objects' data and schedule with
+# same-coloured digits (one channel), each factor an appearance of 16 units drawn once per
+# sequence and a state of 4 (position, velocity) that places it, and the first 500 steps on
+# 2-frame sequences.
+PRESETS["cpu-sprites"] = dict(
+    PRESETS["cpu-objects-paper"], arena="box", channels=1, factor_dim=4, decoder="glimpse",
+    encoder="glimpse", appearance_dim=16, steps=3000, lr_decay_steps=12_000, curriculum=500,
+    encoder_linear_act=False,
 )  # fmt: skip
 
 

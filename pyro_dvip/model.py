@@ -23,6 +23,14 @@ Two options beyond the paper replace a network and keep the sites, plates and bo
 decoder g (a :class:`~pyro_dvip.networks.FrameDecoder`: the per-factor decoders of
 ``decoders.py``), and the posterior's h (a :class:`~pyro_dvip.networks.Posterior`:
 ``encoder="residual"`` explains away, ``posterior.py``).
+
+One option beyond the paper adds a site (``encoder="glimpse"`` with a decoder that reads an
+appearance, ``glimpse.py``): each factor's appearance a^k ~ N(0, I), drawn once per sequence,
+
+    p(x_{1:T}, z_{1:T}, a) = p(a) prod_t p(x_t | z_t, a) p(z_t | z_{t-1})
+
+site ``a`` (value (B, K, A), batch (B, K) inside the ``videos`` and ``factors`` plates and
+outside ``pyro.markov``); the guide draws it last, from q(a | x_{1:T}, z_{1:T}).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from torch import nn
 
 from .decoders import PerFactorDecoder
 from .distributions import FixedVarianceNormal
+from .glimpse import GlimpseDecoder, GlimpsePosterior
 from .networks import Decoder, Encoder, FrameDecoder, PosteriorHead
 from .posterior import ExplainingAway
 from .priors import FactoredMLPTransition, Transition
@@ -59,8 +68,8 @@ class DVIP(nn.Module):
         decoder: g, a :class:`FrameDecoder`, or a callable with no arguments that builds one
             (called where the paper's decoder is built, so the other networks draw the same
             initial weights); default the paper's.
-        encoder: "paper", or "residual" (explaining away; needs a ``PerFactorDecoder`` of at
-            least 2 parts).
+        encoder: "paper", "residual" (explaining away; needs a ``PerFactorDecoder`` of at
+            least 2 parts) or "glimpse" (what and where; needs a ``GlimpseDecoder``).
         residual_width: channel multiplier of the residual encoders (default ``width``).
     """
 
@@ -113,10 +122,20 @@ class DVIP(nn.Module):
                 ],
             )  # fmt: skip  (built last: the paper's networks draw the same initial weights)
             self.register_load_state_dict_pre_hook(_saved_before_explaining_away_module)
+        elif encoder == "glimpse":
+            if not isinstance(self.decoder, GlimpseDecoder):
+                raise ValueError("encoder: glimpse needs the glimpse decoder (--decoder glimpse)")
+            d = self.decoder  # its parts, also when the prior is one entangled factor
+            self.posterior = GlimpsePosterior(d.num_parts, d.part_dim, channels, image_size,
+                                              d.appearance_dim, d.glimpse_size, width)  # fmt: skip
         elif encoder != "paper":
-            raise ValueError(f"encoder: must be one of paper, residual, got {encoder!r}")
-        elif residual_width is not None:
+            raise ValueError(f"encoder: must be one of paper, residual, glimpse, got {encoder!r}")
+        if residual_width is not None and encoder != "residual":
             raise ValueError("residual_width: applies to encoder 'residual' only")
+        if self.decoder.appearance_dim and encoder != "glimpse":
+            raise ValueError("decoder: one that reads an appearance needs encoder 'glimpse'")
+        # a^k of each of the prior's factors: the appearances of the decoder's parts it holds
+        self.appearance_dim = self.decoder.appearance_dim * self.decoder.num_parts // num_factors
 
     def model(self, x: torch.Tensor, kl_scale: float = 1.0) -> None:
         """p(x_{1:T}, z_{1:T}); x: (B, T, C, H, W) in [0, 1]. ``kl_scale`` anneals the latents."""
@@ -124,13 +143,22 @@ class DVIP(nn.Module):
         zs = []
         factors = pyro.plate("factors", self.num_factors, dim=-1)
         with pyro.plate("videos", B, dim=-2):
+            a = None
+            if self.appearance_dim:  # beyond the paper: one appearance per factor and sequence
+                with factors, poutine.scale(scale=kl_scale):
+                    a = pyro.sample("a", self.appearance_prior(x))  # (B, K, A)
             z = None
             for t in pyro.markov(range(1, T + 1)):
                 p_z = self.transition.initial(B, x) if t == 1 else self.transition(z)
                 with factors, poutine.scale(scale=kl_scale):
                     z = pyro.sample(f"z_{t}", p_z)  # (B, K, d)
                 zs.append(z)
-            mean = self.decoder(torch.stack(zs, 1).reshape(B * T, self.z_dim))
+            z_all = torch.stack(zs, 1).reshape(B * T, self.z_dim)
+            if a is None:
+                mean = self.decoder(z_all)
+            else:
+                a = a.reshape(B, self.decoder.num_parts, -1).repeat_interleave(T, 0)
+                mean = self.decoder(z_all, a)  # a^k at every t
             mean = mean.view(x.shape)  # (B, T, C, H, W)
             with pyro.plate("steps", T, dim=-1):
                 pyro.sample("x", FixedVarianceNormal(mean, self.obs_var).to_event(3), obs=x)
@@ -138,20 +166,33 @@ class DVIP(nn.Module):
     def guide(self, x: torch.Tensor, kl_scale: float = 1.0) -> None:
         """q(z_{1:T} | x_{1:T}) = prod_t q(z_t | z_{t-1}, x_t); same arguments as ``model``."""
         B, T = x.shape[:2]
-        features = self.encoder(x.flatten(0, 1)).view(B, T, self.z_dim)  # e(x_t), every t
+        features = x.new_zeros(B, T, 0)  # the glimpse guide reads glimpses instead
+        if self.posterior.reads_features:
+            features = self.encoder(x.flatten(0, 1)).view(B, T, self.z_dim)  # e(x_t), every t
         factors = pyro.plate("factors", self.num_factors, dim=-1)
         with pyro.plate("videos", B, dim=-2):
-            z = None
+            z, seen = None, self.posterior.start(x)  # seen: the glimpse guide's, else None
             for t in pyro.markov(range(1, T + 1)):
                 prior = self.predicted_moments(z, x)  # detached: trained by the model's KL
                 loc, logvar = self.posterior.step(features[:, t - 1], x[:, t - 1], prior,
-                                                  self.decoder)  # fmt: skip
+                                                  self.decoder, seen)  # fmt: skip
                 q_z = dist.Normal(
                     loc.view(B, self.num_factors, self.factor_dim),
                     (0.5 * logvar).exp().view(B, self.num_factors, self.factor_dim),
                 ).to_event(1)
                 with factors, poutine.scale(scale=kl_scale):
                     z = pyro.sample(f"z_{t}", q_z)  # (B, K, d)
+                seen = self.posterior.see(seen, z, x[:, t - 1])
+            if self.appearance_dim:  # q(a | x_{1:T}, z_{1:T}), from what the guide saw
+                with factors, poutine.scale(scale=kl_scale):
+                    loc, scale = (m.reshape(B, self.num_factors, -1)
+                                  for m in self.posterior.appearance(seen))  # fmt: skip
+                    pyro.sample("a", dist.Normal(loc, scale).to_event(1))  # (B, K, A)
+
+    def appearance_prior(self, x: torch.Tensor) -> dist.Distribution:
+        """p(a^k) = N(0, I), batch (B, K), event (A,)."""
+        zeros = x.new_zeros(x.shape[0], self.num_factors, self.appearance_dim)
+        return dist.Normal(zeros, 1.0).to_event(1)
 
     def predicted_moments(self, z_prev: torch.Tensor | None, x: torch.Tensor):
         """The prior's predicted loc and log-variance at z_{t-1} (B, K, d), as the posterior

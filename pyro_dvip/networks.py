@@ -132,7 +132,14 @@ class Decoder(FrameDecoder):
 
 
 class Posterior(nn.Module, ABC):
-    """q(z_t | z_{t-1}, x_t) of Appendix A at one step, as the guide calls it."""
+    """q(z_t | z_{t-1}, x_t) of Appendix A at one step, as the guide calls it.
+
+    A posterior that also reads what it has seen of each factor before t (the what/where
+    guide, ``glimpse.py``) keeps it in ``seen``: ``start(x)`` before step 1, ``see(seen, z_t,
+    x_t)`` after each step, and ``appearance(seen)`` is q(a | x_{1:T}, z_{1:T}) at the end. The
+    paper's keeps nothing (None). ``reads_features``: whether ``step`` reads e(x_t)."""
+
+    reads_features = True
 
     @abstractmethod
     def step(
@@ -141,10 +148,21 @@ class Posterior(nn.Module, ABC):
         x_t: torch.Tensor,
         prior: tuple[torch.Tensor, torch.Tensor],
         decoder: FrameDecoder,
+        seen=None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Loc and log-variance (B, z_dim) from the encoder's features e(x_t) (B, z_dim), the
         frame x_t (B, C, H, W), the prior's predicted loc and log-variance at z_{t-1}
-        (B, z_dim each; zeros at t = 1) and the model's decoder."""
+        (B, z_dim each; zeros at t = 1), the model's decoder and what was seen before t."""
+
+    def start(self, x: torch.Tensor):
+        return None
+
+    def see(self, seen, z: torch.Tensor, x_t: torch.Tensor):
+        return seen
+
+    def appearance(self, seen) -> tuple[torch.Tensor, torch.Tensor]:
+        """loc and scale (B, parts, A) of q(a | x_{1:T}, z_{1:T})."""
+        raise NotImplementedError(f"{type(self).__name__} infers no appearance")
 
 
 class PosteriorHead(Posterior):
@@ -167,7 +185,7 @@ class PosteriorHead(Posterior):
         h = self.act(self.combine(torch.cat([features, prior_loc, prior_logvar], dim=-1)))
         return full_precision(self.loc(h)), full_precision(self.logvar(h))
 
-    def step(self, features, x_t, prior, decoder) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, features, x_t, prior, decoder, seen=None) -> tuple[torch.Tensor, torch.Tensor]:
         return self(features, *prior)
 
 

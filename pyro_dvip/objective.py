@@ -74,19 +74,25 @@ def factor_terms(
     """
     x = model_trace.nodes["x"]
     recon = x["fn"].log_prob(x["value"]).sum(-1)  # (B, T) -> (B,)
-    kls = []
-    for name in latent_sites(guide_trace):
-        q, p = guide_trace.nodes[name]["fn"], model_trace.nodes[name]["fn"]
-        z = guide_trace.nodes[name]["value"]
-        try:
-            kl_t = kl_divergence(q, p) if analytic_kl else None  # (B, K)
-        except NotImplementedError:  # a user prior with no registered KL: Monte Carlo
-            kl_t = None
-        if kl_t is None:
-            kl_t = q.log_prob(z) - p.log_prob(z)
-        kls.append(kl_t)
+    kls = [_kl(guide_trace.nodes[name], model_trace.nodes[name], analytic_kl)  # (B, K)
+           for name in latent_sites(guide_trace)]  # fmt: skip
     kl = torch.stack(kls, 1)  # (B, T, K)
+    if "a" in guide_trace.nodes:  # the appearance's KL (B, K), counted at t = 1
+        kl = torch.cat([kl[:, :1] + _kl(guide_trace.nodes["a"], model_trace.nodes["a"],
+                                         analytic_kl)[:, None], kl[:, 1:]], 1)  # fmt: skip
     return recon, kl if per_step else kl.sum(1)
+
+
+def _kl(guide_node, model_node, analytic: bool) -> torch.Tensor:
+    """KL(q || p) of one site, closed form where ``analytic`` and registered, else the
+    single-sample log q - log p."""
+    q, p, value = guide_node["fn"], model_node["fn"], guide_node["value"]
+    if analytic:
+        try:
+            return kl_divergence(q, p)
+        except NotImplementedError:  # a user prior with no registered KL: Monte Carlo
+            pass
+    return q.log_prob(value) - p.log_prob(value)
 
 
 class NegELBO(nn.Module):

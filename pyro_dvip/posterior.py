@@ -37,7 +37,7 @@ class ExplainingAway(Posterior):
         self.head = head
         self.encoders = nn.ModuleList(encoders)
 
-    def step(self, features, x_t, prior, decoder: PerFactorDecoder):
+    def step(self, features, x_t, prior, decoder: PerFactorDecoder, seen=None):
         loc, logvar = self.head(features, *prior)
         B, z_dim = loc.shape
         size = z_dim // decoder.num_parts

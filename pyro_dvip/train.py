@@ -53,6 +53,11 @@ def kl_scale_at(step: int, anneal_steps: int) -> float:
     return 1.0 if anneal_steps <= 0 else min(1.0, step / anneal_steps)
 
 
+def seq_len_at(step: int, config: TrainConfig) -> int:
+    """Frames per training sequence at ``step``: two during the curriculum's first steps."""
+    return min(2, config.seq_len) if step <= config.curriculum else config.seq_len
+
+
 def lr_decay_interval(batch_size: int) -> float:
     """Steps between two decays of the "step" schedule: 320,000 sequences at ``batch_size``
     sequences a step (3,200 at the paper's 100). When it is fractional (batch 48: 6,666.7) each
@@ -394,13 +399,13 @@ def _log_compile_cost(first_s: float, first_ended: float, steps_since: int) -> N
              first_s - step_s)  # fmt: skip
 
 
-def _log_row(interval: _Interval, recon, kl, config: TrainConfig, metrics) -> dict:
+def _log_row(interval: _Interval, recon, kl, config: TrainConfig, metrics, T: int) -> dict:
     """The training columns of a log row: per-frame bound of this step (from recon (B,) and
     each factor's KL (B, K)), mean objective and speed since the last row, and the training
     seconds so far. ``kl_factors`` is each factor's KL per frame, space-separated: a factor
-    whose KL falls to ~0 has collapsed (carries nothing), and the row says when."""
+    whose KL falls to ~0 has collapsed (carries nothing), and the row says when. T: frames
+    per sequence at this step."""
     objective_sum, steps, elapsed = interval.take()
-    T = config.seq_len
     per_factor = (kl.mean(0) / T).tolist()
     kl = kl.sum(-1)
     row = dict(
@@ -447,7 +452,8 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
         step_loss = torch.nn.parallel.DistributedDataParallel(
             step_loss,
             device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=config.seq_len == 1,  # T = 1 never calls the transition
+            # T = 1 never calls the transition; the glimpse guide never calls the encoder
+            find_unused_parameters=config.seq_len == 1 or config.encoder == "glimpse",
         )
     local_batch = config.batch_size // context.world_size
     if context.is_main:
@@ -494,6 +500,7 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
         ):
             for step in range(start_step + 1, last_step + 1):
                 x = stream.sample(local_batch).frames  # (B, T, C, H, W), on device
+                x = x[:, : seq_len_at(step, config)]
                 kl_scale = kl_scale_at(step, config.kl_anneal)
                 log_now = step % config.log_every == 0 or step == last_step
                 args = (step_loss, optimizer, dvip, x, kl_scale, lr_at(step, config), log_now,
@@ -525,7 +532,7 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
                     with interval.paused():
                         row = {"step": step, "kl_scale": kl_scale, "skipped_steps": loop["skipped"]}
                         if log_now:
-                            row.update(_log_row(interval, *terms, config, metrics))
+                            row.update(_log_row(interval, *terms, config, metrics, seq_len_at(step, config)))
                             if compile_timing is not None and step > start_step + 1:
                                 _log_compile_cost(*compile_timing, step - start_step - 1)
                                 compile_timing = None

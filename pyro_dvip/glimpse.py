@@ -1,0 +1,346 @@
+"""What and where, beyond the paper (``--decoder glimpse --encoder glimpse``; docs/model.md).
+
+Each factor k has an appearance a^k, drawn once per sequence, and the paper's state z_t^k, of
+which the first two units are the factor's position (x, y) in the frame's coordinates ([-1, 1]
+across the frame, as ``torch.nn.functional.affine_grid`` has them) and the rest are free for
+the transition (velocity):
+
+    (c^k, alpha^k) = f(a^k)                        a G x G glimpse: colour and opacity
+    layer_t^k = place(c^k alpha^k, z_t^k[:2])       a spatial transformer moves it, unscaled
+    mean_t = sum_k layer_t^k prod_{j<k} (1 - alpha_t^j) + background prod_k (1 - alpha_t^k)
+
+f is one glimpse generator for every factor (what tells the factors apart is their own a^k),
+and the glimpses are composited front to back, factor 1 in front, over black or a learned
+static background. The state moves a drawing and cannot change it; the appearance cannot move.
+
+The guide (:class:`GlimpsePosterior`) is q(a, z_{1:T} | x_{1:T}) = q(a | x_{1:T}, z_{1:T})
+prod_t q(z_t | z_{t-1}, x_t, what the guide has seen of each factor before t), still a filter:
+
+* Position of factor k at t: a soft-argmax over candidate positions p of the score
+  ``beta * ncc(template_k, r_t^k at p) + log N(p; prior's predicted position)``, where
+  ``template_k`` is the glimpse the decoder draws from the factor's *running appearance* (the
+  q(a) mean of the glimpses cropped at its posterior track at steps 1..t-1), and r_t^k is the
+  frame less what factors 1..k-1 draw at their positions at t (explaining away). At t = 1 there
+  is no appearance yet: a small convolutional network scores the residual instead. The
+  position's variance is the spread of the soft-argmax plus a learned floor.
+* The other units: an MLP of the factor's previous state, the prior's prediction and the
+  matched position.
+* q(a^k | x_{1:T}, z_{1:T}): a Gaussian from the mean of the glimpses' codes, cropped from x_t at
+  factor k's sampled position z_t^k[:2] (the inverse transform) at every t.
+
+The running appearance is a guide input at t (a function of x_{1:t-1} and z_{1:t-1}); the
+templates are rendered without gradient, so the decoder is trained by the model's likelihood
+alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .networks import LEAKY_SLOPE, FrameDecoder, Posterior, full_precision
+
+POSE_UNITS = 2  # z_t^k[:2]: the position (x, y)
+BLACK = 0.02  # a glimpse's colour starts near black, its opacity near transparent
+START_OPACITY = 0.05
+
+
+def glimpse_scale(glimpse_size: int, image_size: int) -> float:
+    """Half a glimpse's width in frame coordinates ([-1, 1] across the frame)."""
+    return glimpse_size / image_size
+
+
+def place(glimpses: torch.Tensor, position: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Glimpses (N, C, G, G) centred at ``position`` (N, 2) as (x, y) in frame coordinates:
+    (N, C, H, H), zero outside the glimpse. A glimpse centred at 2 i / H - 1 covers pixels
+    i - G/2 .. i + G/2 - 1 exactly (no interpolation at whole-pixel positions)."""
+    N, C, G, _ = glimpses.shape
+    s = glimpse_scale(G, image_size)
+    theta = glimpses.new_zeros(N, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / s
+    theta[:, :, 2] = -position / s
+    grid = F.affine_grid(theta, [N, C, image_size, image_size], align_corners=False)
+    return F.grid_sample(glimpses, grid, padding_mode="zeros", align_corners=False)
+
+
+def crop(frames: torch.Tensor, position: torch.Tensor, glimpse_size: int) -> torch.Tensor:
+    """The inverse of :func:`place`: the G x G window of ``frames`` (N, C, H, H) centred at
+    ``position`` (N, 2), (N, C, G, G), zero outside the frame."""
+    N, C, H, _ = frames.shape
+    s = glimpse_scale(glimpse_size, H)
+    theta = frames.new_zeros(N, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = s
+    theta[:, :, 2] = position
+    grid = F.affine_grid(theta, [N, C, glimpse_size, glimpse_size], align_corners=False)
+    return F.grid_sample(frames, grid, padding_mode="zeros", align_corners=False)
+
+
+def composite(layers: torch.Tensor, alphas: torch.Tensor, background: torch.Tensor | None):
+    """Front to back, factor 1 in front: layers (N, K, C, H, W) premultiplied by their
+    opacities alphas (N, K, 1, H, W). Returns the mean (N, C, H, W), what each factor shows
+    (N, K, C, H, W) and its visible share of each pixel (N, K, 1, H, W); the background's share
+    is what is left."""
+    clear = torch.cumprod(1 - alphas, dim=1)  # prod_{j<=k} (1 - alpha_j)
+    behind = torch.cat([torch.ones_like(clear[:, :1]), clear[:, :-1]], 1)  # prod_{j<k}
+    shown, share = layers * behind, alphas * behind
+    mean = shown.sum(1)
+    if background is not None:
+        mean = mean + background * clear[:, -1]
+    return mean, shown, share
+
+
+class GlimpseGenerator(nn.Module):
+    """f: appearance (N, A) -> colour and opacity (N, C + 1, G, G) in [0, 1]: a Linear to a
+    G/4 x G/4 map, two transposed convolutions 4x4/2 (ReLU between), sigmoids."""
+
+    def __init__(self, appearance_dim: int, channels: int, glimpse_size: int, width: int):
+        super().__init__()
+        if glimpse_size % 4 or glimpse_size < 8:
+            raise ValueError(f"glimpse_size: must be a multiple of 4, >= 8, got {glimpse_size}")
+        self.side, self.width = glimpse_size // 4, 2 * width
+        self.fc = nn.Sequential(nn.Linear(appearance_dim, self.width * self.side**2), nn.ReLU())
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(self.width, width, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(width, channels + 1, 4, stride=2, padding=1),
+        )
+        with torch.no_grad():  # start near black and nearly transparent
+            start = [math.log(BLACK / (1 - BLACK))] * channels
+            start.append(math.log(START_OPACITY / (1 - START_OPACITY)))
+            self.deconv[-1].bias.copy_(torch.tensor(start))
+
+    def forward(self, appearance: torch.Tensor) -> torch.Tensor:
+        h = self.fc(appearance).view(-1, self.width, self.side, self.side)
+        return full_precision(torch.sigmoid(self.deconv(h)))
+
+
+class GlimpseDecoder(FrameDecoder):
+    """The mean of p(x_t | z_t, a) of the module docstring: z (N, K d), appearance (N, K, A)
+    -> (N, C, H, W). ``background``: "none" (black) or "static" (a learned image)."""
+
+    def __init__(self, channels: int, image_size: int, num_parts: int, part_dim: int,
+                 appearance_dim: int, glimpse_size: int, width: int = 16,
+                 background: str = "none"):  # fmt: skip
+        super().__init__()
+        if part_dim < POSE_UNITS:
+            raise ValueError(f"factor_dim: the glimpse decoder needs >= {POSE_UNITS} (the "
+                             f"position), got {part_dim}")  # fmt: skip
+        if not 0 < glimpse_size <= image_size:
+            raise ValueError(f"glimpse_size: must be in 1..{image_size}, got {glimpse_size}")
+        self.z_dim, self.num_parts, self.part_dim = num_parts * part_dim, num_parts, part_dim
+        self.channels, self.image_size = channels, image_size
+        self.appearance_dim, self.glimpse_size = appearance_dim, glimpse_size
+        self.generator = GlimpseGenerator(appearance_dim, channels, glimpse_size, width)
+        self.background = None
+        if background == "static":
+            logit = math.log(BLACK / (1 - BLACK))
+            self.background = nn.Parameter(torch.full((channels, image_size, image_size), logit))
+        elif background != "none":
+            raise ValueError(f"background: must be one of none, static, got {background!r}")
+
+    def positions(self, z: torch.Tensor) -> torch.Tensor:
+        """Each factor's position (N, K, 2) from z (N, K d)."""
+        return z.view(len(z), self.num_parts, self.part_dim)[..., :POSE_UNITS]
+
+    def glimpses(self, appearance: torch.Tensor) -> torch.Tensor:
+        """What each factor draws, before it is placed: (N, K, C + 1, G, G)."""
+        N, K, A = appearance.shape
+        G = self.glimpse_size
+        return self.generator(appearance.reshape(N * K, A)).view(N, K, self.channels + 1, G, G)
+
+    def layers(self, z: torch.Tensor, appearance: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each factor's glimpse placed at its position: premultiplied colour (N, K, C, H, W)
+        and opacity (N, K, 1, H, W)."""
+        N, K = appearance.shape[:2]
+        glimpses = self.glimpses(appearance)  # (N, K, C + 1, G, G)
+        colour, alpha = glimpses[:, :, : self.channels], glimpses[:, :, self.channels :]
+        placed = place(torch.cat([colour * alpha, alpha], 2).flatten(0, 1),
+                       self.positions(z).reshape(N * K, POSE_UNITS), self.image_size)  # fmt: skip
+        placed = placed.view(N, K, self.channels + 1, self.image_size, self.image_size)
+        return placed[:, :, : self.channels], placed[:, :, self.channels :]
+
+    def _background(self) -> torch.Tensor | None:
+        return None if self.background is None else torch.sigmoid(self.background)
+
+    def forward(self, z: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
+        return composite(*self.layers(z, appearance), self._background())[0]
+
+    def parts(self, z: torch.Tensor, appearance: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"layers": what each factor shows (N, K, C, H, W), "masks": its share of each pixel
+        (N, K, 1, H, W)}; with a static background also "background" (1, 1, C, H, W)."""
+        _, shown, share = composite(*self.layers(z, appearance), self._background())
+        out = {"layers": shown, "masks": share}
+        if self.background is not None:
+            out["background"] = torch.sigmoid(self.background)[None, None]
+        return out
+
+    def explained(self, layers, alphas) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the given factors' placed layers (N, k, C, H, W) and opacities draw in front
+        of everything else, and the share of each pixel they leave (N, 1, H, W)."""
+        if layers.shape[1] == 0:
+            N, _, C, H, W = layers.shape
+            return layers.new_zeros(N, C, H, W), layers.new_ones(N, 1, H, W)
+        mean, _, share = composite(layers, alphas, None)
+        return mean, 1 - share.sum(1)
+
+
+class GlimpseEncoder(nn.Module):
+    """Glimpses (N, C, G, G) -> codes (N, E): two convolutions 4x4/2 and a Linear."""
+
+    def __init__(self, channels: int, glimpse_size: int, width: int, code: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, 4, stride=2, padding=1),
+            nn.LeakyReLU(LEAKY_SLOPE),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1),
+            nn.LeakyReLU(LEAKY_SLOPE),
+            nn.Flatten(),
+            nn.Linear(2 * width * (glimpse_size // 4) ** 2, code),
+            nn.LeakyReLU(LEAKY_SLOPE),
+        )
+
+    def forward(self, glimpses: torch.Tensor) -> torch.Tensor:
+        return self.net(glimpses)
+
+
+@dataclass
+class Seen:
+    """What the guide has seen of each factor up to t - 1: the sum of its glimpses' codes
+    (B, K, E) over ``steps`` steps, and its state z_{t-1} (B, K, d) (None before t = 1)."""
+
+    codes: torch.Tensor | None = None
+    steps: int = 0
+    z: torch.Tensor | None = None
+
+
+def soft_argmax(scores: torch.Tensor, coords: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The mean and variance (N, 2) of position under softmax(scores) over a grid: scores
+    (N, S, S) at positions ``coords`` (S,) along each axis (row y, column x)."""
+    N, S, _ = scores.shape
+    p = torch.softmax(scores.reshape(N, S * S), 1).view(N, S, S)
+    px, py = p.sum(1), p.sum(2)  # marginals over x (columns) and y (rows)
+    mean = torch.stack([px @ coords, py @ coords], 1)
+    second = torch.stack([px @ coords**2, py @ coords**2], 1)
+    return mean, (second - mean**2).clamp_min(0.0)
+
+
+class GlimpsePosterior(Posterior):
+    """The guide of the module docstring, for a :class:`GlimpseDecoder`."""
+
+    reads_features = False
+
+    def __init__(self, num_factors: int, factor_dim: int, channels: int, image_size: int,
+                 appearance_dim: int, glimpse_size: int, width: int = 16, hidden: int = 128):  # fmt: skip
+        super().__init__()
+        self.K, self.d, self.A = num_factors, factor_dim, appearance_dim
+        self.image_size, self.glimpse_size = image_size, glimpse_size
+        code = 4 * appearance_dim
+        self.encoder = GlimpseEncoder(channels, glimpse_size, width, code)
+        self.appearance_head = nn.Linear(code, 2 * appearance_dim)
+        self.finder = nn.Sequential(  # t = 1: where is something in the residual and scope
+            nn.Conv2d(channels + 1, width, 5, padding=2),
+            nn.LeakyReLU(LEAKY_SLOPE),
+            nn.Conv2d(width, width, 5, padding=2),
+            nn.LeakyReLU(LEAKY_SLOPE),
+            nn.Conv2d(width, 1, 5, padding=2),
+        )
+        self.log_sharpness = nn.Parameter(torch.tensor(math.log(10.0)))  # beta of the ncc
+        self.pose_logvar_floor = nn.Parameter(torch.tensor(-6.0))
+        rest = factor_dim - POSE_UNITS
+        self.rest = nn.Sequential(  # the other units, and their log-variance
+            nn.Linear(3 * factor_dim + 2 * POSE_UNITS, hidden),
+            nn.LeakyReLU(LEAKY_SLOPE),
+            nn.Linear(hidden, 2 * rest),
+        )
+        H, G = image_size, glimpse_size
+        self.register_buffer("pixel_coords", (2 * torch.arange(H) + 1.0) / H - 1, False)
+        self.register_buffer("corner_coords", 2 * torch.arange(H + 1.0) / H - 1, False)
+        self.register_buffer("ones", torch.ones(1, channels, G, G), False)
+
+    def start(self, x: torch.Tensor) -> Seen:
+        return Seen()
+
+    def appearance_moments(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """loc and scale (..., A) of q(a) from mean glimpse codes (..., E)."""
+        loc, log_scale = full_precision(self.appearance_head(codes)).chunk(2, -1)
+        return loc, log_scale.clamp(-10.0, 5.0).exp()
+
+    def appearance(self, seen: Seen) -> tuple[torch.Tensor, torch.Tensor]:
+        """loc and scale (B, K, A) of q(a^k | x_{1:T}, z_{1:T})."""
+        return self.appearance_moments(seen.codes / seen.steps)
+
+    def see(self, seen: Seen, z: torch.Tensor, x_t: torch.Tensor) -> Seen:
+        """Add the glimpses cropped from x_t at each factor's sampled position z (B, K, d);
+        an entangled prior's one factor (B, 1, K d) is read as its K parts."""
+        z = z.reshape(len(z), self.K, self.d)
+        codes = self._codes(x_t, z[..., :POSE_UNITS])
+        total = codes if seen.codes is None else seen.codes + codes
+        return Seen(total, seen.steps + 1, z)
+
+    def _codes(self, x_t: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Codes (B, k, E) of the glimpses of x_t (B, C, H, W) at positions (B, k, 2)."""
+        B, k = positions.shape[:2]
+        frames = x_t.unsqueeze(1).expand(B, k, *x_t.shape[1:]).flatten(0, 1)
+        glimpses = crop(frames, positions.reshape(B * k, POSE_UNITS), self.glimpse_size)
+        return self.encoder(glimpses).view(B, k, -1)
+
+    def _ncc(self, residual: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+        """Normalised cross-correlation (B, H + 1, H + 1) of each residual (B, C, H, W) with its
+        own template (B, C, G, G), at glimpse centres 2 i / H - 1."""
+        B, C, H, _ = residual.shape
+        pad = self.glimpse_size // 2
+        r = F.pad(residual, (pad,) * 4)
+        dot = F.conv2d(r.reshape(1, B * C, *r.shape[-2:]), template, groups=B)[0]
+        energy = F.conv2d(r.pow(2), self.ones)[:, 0]  # (B, H + 1, H + 1)
+        norm = template.flatten(1).norm(dim=1)[:, None, None]
+        return dot / (energy.clamp_min(1e-8).sqrt() * norm + 1e-6)
+
+    def step(self, features, x_t, prior, decoder: GlimpseDecoder, seen: Seen):
+        B, K, d = x_t.shape[0], self.K, self.d
+        prior_loc, prior_logvar = (m.view(B, K, d) for m in prior)
+        z_prev = prior_loc.new_zeros(B, K, d) if seen.z is None else seen.z
+        if seen.codes is not None:  # the running appearance: q(a) of the glimpses so far
+            with torch.no_grad():
+                running = self.appearance_moments(seen.codes / seen.steps)[0]
+                glimpses = decoder.glimpses(running)  # (B, K, C + 1, G, G)
+        layers, alphas, locs, logvars = [], [], [], []
+        for k in range(K):
+            with torch.no_grad():
+                drawn, scope = decoder.explained(
+                    torch.stack(layers, 1) if layers else x_t.new_zeros(B, 0, *x_t.shape[1:]),
+                    torch.stack(alphas, 1) if alphas else x_t.new_zeros(B, 0, 1, *x_t.shape[2:]),
+                )  # fmt: skip
+            residual = x_t - drawn
+            if seen.codes is None:  # t = 1: no appearance yet
+                scores = self.finder(torch.cat([residual, scope], 1))[:, 0]
+                pos, spread = soft_argmax(scores, self.pixel_coords)
+            else:
+                colour, alpha = glimpses[:, k, :-1], glimpses[:, k, -1:]
+                ncc = self._ncc(residual, colour * alpha)
+                coords = self.corner_coords
+                mu, var = prior_loc[:, k, :POSE_UNITS], prior_logvar[:, k, :POSE_UNITS].exp()
+                log_prior = -0.5 * ((coords[None, None, :] - mu[..., None]) ** 2 / var[..., None])
+                scores = (self.log_sharpness.exp() * ncc + log_prior[:, 1, :, None]
+                          + log_prior[:, 0, None, :])  # fmt: skip
+                pos, spread = soft_argmax(scores, coords)
+            pose_logvar = torch.logaddexp(spread.clamp_min(1e-12).log(), self.pose_logvar_floor)
+            inputs = [z_prev[:, k], prior_loc[:, k], prior_logvar[:, k], pos, pose_logvar]
+            rest_loc, rest_logvar = self.rest(torch.cat(inputs, 1)).chunk(2, 1)
+            locs.append(torch.cat([pos, rest_loc], 1))
+            logvars.append(torch.cat([pose_logvar, rest_logvar], 1))
+            if k < K - 1:  # what factor k draws at its posterior mean, for the factors after it
+                with torch.no_grad():
+                    if seen.codes is None:
+                        code = self._codes(x_t, pos[:, None])
+                        glimpse_k = decoder.glimpses(self.appearance_moments(code)[0])[:, 0]
+                    else:
+                        glimpse_k = glimpses[:, k]
+                    colour, alpha = glimpse_k[:, :-1], glimpse_k[:, -1:]
+                    placed = place(torch.cat([colour * alpha, alpha], 1), pos, self.image_size)
+                layers.append(placed[:, :-1])
+                alphas.append(placed[:, -1:])
+        return torch.cat(locs, 1), full_precision(torch.cat(logvars, 1))
