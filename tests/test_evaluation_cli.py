@@ -200,7 +200,7 @@ def test_compare_groups_seeds_and_shows_the_paper_row(evaluated, tmp_path):
     assert "entangled 1×6, 16px, obs var 0.25, speed 3.6, 3 frames, 2 steps (1 run)" in table
     assert "| paper: moving MNIST, two factors (2×20) | 4.61 | 0.75 | -2902 |" in table
     factored = next(line for line in table.splitlines() if "(2 runs)" in line)
-    assert factored.count(" ± ") == 11  # every column as mean ± sd
+    assert factored.count(" ± ") == 14  # every column as mean ± sd
     assert (tmp_path / "compare.csv").exists()
     # seeds 0 and 1 were each measured on their own test sequences: the table says so
     assert "**The runs were measured on different held-out sets**" in table

@@ -4,8 +4,8 @@ Runs whose configurations differ only in the seed (and in where or how verbosely
 form one group, reported as mean ± sd over its runs (one run proves little: VAE results
 vary with the seed). The paper's published Moving MNIST rows are a reference line; they used
 64x64 frames, sequences of 5 and 1,000 MI pairs, so only like-for-like runs compare directly.
-Video runs have no ground truth: their alignment columns read "n/a", as does the intervention
-column of a run whose digits share a colour channel (``--channels 1``).
+Video runs have no ground truth: their alignment and tracking columns read "n/a", as does the
+intervention column of a run whose digits share a colour channel (``--channels 1``).
 
 ELBOs are comparable only on the same sequences: each Moving MNIST run is evaluated on the
 test sequences of its own seed unless ``dvip evaluate --held-out-seed`` chose others, and
@@ -51,6 +51,9 @@ COLUMNS = [
     ("mean gap", lambda m: value(m, "alignment", "mean_gap")),
     ("min gap", lambda m: value(m, "alignment", "min_gap")),
     ("intervention share", lambda m: value(m, "intervention", "min_matched_share")),
+    ("MOTA", lambda m: value(m, "tracking", "mota")),
+    ("IDF1", lambda m: value(m, "tracking", "idf1")),
+    ("ID switches / 100", lambda m: value(m, "tracking", "id_switches_per_100")),
 ]
 FIGURES = {"correlation.png": "correlation", "probe_r2.png": "alignment",
            "intervention.png": "intervention"}  # fmt: skip
@@ -232,9 +235,13 @@ def compare(run_dirs: list[str | Path], out: str | Path) -> dict:
         "models). ELBO and IW bound: nats per frame, Gaussian normalising constant included. "
         f"Alignment: held-out {probe} probes (min matched R², max leakage, mean and min gap "
         "matched − leakage) and the intervention test (smallest share of a matched factor's "
-        "change in its digit's channel). n/a: not applicable, the run is on real video, which "
+        "change in its digit's channel). Tracking: each factor's track against the objects' "
+        "centres (what it draws, or its probe's read-out for the paper's decoder), scored by "
+        "py-motmetrics: MOTA, IDF1 and identity switches per 100 object-frames "
+        "(docs/evaluation.md). n/a: not applicable, the run is on real video, which "
         "has no ground truth (object positions, a colour channel per object) for the alignment "
-        "columns, or, in the intervention column only, its objects share a colour channel. "
+        "and tracking columns, or, in the intervention column only, its objects share a colour "
+        "channel. "
         "Prediction saving: 1 − KL(t≥2)/KL(t=1), the share of a frame's KL that the "
         "factors' own transitions remove, averaged over factors (≈0: nothing predicted). "
         "The paper's rows are Moving MNIST, 64×64, sequences of 5, 1,000 MI pairs.",

@@ -29,6 +29,9 @@ SUMMARY = [
     ("min_intervention_share", "intervention", "min_matched_share"),
     ("swaps_per_crossing", "identity", "swaps_per_crossing"),
     ("identity_consistent_share", "identity", "consistent_share"),
+    ("mota", "tracking", "mota"),
+    ("idf1", "tracking", "idf1"),
+    ("id_switches_per_100", "tracking", "id_switches_per_100"),
 ]
 # The matrices written one entry per line: (file, header, part, key of the matrix)
 MATRICES = [
@@ -188,6 +191,8 @@ def console_summary(metrics: dict, out: Path) -> list[str]:
         lines.append(f"  probes, intervention test: {NO_GROUND_TRUTH} (video run)")
     if has(t, "identity"):
         lines.append(f"  identity: {_identity(t)}   untrained {_identity(u)}")
+    if has(t, "tracking"):
+        lines.append(f"  tracking: {_tracking(t)}   untrained {_tracking(u)}")
     lines += [f"  note: {note}" for note in metrics["held_out"]["notes"]]
     return lines + [f"  report: {out / 'report.md'}"]
 
@@ -204,6 +209,17 @@ def _twos(numbers) -> str:
 def _pair(m: dict, part: str, first: str, second: str) -> str:
     """``m[part][first] / m[part][second]`` to 2 decimals, n/a where the part was not made."""
     return f"{_two(value(m, part, first))} / {_two(value(m, part, second))}"
+
+
+def _tracking(m: dict) -> str:
+    """One model's MOTA, IDF1 and identity switches per 100 object-frames, or n/a."""
+    if not has(m, "tracking"):
+        return "n/a"
+    t = m["tracking"]
+    return (
+        f"MOTA {t['mota']:.2f}, IDF1 {t['idf1']:.2f}, "
+        f"{t['id_switches_per_100']:.2f} identity switches per 100 object-frames"
+    )
 
 
 def _identity(m: dict) -> str:

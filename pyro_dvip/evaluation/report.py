@@ -164,6 +164,26 @@ def _identity_rows(i: dict) -> dict[str, str]:
     }
 
 
+def _tracking_rows(t: dict) -> dict[str, str]:
+    present = ""
+    if t["presence_share"] is not None:  # the probes' read-outs are hypotheses at every frame
+        share = _f(t["presence_share"])
+        present = f"; a factor drawing under {share} of one object's mass is no hypothesis"
+    return {
+        "tracking: tracks": f"{t['tracks']}, factors {', '.join(map(str, t['factors']))}, "
+        f"matched within {_f(t['threshold_pixels'], 1)} px of an object's centre, "
+        f"{t['sequences']} sequences{present}",
+        "tracking: MOTA": _f(t["mota"]),
+        "tracking: IDF1": _f(t["idf1"]),
+        "tracking: identity switches (per 100 object-frames)": f"{t['id_switches']} "
+        f"({_f(t['id_switches_per_100'])})",
+        "tracking: misses / false positives (of object-frames / hypothesis-frames)": (
+            f"{t['misses']} / {t['false_positives']} (of {t['object_frames']} / "
+            f"{t['hypothesis_frames']})"
+        ),
+    }
+
+
 def _prediction_rows(p: dict) -> dict[str, str]:
     return {
         "prediction PSNR per step (dB)": ", ".join(_f(v, 1) for v in p["model"]["psnr"]),
@@ -182,6 +202,7 @@ SECTIONS = [
     ("alignment", _alignment_rows, "factor–object probes"),
     ("intervention", _intervention_rows, "intervention test"),
     ("identity", _identity_rows, "identity across crossings"),
+    ("tracking", _tracking_rows, "tracking (MOTA, IDF1)"),
     ("prediction", _prediction_rows, "prediction"),
 ]
 

@@ -53,6 +53,7 @@ from .outputs import write_csvs, write_figures, write_metrics
 from .posterior import consecutive_pairs, filter_sequences
 from .prediction import prediction_scores
 from .report import write_report
+from .tracking import MATCH, PRESENT, decoder_tracks, hypotheses, object_centres, tracking_scores
 from .verdict import BLOCKS, alignment_verdict, unused_factors
 
 IDENTITY_SHOWN = 8  # scored sequences drawn in identity.png
@@ -228,11 +229,51 @@ def _identity(config, data, posterior, groups, options, metrics, arrays) -> None
     arrays["identity"] = (follows[:IDENTITY_SHOWN], close_steps(truth, threshold)[:IDENTITY_SHOWN])
 
 
+def draws_factors(dvip: DVIP) -> bool:
+    """Whether the decoder draws each factor on its own, so that a factor's track can be read
+    from what it draws; else (the paper's decoder) from the position probes."""
+    return dvip.decoder.num_parts > 1 or dvip.decoder.appearance_dim > 0
+
+
+def _tracking(dvip, config, data, posterior, groups, options, metrics) -> None:
+    """Each factor's track against the objects' centres, scored as multi-object tracking
+    (``tracking.py``), into ``metrics``; ``groups`` are the probed groups (the paper's decoder
+    is tracked by the probes' read-out)."""
+    box = object_box(config)
+    positions = data.positions.cpu().numpy()  # (N, T, O, 2) box corners
+    if draws_factors(dvip):
+        appearance = posterior.appearance if dvip.decoder.appearance_dim else None
+        tracks, masses = decoder_tracks(
+            dvip.decoder, posterior.flat("means"), appearance, options.batch_size
+        )
+        present = hypotheses(masses, config.num_digits)
+        factors = list(range(tracks.shape[2]))
+        source = "centre of mass of what each factor draws"
+    else:
+        position_r2 = np.array(metrics["alignment"]["by_target"]["position"]["r2"])
+        assignment = alignment_summary(position_r2)["assignment"]
+        features = posterior.flat("means").cpu().numpy()  # (N, T, D)
+        corners, scored = probe_positions(
+            features, positions, groups, assignment, options.seed, options.probe
+        )
+        tracks, positions = object_centres(corners, box), positions[scored]
+        present = np.ones(tracks.shape[:3], dtype=bool)
+        factors = [k for k, _ in assignment]
+        source = f"{options.probe} position probe of each factor matched to an object"
+    metrics["tracking"] = {
+        "tracks": source,
+        "factors": factors,
+        "presence_share": PRESENT if draws_factors(dvip) else None,
+        **tracking_scores(tracks, present, object_centres(positions, box), MATCH * box),
+    }
+
+
 def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tuple[dict, dict]:
     """All measurements of one model on held-out ``data`` on the device: a MovingMNISTBatch
-    (with ground truth), or VideoSequences, on which the probes, the intervention and the
-    identity across crossings are recorded as not applicable (and the intervention also where
-    objects share a colour channel: ``--channels 1``, or the disc scene).
+    (with ground truth), or VideoSequences, on which the probes, the intervention, the
+    identity across crossings and the tracking are recorded as not applicable (and the
+    intervention also where objects share a colour channel: ``--channels 1``, or the disc
+    scene).
 
     Each part is made on its own: a part that fails numerically (a NaN reaching a distribution)
     is recorded as failed with its reason (:mod:`.outcome`) and the others are still made; the
@@ -258,7 +299,9 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
         """``metrics[name]``: compute(), or the record of its failure."""
         metrics[name] = attempt((name,), compute) or metrics[name]
 
-    latent_parts = ("mutual_info", "correlation", "alignment", "intervention", "identity")
+    latent_parts = (
+        "mutual_info", "correlation", "alignment", "intervention", "identity", "tracking",
+    )  # fmt: skip
     posterior = attempt(latent_parts, lambda: filter_sequences(dvip, frames, options.batch_size))
     record("bound", lambda: held_out_bound(
         dvip, frames[: options.bound_sequences], options.particles, options.iw_samples,
@@ -299,15 +342,22 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
         metrics["alignment"] = not_applicable("real video has no object positions to probe")
         metrics["intervention"] = not_applicable("real video has no colour channel per object")
         metrics["identity"] = not_applicable("real video has no object positions to follow")
+        metrics["tracking"] = not_applicable("real video has no object positions to track")
     elif posterior is not None:
-        probed = attempt(  # without the probes' matching the identity cannot be made either
-            ("alignment", "intervention", "identity"),
-            lambda: _alignment(dvip, config, data, posterior, options, metrics, arrays),
+        # without the probes' matching the identity cannot be made, nor the probes' tracks
+        with_probes = ("alignment", "intervention", "identity")
+        with_probes += () if draws_factors(dvip) else ("tracking",)
+        probed = attempt(
+            with_probes, lambda: _alignment(dvip, config, data, posterior, options, metrics, arrays)
         )
         if probed is not None:
             probe_groups = probed
             attempt(("identity",), lambda: _identity(
                 config, data, posterior, probed, options, metrics, arrays
+            ))  # fmt: skip
+        if probed is not None or draws_factors(dvip):
+            attempt(("tracking",), lambda: _tracking(
+                dvip, config, data, posterior, probed, options, metrics
             ))  # fmt: skip
 
     T = frames.shape[1]
@@ -373,10 +423,10 @@ def evaluate(
     the fields of :class:`EvalOptions`.
 
     A video run (``config.data``) is measured on its own test split; the probes, the
-    intervention and the identity across crossings need Moving MNIST ground truth and are
-    recorded as not applicable (no probe_r2, intervention or identity table or figure is
-    written). Nor is the intervention applicable where objects share a colour channel
-    (``--channels 1``), nor the identity with one digit per sequence.
+    intervention, the identity across crossings and the tracking (``tracking.py``) need
+    ground truth and are recorded as not applicable (no probe_r2, intervention or identity
+    table or figure is written). Nor is the intervention applicable where objects share a
+    colour channel (``--channels 1``), nor the identity with one digit per sequence.
 
     A part that fails numerically is recorded as failed with its reason (see :func:`measure`)
     and the others are made; ``metrics["failed"]`` lists them (``"model part: reason"``,

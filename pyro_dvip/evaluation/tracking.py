@@ -1,0 +1,133 @@
+"""Identity as multi-object tracking measures it: each factor's track against the objects'
+centres, scored by py-motmetrics (MOTA, IDF1, identity switches).
+
+**Tracks.** A decoder that draws each factor on its own (``num_parts > 1``: ``--decoder
+additive`` or ``composite``, or one that reads an appearance per factor) gives factor k's
+position at a frame as the **centre of mass of what it draws** at the filtered posterior mean:
+its mask where the decoder has masks, else its layer summed over colour channels, less the
+map's median pixel (the level a layer leaves everywhere, which would pull every centre towards
+the middle of the frame) and clipped at 0. The paper's decoder draws the factors together, so
+its tracks are the position probes' read-outs of the factors matched to objects
+(``identity.probe_positions``), on the probes' scored half of the sequences.
+
+**Hypotheses.** A factor that draws almost nothing at a frame is not a hypothesis there, or an
+unused factor's faint noise would count as false positives: it must draw at least ``PRESENT``
+of one object's mass, the mass all factors draw together, averaged over the frames, divided by
+the number of objects. A probe's read-out is a hypothesis at every frame.
+
+**Scores** (``tracking_scores``). Objects are the true centres of the objects' boxes; a track
+and an object can be matched while they are within ``MATCH`` of the object box. py-motmetrics
+matches them frame by frame, keeping last frame's matches where still within reach
+(Bernardin & Stiefelhagen 2008), over all sequences, each a track of its own:
+MOTA = 1 − (misses + false positives + identity switches) / object-frames, IDF1 = 2 IDTP /
+(object-frames + hypothesis-frames) with the identity matching of Ristani et al. 2016 (one track
+per object over a whole sequence), and the identity switches, also per 100 object-frames. Two
+factors that exchange their objects are two switches, one per object.
+"""
+
+from __future__ import annotations
+
+import motmetrics as mm
+import numpy as np
+import torch
+
+MATCH = 0.5  # a track matches an object within this share of the object box (pixels)
+PRESENT = 0.1  # a factor is a hypothesis where it draws this share of one object's mass
+CHUNK = 64  # sequences per motmetrics accumulator: one accumulator per sequence is slow
+
+
+def object_centres(positions: np.ndarray, box: int) -> np.ndarray:
+    """The centres (N, T, O, 2) of the objects' boxes, in the pixel coordinates of a centre of
+    mass (pixel i at i), from their top-left corners ``positions`` (N, T, O, 2) as (x, y)."""
+    return positions + (box - 1) / 2
+
+
+def drawn_weights(parts: dict[str, torch.Tensor]) -> torch.Tensor:
+    """What each factor draws at each pixel (N, K, H, W), from ``decoder.parts(z)``: the masks
+    (N, K, 1, H, W) where there are, else the layers (N, K, C, H, W) summed over channels; less
+    each map's median, clipped at 0."""
+    drawn = parts["masks"] if "masks" in parts else parts["layers"]
+    drawn = drawn.sum(2)  # (N, K, H, W)
+    level = drawn.flatten(2).median(-1).values[..., None, None]  # (N, K, 1, 1)
+    return (drawn - level).clamp(min=0)
+
+
+def centres_of_mass(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres (N, K, 2) as (x, y) = (column, row) and masses (N, K) of maps (N, K, H, W); a
+    map of no mass has its centre at NaN."""
+    H, W = weights.shape[-2:]
+    mass = weights.sum((-2, -1))  # (N, K)
+    x = (weights.sum(-2) * torch.arange(W, dtype=weights.dtype)).sum(-1) / mass
+    y = (weights.sum(-1) * torch.arange(H, dtype=weights.dtype)).sum(-1) / mass
+    return torch.stack([x, y], -1), mass
+
+
+@torch.no_grad()
+def decoder_tracks(
+    decoder, means: torch.Tensor, appearance: torch.Tensor | None = None, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each factor's centre of mass (N, T, K, 2) and drawn mass (N, T, K) at the filtered means
+    (N, T, D) of N sequences; ``appearance`` (N, K, A), for a decoder that reads one, is each
+    factor's appearance for the whole sequence."""
+    N, T = means.shape[:2]
+    centres, masses = [], []
+    for start in range(0, N, max(1, batch_size // T)):
+        z = means[start : start + max(1, batch_size // T)]  # (n, T, D)
+        args = (z.flatten(0, 1),)  # (n T, D), rows ordered (sequence, step)
+        if appearance is not None:
+            args += (appearance[start : start + len(z)].repeat_interleave(T, 0),)  # (n T, K, A)
+        centre, mass = centres_of_mass(drawn_weights(decoder.parts(*args)).float().cpu())
+        centres.append(centre.view(len(z), T, -1, 2))
+        masses.append(mass.view(len(z), T, -1))
+    return torch.cat(centres).numpy(), torch.cat(masses).numpy()
+
+
+def hypotheses(masses: np.ndarray, num_objects: int) -> np.ndarray:
+    """(N, T, K): whether factor k draws at least ``PRESENT`` of one object's mass at a frame,
+    one object's mass being the mean over frames of all factors' mass over ``num_objects``."""
+    one_object = masses.sum(-1).mean() / num_objects
+    return (masses >= PRESENT * one_object) & (masses > 0)  # no mass, no centre
+
+
+def tracking_scores(
+    tracks: np.ndarray, present: np.ndarray, centres: np.ndarray, threshold: float
+) -> dict:
+    """MOTA, IDF1 and identity switches (module docstring) of tracks (N, T, K, 2), hypotheses
+    where ``present`` (N, T, K), against object centres (N, T, O, 2), matched within
+    ``threshold`` pixels."""
+    N, T, K = present.shape
+    objects = centres.shape[2]
+    accumulators = []
+    for first in range(0, N, CHUNK):
+        accumulator = mm.MOTAccumulator()
+        for n in range(first, min(N, first + CHUNK)):  # ids unique to a sequence
+            for t in range(T):
+                seen = np.flatnonzero(present[n, t])
+                distances = mm.distances.norm2squared_matrix(
+                    centres[n, t], tracks[n, t, seen], max_d2=threshold**2
+                )
+                accumulator.update(
+                    (n * objects + np.arange(objects)).tolist(), (n * K + seen).tolist(),
+                    distances.reshape(objects, len(seen)), frameid=n * T + t,
+                )  # fmt: skip
+        accumulators.append(accumulator)
+    names = ["mota", "idf1", "num_switches", "num_misses", "num_false_positives",
+             "num_objects", "num_predictions"]  # fmt: skip
+    overall = mm.metrics.create().compute_many(
+        accumulators, metrics=names, names=[str(i) for i in range(len(accumulators))],
+        generate_overall=True,
+    ).loc["OVERALL"]  # fmt: skip
+    switches = int(overall["num_switches"])
+    object_frames = int(overall["num_objects"])
+    return {
+        "threshold_pixels": float(threshold),
+        "sequences": N,
+        "object_frames": object_frames,
+        "hypothesis_frames": int(overall["num_predictions"]),
+        "mota": float(overall["mota"]),
+        "idf1": float(overall["idf1"]),
+        "id_switches": switches,
+        "id_switches_per_100": 100 * switches / object_frames,
+        "misses": int(overall["num_misses"]),
+        "false_positives": int(overall["num_false_positives"]),
+    }
