@@ -15,7 +15,9 @@ stopped. Writes ``OUT/grid.csv`` (one row per run: step, training minutes, match
 leakage per digit, swap shares, per-coordinate probes, identity swaps per crossing beside the
 untrained model's, the unused factors and every factor's KL per frame, the label-free object
 score where the evaluation has one and the factors that void it, test ELBO, the verdict of
-``pyro_dvip.evaluation.verdict``, and the second probe's figures and verdict) and
+``pyro_dvip.evaluation.verdict``, the second probe's figures and verdict, and for each probe
+the probes and KL its verdict is read from, ``verdict_record``: a later rule recounts a row
+with ``alignment_verdict(json.loads(row["verdict_record"]))``) and
 ``OUT/grid.md`` (per variant: seeds with objects out of N, by each probe, mean ± sd of the
 figures, never the best seed).
 """
@@ -33,7 +35,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pyro_dvip.evaluation.verdict import alignment_verdict, unused_factors
+from pyro_dvip.evaluation.verdict import alignment_verdict, unused_factors, verdict_record
 
 COLUMNS = [
     "variant", "seed", "step", "train_minutes", "min_matched", "max_leakage", "matched",
@@ -41,7 +43,7 @@ COLUMNS = [
     "swaps_per_crossing_untrained", "crossings", "unused_factors", "kl_per_factor",
     "object_score", "silent_factors", "object_score_untrained", "test_elbo", "verdict", "reason",
     "second_probe", "second_min_matched", "second_max_leakage", "second_swaps_per_crossing",
-    "second_verdict", "run",
+    "second_verdict", "verdict_record", "second_verdict_record", "run",
 ]  # fmt: skip
 SECOND = "eval-mlp"  # where --second-probe mlp writes its evaluation
 
@@ -125,6 +127,7 @@ def row_of(variant: str, seed: int, run: Path) -> dict:
     trained, untrained = metrics["trained"], metrics.get("untrained", {})
     a = trained["alignment"]
     row.update(alignment_verdict(a))
+    row["verdict_record"] = json.dumps(verdict_record(a))  # recounts it if the rules change
     if a.get("applicable", True):
         row.update(
             min_matched=round(a["min_matched"], 3),
@@ -155,6 +158,7 @@ def row_of(variant: str, seed: int, run: Path) -> dict:
         b = other["alignment"]
         row["second_probe"] = b.get("probe", "mlp")
         row["second_verdict"] = alignment_verdict(b)["verdict"]
+        row["second_verdict_record"] = json.dumps(verdict_record(b))
         row["second_swaps_per_crossing"] = identity(other).get("swaps_per_crossing")
         if b.get("applicable", True):
             row["second_min_matched"] = round(b["min_matched"], 3)

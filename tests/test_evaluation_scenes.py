@@ -89,31 +89,30 @@ def test_four_factor_run_matches_every_digit_and_passes_the_kl_to_the_verdict(ru
         assert len(a["r2"]) == 4 and len(a["assignment"]) == 2  # every digit, two factors left
         assert sorted(o for _, o in a["assignment"]) == [0, 1]
         assert a["kl_per_factor_per_frame"] == kl
-        assert set(a["unused"]) <= set(range(4)) - {k for k, _ in a["assignment"]}
+        assert a["unused"] == [k for k in range(4) if kl[k] is not None and kl[k] < 0.1]
         assert len(metrics[model]["identity"]["factors"]) == 2
         assert len(metrics[model]["intervention"]["fractions"]) == 4  # three channels: applies
     report = (run / "eval" / "report.md").read_text()
-    assert "| unused factors (unmatched, KL < 0.1 nats per frame) |" in report
+    assert "| unused factors (KL < 0.1 nats per frame) |" in report
 
 
-def test_unused_factors_are_the_unmatched_ones_under_0_1_nats_that_read_no_digit():
+def test_unused_factors_are_those_under_0_1_nats_whatever_they_read():
     """Seven factors, two digits, probes and KL chosen so that each rule decides one factor:
-    0 and 1 hold a digit each (matched: never unused, whatever they cost); 2 and 5 cost under
-    0.1 nats per frame and read under 0.3 of every digit (unused); 3 costs exactly 0.1 nats,
-    4 costs 0.5 nats, 6's KL is NaN (null in metrics.json): none of those is unused. Leakage
-    is 0.29, so the verdict is objects and its reason names factors 2 and 5. Then factor 5
-    reads exactly 0.3 of digit 0: it is no longer unused, and that leakage is no longer
-    objects."""
+    0 and 1 hold a digit each and cost 4 nats per frame; 2 and 5 cost under 0.1 nats per frame
+    (unused, whatever their means read: 2 reads 0.45 of digit 1); 3 costs exactly 0.1 nats,
+    4 costs 0.5 nats, 6's KL is NaN (null in metrics.json): none of those is unused, and their
+    leakage is 0.29, so the verdict is objects and its reason names factors 2 and 5. Then
+    factor 4 reads 0.3 of digit 1: leakage, no longer objects."""
     r2 = np.array([
         [0.9, 0.05],  # 0: digit 0
         [0.1, 0.85],  # 1: digit 1
-        [0.02, 0.25],  # 2: unused
+        [0.02, 0.45],  # 2: unused
         [0.29, 0.01],  # 3: KL at the threshold
         [0.0, 0.29],  # 4: costs KL
         [-0.1, 0.0],  # 5: unused
         [0.0, 0.0],  # 6: no KL
     ])  # fmt: skip
-    kl = [0.0, 0.0, 0.05, 0.1, 0.5, 0.0, None]
+    kl = [4.0, 4.0, 0.05, 0.1, 0.5, 0.0, None]
 
     def alignment(r2):
         return {"r2": r2.tolist(), "whole_r2": [0.95, 0.9], **alignment_summary(r2),
@@ -124,23 +123,24 @@ def test_unused_factors_are_the_unmatched_ones_under_0_1_nats_that_read_no_digit
     assert unused_factors(a) == [2, 5]
     assert alignment_verdict(a) == {
         "verdict": "objects",
-        "reason": "matched ≥ 0.85, leakage ≤ 0.29; unused: factors 2, 5 (unmatched, KL < 0.1 "
-        "nats per frame)",
+        "reason": "matched ≥ 0.85, leakage ≤ 0.29; unused: factors 2, 5 (KL < 0.1 nats per "
+        "frame, left out of the matching)",
     }
     assert unused_factors({**a, "kl_per_factor_per_frame": None}) == []  # older metrics
+    assert alignment_verdict({**a, "kl_per_factor_per_frame": None})["verdict"] == "mixed"
 
-    r2[5, 0] = 0.3
-    a = alignment(r2)
-    assert unused_factors(a) == [2]
-    verdict = alignment_verdict(a)
+    r2[4, 1] = 0.3
+    verdict = alignment_verdict(alignment(r2))
     assert verdict["verdict"] == "mixed"
-    assert verdict["reason"].endswith("; unused: factor 2 (unmatched, KL < 0.1 nats per frame)")
+    assert verdict["reason"].endswith(
+        "; unused: factors 2, 5 (KL < 0.1 nats per frame, left out of the matching)"
+    )
 
 
-def test_four_factors_that_cost_no_kl_leave_the_two_unmatched_ones_unused(runs, tmp_path):
+def test_four_factors_that_cost_no_kl_are_all_unused(runs, tmp_path):
     """A checkpoint made into a model whose posterior is the prior N(0, I) for every factor
     (conftest.make_known_answer): every factor's KL is exactly 0 and its latents hold nothing,
-    so nothing encodes a digit (dropped) and the two factors left unmatched are unused."""
+    so nothing encodes a digit (dropped) and all four factors are unused."""
     run = runs["four-factors"]
     newest = sorted((run / "checkpoints").glob("step_*.pt"))[-1]
     zeros = torch.zeros(4, TINY["factor_dim"])
@@ -151,16 +151,14 @@ def test_four_factors_that_cost_no_kl_leave_the_two_unmatched_ones_unused(runs, 
     assert result.exit_code == 0, result.output
     a = json.loads((tmp_path / "eval" / "metrics.json").read_text())["trained"]["alignment"]
     assert a["kl_per_factor_per_frame"] == pytest.approx([0.0] * 4, abs=1e-6)
-    unmatched = sorted(set(range(4)) - {k for k, _ in a["assignment"]})
-    assert len(unmatched) == 2 and a["unused"] == unmatched
+    assert a["unused"] == [0, 1, 2, 3]
     assert a["verdict"] == "dropped"
-    names = ", ".join(map(str, unmatched))
     assert a["verdict_reason"].endswith(
-        f"; unused: factors {names} (unmatched, KL < 0.1 nats per frame)"
+        "; unused: factors 0, 1, 2, 3 (KL < 0.1 nats per frame, left out of the matching)"
     )
     assert "verdict: dropped (not encoded: digit 0" in result.output
     report = (tmp_path / "eval" / "report.md").read_text()
-    assert f"| unused factors (unmatched, KL < 0.1 nats per frame) | {names} |" in report
+    assert "| unused factors (KL < 0.1 nats per frame) | 0, 1, 2, 3 |" in report
 
 
 def test_an_identity_that_fails_leaves_the_probes_made(runs, tmp_path, monkeypatch):

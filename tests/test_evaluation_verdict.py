@@ -1,6 +1,8 @@
 """The verdict word, on probe results whose verdict docs/experiments.md established by reading
 every probe by hand (circle seeds 1 and 5, box seed 2, the shared-generator additive try)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,12 @@ from pyro_dvip.evaluation.alignment import (
     slot_alignment,
     slot_targets,
 )
-from pyro_dvip.evaluation.verdict import alignment_verdict, unused_factors
+from pyro_dvip.evaluation.verdict import (
+    alignment_verdict,
+    unused_factors,
+    used_alignment,
+    verdict_record,
+)
 
 
 def _alignment(r2, whole, xy=None, protocol="factors"):
@@ -122,8 +129,8 @@ def test_two_object_factors_and_two_silent_ones_are_objects_with_two_unused():
     v = alignment_verdict(alignment)
     assert v == {  # only these two keys: examples/seed_grid.py writes them as CSV columns
         "verdict": "objects",
-        "reason": "matched ≥ 0.92, leakage ≤ 0.03; unused: factors 2, 3 (unmatched, KL < 0.1 "
-        "nats per frame)",
+        "reason": "matched ≥ 0.92, leakage ≤ 0.03; unused: factors 2, 3 (KL < 0.1 nats per "
+        "frame, left out of the matching)",
     }
     assert unused_factors(alignment) == [2, 3]
 
@@ -134,13 +141,19 @@ def test_an_extra_factor_with_large_kl_that_holds_part_of_a_digit_is_leakage_not
     v = alignment_verdict(alignment)
     assert v["verdict"] == "mixed"
     assert unused_factors(alignment) == [3]
-    assert v["reason"].endswith("; unused: factor 3 (unmatched, KL < 0.1 nats per frame)")
+    assert v["reason"] == (
+        "matched 0.92, gap 0.89; unused: factor 3 (KL < 0.1 nats per frame, left out of the "
+        "matching)"
+    )
 
 
-def test_a_cheap_factor_that_still_reads_a_digit_is_not_called_unused():
+def test_a_cheap_factor_is_unused_whatever_its_mean_reads():
+    # Factor 2 costs 0.05 nats per frame and its posterior mean reads R² 0.40 of digit 0: what
+    # it passes to the decoder is the prior's noise, so that is no leakage.
     alignment = _four_factors([0.40, 0.02], kl=[4.5, 4.4, 0.05, 0.002])
-    assert unused_factors(alignment) == [3]
-    assert alignment_verdict(alignment)["verdict"] == "mixed"
+    assert alignment["max_leakage"] == 0.40  # all factors' probes, as measured
+    assert unused_factors(alignment) == [2, 3]
+    assert alignment_verdict(alignment)["verdict"] == "objects"
 
 
 def test_without_kl_per_factor_no_factor_is_unused():
@@ -150,15 +163,95 @@ def test_without_kl_per_factor_no_factor_is_unused():
         "verdict": "objects",
         "reason": "matched ≥ 0.92, leakage ≤ 0.03",
     }
+    alignment = _four_factors([0.40, 0.02])  # without the KL, every factor's probes count
+    assert alignment_verdict(alignment)["verdict"] == "mixed"
 
 
-def test_a_collapsed_factor_matched_to_a_dropped_digit_is_dropped_not_unused():
-    # Two factors, two digits (every factor matched): the cpu-objects-paper seed with KL
-    # [0.00, 5.89] dropped a digit; nothing is left unmatched to call unused.
+def test_a_collapsed_factor_matched_to_a_dropped_digit_is_dropped_and_unused():
+    # Two factors, two digits: the cpu-objects-paper seed with KL [0.00, 5.89] dropped a digit.
     alignment = _alignment([[-0.01, 0.17], [-0.00, 0.79]], [-0.01, 0.83])
     alignment["kl_per_factor_per_frame"] = [0.0, 5.89]
-    assert unused_factors(alignment) == []
-    assert alignment_verdict(alignment)["verdict"] == "dropped"
+    assert unused_factors(alignment) == [0]
+    v = alignment_verdict(alignment)
+    assert v["verdict"] == "dropped"
+    assert v["reason"].startswith("not encoded: digit 0 (whole-latent R² -0.01); unused: factor 0")
+
+
+def _seed_13(kl=None, leak=0.01):
+    """cpu-objects --factors 8, box seed 13: factors 2 and 5 hold digit 0 (R² 0.82) and digit 1
+    (0.95) at about 4.6 nats per frame; the six others cost 0.00 nats, and factor 6's posterior
+    mean reads R² 0.42 of digit 1 (its mean moves far below its noise). ``leak``: what factor 2
+    reads of digit 1."""
+    r2 = [[0.02, 0.05], [0.01, 0.00], [0.82, leak], [0.03, 0.02],
+          [0.00, 0.04], [0.05, 0.95], [0.10, 0.42], [0.02, 0.01]]  # fmt: skip
+    alignment = _alignment(r2, [0.86, 0.97])
+    alignment["kl_per_factor_per_frame"] = kl or [0.0, 0.0, 4.6, 0.0, 0.0, 4.7, 0.0, 0.0]
+    return alignment
+
+
+def test_eight_factors_with_six_silent_ones_are_objects_whatever_a_silent_mean_reads():
+    alignment = _seed_13()
+    assert alignment["max_leakage"] == 0.42  # read from factor 6's posterior mean
+    assert unused_factors(alignment) == [0, 1, 3, 4, 6, 7]
+    assert alignment_verdict(alignment) == {
+        "verdict": "objects",
+        "reason": "matched ≥ 0.82, leakage ≤ 0.05; unused: factors 0, 1, 3, 4, 6, 7 (KL < 0.1 "
+        "nats per frame, left out of the matching)",
+    }
+    assert used_alignment(alignment)["assignment"] == [[2, 0], [5, 1]]
+
+
+ONLY_UNUSED = "no used factor reads digit 1 (only unused factor 5 does, R² 0.95)"
+
+
+def test_a_digit_held_only_by_an_unused_factor_is_dropped_and_the_reason_says_so():
+    # Factor 5 holds digit 1 at R² 0.95 but costs 0.05 nats per frame: one used factor for two
+    # digits, and digit 1 is read by no used factor.
+    alignment = _seed_13(kl=[0.0, 0.0, 4.6, 0.0, 0.0, 0.05, 0.0, 0.0])
+    assert alignment["assignment"] == [[2, 0], [5, 1]]  # all factors' matching: objects
+    assert used_alignment(alignment)["without"] == [1]
+    v = alignment_verdict(alignment)
+    assert v["verdict"] == "dropped"
+    assert v["reason"].startswith(ONLY_UNUSED)
+    # a third used factor that reads nothing takes digit 1 in the matching, but not from factor 5
+    alignment = _seed_13(kl=[0.0, 0.0, 4.6, 1.2, 0.0, 0.05, 0.0, 0.0])
+    assert used_alignment(alignment)["assignment"] == [[2, 0], [3, 1]]
+    v = alignment_verdict(alignment)
+    assert v["verdict"] == "dropped"
+    assert v["reason"].startswith(ONLY_UNUSED)
+
+
+def test_fewer_used_factors_than_digits_are_never_objects():
+    # Factor 2 reads both digits (0.82 and 0.85) and is the only used factor: it is matched to
+    # digit 1, and digit 0 is left without a factor of its own (held, but by digit 1's).
+    alignment = _seed_13(kl=[0.0, 0.0, 4.6, 0.0, 0.0, 0.05, 0.0, 0.0], leak=0.85)
+    v = alignment_verdict(alignment)
+    assert v["verdict"] == "mixed"
+    assert v["reason"].startswith("digit 0 has no used factor of its own; matched 0.85, gap 0.03")
+
+
+def test_a_used_factor_that_leaks_is_still_not_objects():
+    # Factor 6 now costs 0.9 nats per frame: its R² 0.42 of digit 1 is leakage again.
+    alignment = _seed_13(kl=[0.0, 0.0, 4.6, 0.0, 0.0, 4.7, 0.9, 0.0])
+    assert unused_factors(alignment) == [0, 1, 3, 4, 7]
+    v = alignment_verdict(alignment)
+    assert v["verdict"] == "mixed"
+    assert v["reason"].startswith("matched 0.82, gap 0.81; unused: factors 0, 1, 3, 4, 7")
+
+
+def test_the_verdict_record_recounts_the_verdict_after_a_round_trip_through_json():
+    features, positions = _crossing_slots()
+    groups = [np.arange(1), np.arange(1, 2), np.arange(2, 4)]
+    r2 = Probe(features, positions).matrix(groups)
+    record = _alignment(r2.tolist(), Probe(features, positions).whole().tolist())
+    record["by_target"] = {"position": {"r2": r2.tolist()}, "velocity": {"r2": r2.tolist()}}
+    record["by_slot"] = slot_alignment(features, positions, groups)
+    for kl in ([3.0, 3.0, 0.0], [3.0, 3.0, 3.0], None):
+        if kl is not None:
+            record["kl_per_factor_per_frame"] = kl
+        kept = json.loads(json.dumps(verdict_record(record)))
+        assert "velocity" not in kept["by_target"] and "assignment" not in kept
+        assert alignment_verdict(kept) == alignment_verdict(record)
 
 
 def test_a_kl_list_of_the_wrong_length_is_a_one_line_error():

@@ -117,7 +117,7 @@ def _alignment_rows(a: dict) -> dict[str, str]:
     words = "objects / axis split / slots / dropped / under-encoded / mixed"
     return {
         f"verdict ({words}; evaluation.md)": f"{a['verdict']}: {a['verdict_reason']}",
-        f"unused factors (unmatched, KL < {UNUSED_NATS:g} nats per frame)": (
+        f"unused factors (KL < {UNUSED_NATS:g} nats per frame)": (
             ", ".join(map(str, a["unused"])) or "none"
             if "kl_per_factor_per_frame" in a
             else "n/a (no KL per probed group)"  # a one-factor model's split, a failed bound
