@@ -12,8 +12,9 @@ newer than its evaluation is evaluated (``dvip evaluate`` defaults plus ``--eval
 with ``--second-probe mlp`` evaluated again with ``--probe mlp`` into ``RUN/eval-mlp`` (the
 documented second opinion, docs/evaluation.md). Rerunning the same command continues where it
 stopped. Writes ``OUT/grid.csv`` (one row per run: step, training minutes, matched R² and
-leakage per digit, swap shares, per-coordinate probes, identity swaps per crossing beside the
-untrained model's, the unused factors and every factor's KL per frame, the label-free object
+leakage per digit, swap shares, per-coordinate probes, identity swaps per crossing and the
+tracking scores (MOTA, IDF1, identity switches per 100 object-frames) beside the untrained
+model's, the unused factors and every factor's KL per frame, the label-free object
 score where the evaluation has one and the factors that void it, test ELBO, the verdict of
 ``pyro_dvip.evaluation.verdict``, the second probe's figures and verdict, and for each probe
 the probes and KL its verdict is read from, ``verdict_record``: a later rule recounts a row
@@ -40,7 +41,9 @@ from pyro_dvip.evaluation.verdict import alignment_verdict, unused_factors, verd
 COLUMNS = [
     "variant", "seed", "step", "train_minutes", "min_matched", "max_leakage", "matched",
     "leakage", "swap_shares", "by_coordinate", "swaps_per_crossing",
-    "swaps_per_crossing_untrained", "crossings", "unused_factors", "kl_per_factor",
+    "swaps_per_crossing_untrained", "crossings", "mota", "mota_untrained", "idf1",
+    "idf1_untrained", "id_switches_per_100", "id_switches_per_100_untrained", "unused_factors",
+    "kl_per_factor",
     "object_score", "silent_factors", "object_score_untrained", "test_elbo", "verdict", "reason",
     "second_probe", "second_min_matched", "second_max_leakage", "second_swaps_per_crossing",
     "second_verdict", "verdict_record", "second_verdict_record", "run",
@@ -145,6 +148,8 @@ def row_of(variant: str, seed: int, run: Path) -> dict:
         row["swap_shares"] = json.dumps([round(v, 2) for v in swap["matched_share"]])
     row.update(identity(trained), swaps_per_crossing_untrained=identity(untrained).get(
         "swaps_per_crossing"))  # fmt: skip
+    row.update(tracking(trained))
+    row.update({f"{k}_untrained": v for k, v in tracking(untrained).items()})
     kl = a.get("kl_per_factor_per_frame")
     if kl is not None:  # the verdict's unused factors, and every factor's KL they are read from
         row["kl_per_factor"] = json.dumps([None if v is None else round(v, 3) for v in kl])
@@ -176,6 +181,15 @@ def identity(model: dict) -> dict:
         "swaps_per_crossing": None if rate is None else round(rate, 3),
         "crossings": record.get("crossings"),
     }
+
+
+def tracking(model: dict) -> dict:
+    """MOTA, IDF1 and identity switches per 100 object-frames of the factors' tracks, if
+    measured."""
+    record = model.get("tracking") or {}
+    if "mota" not in record:  # absent from older metrics and without ground truth
+        return {}
+    return {k: round(record[k], 3) for k in ("mota", "idf1", "id_switches_per_100")}
 
 
 def mean_sd(values: list) -> str:

@@ -1,7 +1,9 @@
 """Tracking scores (py-motmetrics) on constructed tracks whose answers are known by hand, the
 tracks a per-factor decoder draws, and the figures of an evaluated run beside its floor."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,3 +198,15 @@ def test_an_evaluated_run_has_tracking_scores_beside_its_floor(tmp_path, decoder
     assert f"| tracking: MOTA | {t['mota']:.2f} | {u['mota']:.2f} |" in report
     summary = (run / "eval" / "summary.csv").read_text().splitlines()
     assert summary[0].endswith(",mota,idf1,id_switches_per_100")
+    row = seed_grid().row_of("v", 0, run)  # examples/seed_grid.py's grid.csv row
+    for key in ("mota", "idf1", "id_switches_per_100"):
+        assert row[key] == round(t[key], 3) and row[f"{key}_untrained"] == round(u[key], 3)
+        assert key in seed_grid().COLUMNS and f"{key}_untrained" in seed_grid().COLUMNS
+
+
+def seed_grid():
+    path = Path(__file__).resolve().parents[1] / "examples" / "seed_grid.py"
+    spec = importlib.util.spec_from_file_location("seed_grid", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
