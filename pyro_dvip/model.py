@@ -154,12 +154,8 @@ class DVIP(nn.Module):
                     z = pyro.sample(f"z_{t}", p_z)  # (B, K, d)
                 zs.append(z)
             z_all = torch.stack(zs, 1).reshape(B * T, self.z_dim)
-            if a is None:
-                mean = self.decoder(z_all)
-            else:
-                a = a.reshape(B, self.decoder.num_parts, -1).repeat_interleave(T, 0)
-                mean = self.decoder(z_all, a)  # a^k at every t
-            mean = mean.view(x.shape)  # (B, T, C, H, W)
+            a_all = None if a is None else a.repeat_interleave(T, 0)  # a^k at every t
+            mean = self.render(z_all, a_all).view(x.shape)  # (B, T, C, H, W)
             with pyro.plate("steps", T, dim=-1):
                 pyro.sample("x", FixedVarianceNormal(mean, self.obs_var).to_event(3), obs=x)
 
@@ -188,6 +184,19 @@ class DVIP(nn.Module):
                     loc, scale = (m.reshape(B, self.num_factors, -1)
                                   for m in self.posterior.appearance(seen))  # fmt: skip
                     pyro.sample("a", dist.Normal(loc, scale).to_event(1))  # (B, K, A)
+
+    def render(self, z: torch.Tensor, appearance: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean of p(x_t | z_t, a): z (N, z_dim), appearance (N, K, A) for a model that
+        has one (as the site ``a`` holds it), else None."""
+        if appearance is None:
+            return self.decoder(z)
+        return self.decoder(z, appearance.reshape(len(z), self.decoder.num_parts, -1))
+
+    def parts(self, z: torch.Tensor, appearance: torch.Tensor | None = None) -> dict:
+        """What each of the decoder's parts draws (``FrameDecoder.parts``), as ``render``."""
+        if appearance is None:
+            return self.decoder.parts(z)
+        return self.decoder.parts(z, appearance.reshape(len(z), self.decoder.num_parts, -1))
 
     def appearance_prior(self, x: torch.Tensor) -> dist.Distribution:
         """p(a^k) = N(0, I), batch (B, K), event (A,)."""

@@ -23,18 +23,23 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
-from ..decoders import PerFactorDecoder
 from ..model import DVIP
 from .posterior import filter_sequences
 
 PAD = 2
 
 
-def _decode(dvip: DVIP, z: torch.Tensor) -> torch.Tensor:
-    """Decode latents (..., z_dim) to frames (..., C, H, W) on CPU."""
+def _decode(dvip: DVIP, z: torch.Tensor, appearance: torch.Tensor | None = None) -> torch.Tensor:
+    """Decode latents (n, ..., z_dim) to frames (n, ..., C, H, W) on CPU; ``appearance``
+    (n, K, A): each sequence's, for a model that has one."""
     lead = z.shape[:-1]
-    images = dvip.decoder(z.reshape(-1, dvip.z_dim))
+    images = dvip.render(z.reshape(-1, dvip.z_dim), _per_row(appearance, lead.numel()))
     return images.view(*lead, *images.shape[1:]).cpu()
+
+
+def _per_row(appearance: torch.Tensor | None, rows: int) -> torch.Tensor | None:
+    """Each sequence's appearance (n, K, A) repeated for its rows of latents, n first."""
+    return None if appearance is None else appearance.repeat_interleave(rows // len(appearance), 0)
 
 
 @torch.no_grad()
@@ -42,20 +47,22 @@ def independent_generations(
     dvip: DVIP, frames: torch.Tensor, groups: list[np.ndarray]
 ) -> torch.Tensor:
     """(K, n, T, C, H, W): per unit group k, frames where only group k follows the posterior."""
-    z = filter_sequences(dvip, frames, use_mean=True).means.flatten(2)  # (n, T, D)
+    posterior = filter_sequences(dvip, frames, use_mean=True)
+    z = posterior.means.flatten(2)  # (n, T, D)
     out = []
     for units in groups:
         held = z[:, :1].expand_as(z).clone()
         index = torch.as_tensor(units, device=z.device)
         held[..., index] = z[..., index]
-        out.append(_decode(dvip, held))
+        out.append(_decode(dvip, held, posterior.appearance))
     return torch.stack(out)
 
 
 @torch.no_grad()
 def reconstructions(dvip: DVIP, frames: torch.Tensor) -> torch.Tensor:
     """(n, T, C, H, W): decoded posterior means, filtering with means."""
-    return _decode(dvip, filter_sequences(dvip, frames, use_mean=True).means.flatten(2))
+    posterior = filter_sequences(dvip, frames, use_mean=True)
+    return _decode(dvip, posterior.means.flatten(2), posterior.appearance)
 
 
 @torch.no_grad()
@@ -67,13 +74,15 @@ def prior_samples(dvip: DVIP, n: int, steps: int, device: torch.device | str = "
     for _ in range(steps - 1):
         z = dvip.transition(z).sample()
         zs.append(z)
-    return _decode(dvip, torch.stack(zs, 1).flatten(2))
+    appearance = dvip.appearance_prior(like.expand(n)).sample() if dvip.appearance_dim else None
+    return _decode(dvip, torch.stack(zs, 1).flatten(2), appearance)
 
 
 @torch.no_grad()
 def factor_rollouts(dvip: DVIP, frames: torch.Tensor) -> torch.Tensor:
     """(K, n, T, C, H, W): factor k rolled forward by the prior, the others held at step 1."""
-    z1 = filter_sequences(dvip, frames[:, :1], use_mean=True).means[:, 0]  # (n, K, d)
+    posterior = filter_sequences(dvip, frames[:, :1], use_mean=True)
+    z1 = posterior.means[:, 0]  # (n, K, d)
     out = []
     for k in range(dvip.num_factors):
         z, zs = z1.clone(), [z1]
@@ -81,7 +90,7 @@ def factor_rollouts(dvip: DVIP, frames: torch.Tensor) -> torch.Tensor:
             z = z.clone()
             z[:, k] = dvip.transition(z).sample()[:, k]  # factor k's own prediction
             zs.append(z)
-        out.append(_decode(dvip, torch.stack(zs, 1).flatten(2)))
+        out.append(_decode(dvip, torch.stack(zs, 1).flatten(2), posterior.appearance))
     return torch.stack(out)
 
 
@@ -89,11 +98,12 @@ def factor_rollouts(dvip: DVIP, frames: torch.Tensor) -> torch.Tensor:
 def factor_layers(dvip: DVIP, frames: torch.Tensor) -> dict[str, torch.Tensor]:
     """{"layer_factor{k}": (n, T, C, H, W), "mask_factor{k}": (n, T, 1, H, W) (composite
     only)}: the decoder's ``parts`` of the posterior means; empty for the paper's decoder."""
-    if not isinstance(dvip.decoder, PerFactorDecoder):  # the paper's draws them together
+    if dvip.decoder.num_parts == 1:  # the paper's draws the factors together
         return {}
-    z = filter_sequences(dvip, frames, use_mean=True).means.flatten(2)  # (n, T, D)
+    posterior = filter_sequences(dvip, frames, use_mean=True)
+    z = posterior.means.flatten(2)  # (n, T, D)
     n, T = z.shape[:2]
-    parts = dvip.decoder.parts(z.reshape(n * T, -1))  # name -> (n T, K, c, H, W)
+    parts = dvip.parts(z.reshape(n * T, -1), _per_row(posterior.appearance, n * T))
     out = {}
     for name in ("layers", "masks"):
         if name in parts:

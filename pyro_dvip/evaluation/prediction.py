@@ -65,9 +65,10 @@ def rollout(dvip: DVIP, frames: torch.Tensor, context: int, samples: int) -> tor
     for _ in range(samples):
         trace = poutine.trace(dvip.guide).get_trace(frames[:, :context])
         z = trace.nodes[f"z_{context}"]["value"]  # (N, K, d)
+        a = trace.nodes["a"]["value"] if "a" in trace.nodes else None  # seen in the context
         for h in range(T - context):
             z = dvip.transition(z).sample()
-            total[:, h] += dvip.decoder(z.reshape(N, dvip.z_dim)).cpu()
+            total[:, h] += dvip.render(z.reshape(N, dvip.z_dim), a).cpu()
     return total / samples
 
 

@@ -193,9 +193,15 @@ def _intervention(dvip, config, posterior, groups, options, metrics, arrays) -> 
         )
         return
     z_flat = posterior.flat("means").flatten(0, 1)  # (N T, D)
-    swap = intervention(
-        lambda z: dvip.decoder(z).cpu(), z_flat, groups, options.intervention_pairs, options.seed
-    )
+    decode, units = (lambda z: dvip.render(z).cpu()), groups
+    if posterior.appearance is not None:  # factor k's appearance is swapped with its state
+        T = posterior.means.shape[1]
+        a = posterior.appearance.repeat_interleave(T, 0).flatten(1)  # (N T, K A)
+        A, D = a.shape[1] // len(groups), dvip.z_dim
+        units = [np.concatenate([g, D + k * A + np.arange(A)]) for k, g in enumerate(groups)]
+        z_flat = torch.cat([z_flat, a], 1)
+        decode = lambda v: dvip.render(v[:, :D], v[:, D:]).cpu()  # noqa: E731
+    swap = intervention(decode, z_flat, units, options.intervention_pairs, options.seed)
     fractions = np.array(swap["fractions"])
     metrics["intervention"] = {**swap, **intervention_summary(fractions, config.num_digits)}
     arrays["fractions"] = fractions
