@@ -35,12 +35,12 @@ sample, is indistinguishable from the prior's noise, even where its mean still m
 digit (a probe reads the guide's mean, which can move far below its noise). The verdict is that
 of the used factors (``used_alignment``): unused factors are left out of the matching and of
 the leakage, and named at the end of the reason. Two factors holding one digit each and six
-unused ones are ``objects``, whatever the six's means read. A digit that no used factor reads at
-``HOLDS`` (0.3) is ``dropped`` when only unused factors read it, or when there are fewer used
-factors than digits and it is left without one; left without one but held by a used factor
-that has another digit, the verdict is never ``objects``. Alignments without the KL (metrics written
-before it, a failed bound, the groups of a one-factor model, which are not the prior's
-factors) call no factor unused.
+unused ones are ``objects``, whatever the six's means read. A digit that no used factor reads
+at ``HOLDS`` (0.3) is ``dropped`` when only unused factors read it, or when fewer factors are
+used than there are digits and the matching leaves it without one; fewer used factors than
+digits are never ``objects``. Alignments without the KL (metrics written before it, a failed
+bound, the groups of a one-factor model, which are not the prior's factors) call no factor
+unused. ``verdict_record`` keeps what the verdict reads, so that a table can be recounted.
 
 **More factors than digits** (K > N). Each digit is matched to its best used factor
 (``linear_sum_assignment`` on the used rows of the (K, N) probe matrix matches every digit and
