@@ -113,10 +113,12 @@ def tracking_scores(
         accumulators.append(accumulator)
     names = ["mota", "idf1", "num_switches", "num_misses", "num_false_positives",
              "num_objects", "num_predictions"]  # fmt: skip
-    overall = mm.metrics.create().compute_many(
-        accumulators, metrics=names, names=[str(i) for i in range(len(accumulators))],
-        generate_overall=True,
-    ).loc["OVERALL"]  # fmt: skip
+    host = mm.metrics.create()  # compute_many would do the same and log its timings
+    partials = [
+        host.compute(accumulator, metrics=names, return_cached=True, return_dataframe=False)
+        for accumulator in accumulators
+    ]
+    overall = host.compute_overall(partials, metrics=names, return_dataframe=False)
     switches = int(overall["num_switches"])
     object_frames = int(overall["num_objects"])
     return {
