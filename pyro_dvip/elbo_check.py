@@ -140,7 +140,8 @@ def _kl(q: Independent, p, z: torch.Tensor) -> tuple[torch.Tensor, str]:
 
 
 def hand_written_terms(
-    dvip: DVIP, x: torch.Tensor, eps: torch.Tensor, derivation: str = "paper"
+    dvip: DVIP, x: torch.Tensor, eps: torch.Tensor, derivation: str = "paper",
+    eps_a: torch.Tensor | None = None,
 ) -> Terms:
     """Appendix B by hand for frames x (B, T, C, H, W) and standard-normal noise eps (T, B, K, d).
 
@@ -150,12 +151,19 @@ def hand_written_terms(
     decoder on all z_t and the Gaussian likelihood. (m_t, log s_t^2) is the model's own
     posterior step (``dvip.posterior``: the paper's, or one that explains away): the bound of
     Appendix B holds for any q, and how the guide is wired is what its own tests check.
+
+    A model with an appearance per factor (``dvip.appearance_dim``) adds its term after the
+    last step: a = m_a + s_a eps_a (eps_a (B, K, A)) from q(a | x_{1:T}, z_{1:T}) and
+    KL(q(a) || N(0, I)), as one more slice of ``kl``, ``log_p`` and ``log_q``; the decoder then
+    draws every z_t with a.
     """
     B, T = x.shape[:2]
     K, d = dvip.num_factors, dvip.factor_dim
-    features = dvip.encoder(x.flatten(0, 1)).view(B, T, dvip.z_dim)
+    features = x.new_zeros(B, T, 0)
+    if dvip.posterior.reads_features:
+        features = dvip.encoder(x.flatten(0, 1)).view(B, T, dvip.z_dim)
     zs, kls, methods, log_ps, log_qs = [], [], [], [], []
-    z_prev = None
+    z_prev, seen = None, dvip.posterior.start(x)
     for t in range(T):  # step t + 1 of the paper
         if t == 0:
             prior_loc = prior_logvar = x.new_zeros(B, dvip.z_dim)
@@ -166,7 +174,7 @@ def hand_written_terms(
             )
             p = dvip.transition(z_prev)
         prior = (prior_loc, prior_logvar)
-        loc, logvar = dvip.posterior.step(features[:, t], x[:, t], prior, dvip.decoder)
+        loc, logvar = dvip.posterior.step(features[:, t], x[:, t], prior, dvip.decoder, seen)
         q = Independent(Normal(loc.view(B, K, d), (0.5 * logvar).exp().view(B, K, d)), 1)
         z = q.base_dist.loc + q.base_dist.scale * eps[t]  # (B, K, d)
         if derivation == "prior-wrong-step" and t > 0:
@@ -179,8 +187,20 @@ def hand_written_terms(
         methods.append(method)
         log_ps.append(p.log_prob(z))  # (B, K)
         log_qs.append(q.log_prob(z))
-        z_prev = z
-    mean = dvip.decoder(torch.stack(zs, 1).reshape(B * T, dvip.z_dim)).view(x.shape)
+        z_prev, seen = z, dvip.posterior.see(seen, z, x[:, t])
+    a = None
+    if dvip.appearance_dim:
+        loc, scale = (m.reshape(B, K, -1) for m in dvip.posterior.appearance(seen))
+        q = Independent(Normal(loc, scale), 1)
+        p = Independent(Normal(torch.zeros_like(loc), torch.ones_like(scale)), 1)
+        a = loc + scale * eps_a  # (B, K, A)
+        kl, method = _kl(q, p, a)
+        kls.append(kl)
+        methods.append(method)
+        log_ps.append(p.log_prob(a))
+        log_qs.append(q.log_prob(a))
+        a = a.repeat_interleave(T, 0)  # a^k at every t
+    mean = dvip.render(torch.stack(zs, 1).reshape(B * T, dvip.z_dim), a).view(x.shape)
     recon = gaussian_log_likelihood(
         x, mean, dvip.obs_var, normalised=derivation != "drop-normaliser"
     )
@@ -191,7 +211,8 @@ def hand_written_terms(
 
 def trace_decomposition(model_trace, guide_trace) -> Terms:
     """The ELBO's terms read site by site from a guide trace and the model replayed on it:
-    ``x``'s log_prob (B, T) and, per ``z_t`` site, ``kl_divergence(q, p)`` (B, K), or
+    ``x``'s log_prob (B, T) and, per ``z_t`` site (then the appearance ``a``, where the model
+    has one), ``kl_divergence(q, p)`` (B, K), or
     log q(z_t) - log p(z_t) where no KL is registered (what ``TraceMeanField_ELBO`` does).
     ``recon`` and ``kl`` are unscaled: a ``kl_scale`` the traces were recorded with is not
     applied. ``log_p`` and ``log_q`` are each site's log-density as ``Trace_ELBO`` sums it,
@@ -202,7 +223,7 @@ def trace_decomposition(model_trace, guide_trace) -> Terms:
     model_trace.compute_log_prob()
     guide_trace.compute_log_prob()
     kls, methods, log_ps, log_qs = [], [], [], []
-    for name in latent_sites(guide_trace):
+    for name in latent_sites(guide_trace) + (["a"] if "a" in guide_trace.nodes else []):
         q, p = guide_trace.nodes[name]["fn"], model_trace.nodes[name]["fn"]
         log_ps.append(model_trace.nodes[name]["log_prob"])  # (B, K), scaled
         log_qs.append(guide_trace.nodes[name]["log_prob"])
@@ -219,13 +240,15 @@ def trace_decomposition(model_trace, guide_trace) -> Terms:
     )
 
 
-def _noise_of(guide_trace, T: int) -> torch.Tensor:
-    """The standard-normal noise eps_t = (z_t - m_t) / s_t behind a guide trace: (T, B, K, d)."""
-    eps = []
-    for t in range(1, T + 1):
-        site = guide_trace.nodes[f"z_{t}"]
-        eps.append((site["value"] - site["fn"].base_dist.loc) / site["fn"].base_dist.scale)
-    return torch.stack(eps)
+def _noise_of(guide_trace, T: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The standard-normal noise eps_t = (z_t - m_t) / s_t behind a guide trace: (T, B, K, d),
+    and the appearance's (B, K, A), or None where the model has none."""
+
+    def noise(site):
+        return (site["value"] - site["fn"].base_dist.loc) / site["fn"].base_dist.scale
+
+    eps = torch.stack([noise(guide_trace.nodes[f"z_{t}"]) for t in range(1, T + 1)])
+    return eps, noise(guide_trace.nodes["a"]) if "a" in guide_trace.nodes else None
 
 
 def _exact_check(name: str, a: float, b: float, tolerance: float, scale: float | None = None):
@@ -398,13 +421,16 @@ def check_elbo(
         torch.manual_seed(seed)
         pyro_particles = [_trace_elbo_particle(model, x) for _ in range(num_particles)]
         shared = pyro_particles[0]  # the one sample all exact comparisons share
-        shared_hand = hand_written_terms(model, x, _noise_of(shared.guide_trace, T), derivation)
+        eps, eps_a = _noise_of(shared.guide_trace, T)
+        shared_hand = hand_written_terms(model, x, eps, derivation, eps_a)
         replayed_guide = poutine.replay(model.guide, trace=shared.guide_trace)
         meanfield = -float(make_elbo("meanfield").loss(model.model, replayed_guide, x)) / B
         eps_shape = (T, B, model.num_factors, model.factor_dim)
+        a_shape = (B, model.num_factors, model.appearance_dim)
         hand = [
             hand_written_terms(model, x, torch.randn(eps_shape, dtype=dtype, device=x.device),
-                               derivation)
+                               derivation, torch.randn(a_shape, dtype=dtype, device=x.device)
+                               if model.appearance_dim else None)
             for _ in range(num_particles)
         ]  # fmt: skip
         coupling = factor_coupling(model.transition, *_transition_pairs(model, shared))
@@ -459,21 +485,23 @@ def check_elbo(
         columns=["estimate", "elbo", "se", "recon", "kl"],
     ).set_index("estimate")  # fmt: skip
 
+    rows = [*range(1, T + 1)] + (["a"] if model.appearance_dim else [])
+    no_recon = [math.nan] * (len(rows) - T)  # the appearance has a KL and no frame
     steps = pd.DataFrame(
         {
-            "recon_hand": shared_hand.recon.mean(0).tolist(),
-            "recon_trace": shared.terms.recon.mean(0).tolist(),
+            "recon_hand": shared_hand.recon.mean(0).tolist() + no_recon,
+            "recon_trace": shared.terms.recon.mean(0).tolist() + no_recon,
             "kl_hand": shared_hand.kl.sum(-1).mean(0).tolist(),
             "kl_trace": shared.terms.kl.sum(-1).mean(0).tolist(),
             "kl_method": shared.terms.kl_methods,
         },
-        index=pd.RangeIndex(1, T + 1, name="t"),
+        index=pd.Index(rows, name="t"),
     )
 
     kl_per_factor = torch.stack([p.terms.kl for p in pyro_particles]).mean((0, 1))  # (T, K)
     factor_kl = pd.DataFrame(
         torch.cat([kl_per_factor, kl_per_factor.sum(0, keepdim=True)]).tolist(),
-        index=pd.Index([*map(str, range(1, T + 1)), "all"], name="step"),
+        index=pd.Index([*map(str, rows), "all"], name="step"),
         columns=[f"factor {k}" for k in range(1, model.num_factors + 1)],
     )
 

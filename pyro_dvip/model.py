@@ -30,7 +30,8 @@ appearance, ``glimpse.py``): each factor's appearance a^k ~ N(0, I), drawn once 
     p(x_{1:T}, z_{1:T}, a) = p(a) prod_t p(x_t | z_t, a) p(z_t | z_{t-1})
 
 site ``a`` (value (B, K, A), batch (B, K) inside the ``videos`` and ``factors`` plates and
-outside ``pyro.markov``); the guide draws it last, from q(a | x_{1:T}, z_{1:T}).
+outside ``pyro.markov``, after the steps in model and guide alike); the guide draws it from
+q(a | x_{1:T}, z_{1:T}).
 """
 
 from __future__ import annotations
@@ -143,16 +144,16 @@ class DVIP(nn.Module):
         zs = []
         factors = pyro.plate("factors", self.num_factors, dim=-1)
         with pyro.plate("videos", B, dim=-2):
-            a = None
-            if self.appearance_dim:  # beyond the paper: one appearance per factor and sequence
-                with factors, poutine.scale(scale=kl_scale):
-                    a = pyro.sample("a", self.appearance_prior(x))  # (B, K, A)
             z = None
             for t in pyro.markov(range(1, T + 1)):
                 p_z = self.transition.initial(B, x) if t == 1 else self.transition(z)
                 with factors, poutine.scale(scale=kl_scale):
                     z = pyro.sample(f"z_{t}", p_z)  # (B, K, d)
                 zs.append(z)
+            a = None
+            if self.appearance_dim:  # beyond the paper: one appearance per factor and sequence
+                with factors, poutine.scale(scale=kl_scale):
+                    a = pyro.sample("a", self.appearance_prior(x))  # (B, K, A)
             z_all = torch.stack(zs, 1).reshape(B * T, self.z_dim)
             a_all = None if a is None else a.repeat_interleave(T, 0)  # a^k at every t
             mean = self.render(z_all, a_all).view(x.shape)  # (B, T, C, H, W)

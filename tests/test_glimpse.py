@@ -1,0 +1,145 @@
+"""What and where (--decoder glimpse --encoder glimpse): placement, compositing, the site of
+the appearance, the guide's match, the bound, and the options."""
+
+import math
+
+import pyro
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli.main import cli
+from pyro_dvip.build import build_model
+from pyro_dvip.config import make_config
+from pyro_dvip.elbo_check import check_elbo
+from pyro_dvip.glimpse import GlimpseDecoder, GlimpsePosterior, Seen, composite, crop, place
+
+H, G = 16, 8
+
+
+def _position(column: float, row: float) -> torch.Tensor:
+    """Frame coordinates of a glimpse centred on the corner before pixel (column, row)."""
+    return torch.tensor([[2 * column / H - 1, 2 * row / H - 1]])
+
+
+def test_a_position_moves_the_drawing_by_whole_pixels():
+    glimpse = torch.zeros(1, 1, G, G)
+    glimpse[0, 0, 2, 5] = 1.0  # row 2, column 5 of the glimpse
+    for column, row in [(4, 4), (9, 6), (12, 11)]:
+        frame = place(glimpse, _position(column, row), H)[0, 0]
+        # the glimpse covers columns column - G/2 ..; its pixel (2, 5) lands here, alone
+        expected = torch.zeros(H, H)
+        expected[row - G // 2 + 2, column - G // 2 + 5] = 1.0
+        torch.testing.assert_close(frame, expected, atol=1e-6, rtol=0)
+
+
+def test_crop_reads_back_what_place_drew():
+    glimpse = torch.rand(2, 3, G, G)
+    positions = torch.cat([_position(8, 8), _position(5, 10)])
+    frames = place(glimpse, positions, H)
+    torch.testing.assert_close(crop(frames, positions, G), glimpse, atol=1e-6, rtol=0)
+
+
+def test_composite_puts_factor_one_in_front():
+    colour = torch.tensor([0.2, 0.9]).view(1, 2, 1, 1, 1).expand(1, 2, 1, 2, 2)
+    alpha = torch.tensor([[1.0, 1.0], [0.0, 0.0]]).view(1, 1, 1, 2, 2)  # factor 1 on row 0
+    alphas = torch.stack([alpha[:, 0], torch.ones(1, 1, 2, 2)], 1)  # factor 2 everywhere
+    mean, shown, share = composite(colour * alphas, alphas, torch.full((1, 2, 2), 0.5))
+    expected = torch.tensor([[0.2, 0.2], [0.9, 0.9]])  # factor 1 hides factor 2 on row 0
+    torch.testing.assert_close(mean[0, 0], expected)
+    torch.testing.assert_close(share.sum(1)[0, 0], torch.ones(2, 2))  # nothing left behind
+
+
+def _config(**overrides):
+    values = dict(image_size=H, glimpse_size=G, appearance_dim=4, width=8, batch_size=4,
+                  seq_len=3, test_sequences=4)  # fmt: skip
+    return make_config("cpu-sprites", **{**values, **overrides})
+
+
+def test_one_appearance_site_per_factor_inside_the_factor_plate_without_time():
+    pyro.set_rng_seed(0)
+    dvip = build_model(_config(factors=3))
+    x = torch.rand(5, 3, 1, H, H)
+    trace = pyro.poutine.trace(dvip.model).get_trace(x)
+    sites = [n for n, s in trace.nodes.items() if s["type"] == "sample" and not s["is_observed"]
+             and s["fn"].__class__.__name__ != "_Subsample"]  # fmt: skip
+    assert sites == ["z_1", "z_2", "z_3", "a"]
+    a = trace.nodes["a"]
+    assert a["value"].shape == (5, 3, 4)
+    assert {f.name: f.dim for f in a["cond_indep_stack"]} == {"videos": -2, "factors": -1}
+    assert not any(f.name.startswith("_") for f in a["cond_indep_stack"])  # no markov/steps
+    guide = pyro.poutine.trace(dvip.guide).get_trace(x)
+    assert guide.nodes["a"]["fn"].batch_shape == (5, 3)
+
+
+def test_the_decoder_draws_the_appearance_where_the_state_puts_it():
+    pyro.set_rng_seed(0)
+    decoder = GlimpseDecoder(1, H, 2, 3, appearance_dim=4, glimpse_size=G, width=8)
+    a = torch.randn(1, 2, 4)
+    z = torch.zeros(1, 2, 3)
+    z[0, 0, :2] = _position(8, 8)[0]
+    moved = z.clone()
+    moved[0, 0, :2] = _position(11, 6)[0]  # factor 0 three columns right, two rows up
+    layers = decoder.parts(z.flatten(1), a)["layers"][0, 0, 0]
+    layers_moved = decoder.parts(moved.flatten(1), a)["layers"][0, 0, 0]
+    assert layers.abs().sum() > 0
+    # moved[r, c] = before[r + 2, c - 3]; both glimpses lie inside the frame
+    torch.testing.assert_close(layers_moved[: H - 2, 3:], layers[2:, : H - 3], atol=1e-6, rtol=0)
+    assert layers_moved[H - 2 :].abs().max() == 0 and layers_moved[:, :3].abs().max() == 0
+    # the state moves factor 0's drawing; its velocity units change nothing
+    z[0, 0, 2] = 5.0
+    torch.testing.assert_close(decoder.parts(z.flatten(1), a)["layers"][0, 0, 0], layers)
+
+
+def test_the_guide_finds_a_factor_by_what_it_draws():
+    """A decoder that draws a fixed template for factor 0 and another for factor 1; the frame
+    shows template 1 at one place and template 0 at another; the prior is broad. The guide's
+    position for each factor is where its own template is."""
+    torch.manual_seed(0)
+    decoder = GlimpseDecoder(1, H, 2, 3, appearance_dim=4, glimpse_size=G, width=8)
+    templates = torch.zeros(1, 2, 2, G, G)
+    templates[0, 0, :, 1:7, 3:5] = 1.0  # a vertical bar
+    templates[0, 1, :, 3:5, 1:7] = 1.0  # a horizontal bar
+    decoder.glimpses = lambda appearance: templates.expand(len(appearance), -1, -1, -1, -1)
+    posterior = GlimpsePosterior(2, 3, 1, H, 4, G, width=8)
+    with torch.no_grad():
+        posterior.log_sharpness.fill_(math.log(300.0))
+    where = {0: (11, 5), 1: (5, 11)}
+    x = sum(place(templates[:, k, :1] * templates[:, k, 1:], _position(*where[k]), H)
+            for k in (0, 1))  # fmt: skip
+    prior = (torch.zeros(1, 6), torch.full((1, 6), math.log(4.0)))  # broad, centred
+    seen = Seen(torch.zeros(1, 2, 16), 1, torch.zeros(1, 2, 3))
+    loc, _ = posterior.step(None, x, prior, decoder, seen)
+    for k in (0, 1):
+        found = loc[0, 3 * k : 3 * k + 2]
+        torch.testing.assert_close(found, _position(*where[k])[0], atol=0.5 * 2 / H, rtol=0)
+
+
+@pytest.mark.parametrize("entangled", [False, True])
+def test_check_elbo_passes_with_the_appearance(entangled):
+    pyro.set_rng_seed(0)
+    dvip = build_model(_config(entangled=entangled))
+    x = torch.rand(3, 3, 1, H, H)
+    result = check_elbo(dvip, x, num_particles=10)
+    assert result.passed, result.format()
+    assert list(result.steps.index) == [1, 2, 3, "a"]
+    assert result.steps.loc["a", "kl_trace"] > 0  # the appearance's KL is a term of its own
+    assert not check_elbo(dvip, x, num_particles=10, derivation="drop-normaliser").passed
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--decoder", "glimpse"], "--decoder glimpse and --encoder glimpse go together"),
+        (["--preset", "cpu-sprites", "--encoder", "paper"], "go together"),
+        (["--preset", "cpu-sprites", "--glimpse-size", "10"], "must be a multiple of 4"),
+        (["--preset", "cpu-sprites", "--factor-dim", "1"], "--decoder glimpse needs >= 2"),
+        (["--appearance-dim", "8"], "applies to --decoder glimpse only"),
+    ],
+)
+def test_a_bad_combination_is_a_one_line_error(tmp_path, args, message):
+    result = CliRunner().invoke(cli, ["train", *args, "--steps", "1", "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0
+    error = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(error) == 1 and message in error[0], result.output
+    assert not (tmp_path / "r").exists()
