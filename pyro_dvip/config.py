@@ -295,8 +295,9 @@ class TrainConfig:
                 raise ValueError("disc_colours: applies to --scene discs only")
             return
         if self.identical_digits:
-            raise ValueError("identical_digits: applies to --scene digits only (discs: "
-                             "--disc-colours same)")
+            raise ValueError(
+                "identical_digits: applies to --scene digits only (discs: --disc-colours same)"
+            )
         if self.data is not None:
             raise ValueError(
                 "scene: discs is built-in generated data; --data trains on a video instead"

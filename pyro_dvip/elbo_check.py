@@ -140,7 +140,10 @@ def _kl(q: Independent, p, z: torch.Tensor) -> tuple[torch.Tensor, str]:
 
 
 def hand_written_terms(
-    dvip: DVIP, x: torch.Tensor, eps: torch.Tensor, derivation: str = "paper",
+    dvip: DVIP,
+    x: torch.Tensor,
+    eps: torch.Tensor,
+    derivation: str = "paper",
     eps_a: torch.Tensor | None = None,
 ) -> Terms:
     """Appendix B by hand for frames x (B, T, C, H, W) and standard-normal noise eps (T, B, K, d).

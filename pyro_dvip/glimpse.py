@@ -242,7 +242,8 @@ class GlimpsePosterior(Posterior):
     reads_features = False
 
     def __init__(self, num_factors: int, factor_dim: int, channels: int, image_size: int,
-                 appearance_dim: int, glimpse_size: int, width: int = 16, hidden: int = 128):  # fmt: skip
+                 appearance_dim: int, glimpse_size: int, width: int = 16,
+                 hidden: int = 128):  # fmt: skip
         super().__init__()
         self.K, self.d, self.A = num_factors, factor_dim, appearance_dim
         self.image_size, self.glimpse_size = image_size, glimpse_size

@@ -532,7 +532,8 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
                     with interval.paused():
                         row = {"step": step, "kl_scale": kl_scale, "skipped_steps": loop["skipped"]}
                         if log_now:
-                            row.update(_log_row(interval, *terms, config, metrics, seq_len_at(step, config)))
+                            T = seq_len_at(step, config)
+                            row.update(_log_row(interval, *terms, config, metrics, T))
                             if compile_timing is not None and step > start_step + 1:
                                 _log_compile_cost(*compile_timing, step - start_step - 1)
                                 compile_timing = None

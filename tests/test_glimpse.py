@@ -143,3 +143,58 @@ def test_a_bad_combination_is_a_one_line_error(tmp_path, args, message):
     error = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(error) == 1 and message in error[0], result.output
     assert not (tmp_path / "r").exists()
+
+
+def _fixed_templates(decoder, templates):
+    """Make ``decoder`` draw templates[0] for an appearance whose first unit is > 0, else
+    templates[1] (templates (2, C + 1, G, G))."""
+
+    def glimpses(appearance):
+        pick = (appearance[..., 0] <= 0).long()  # (N, K)
+        return templates[pick]
+
+    decoder.glimpses = glimpses
+
+
+def test_the_appearance_swap_exchanges_what_two_factors_draw():
+    from pyro_dvip.evaluation.appearance import appearance_swap
+    from pyro_dvip.evaluation.posterior import FilteredLatents
+
+    pyro.set_rng_seed(0)
+    dvip = build_model(_config())
+    templates = torch.zeros(2, 2, G, G)
+    templates[0, :, 1:7, 3:5] = 1.0  # vertical bar, 12 pixels
+    templates[1, :, 3:5, 1:7] = 1.0  # horizontal bar, 12 pixels; 4 shared with the vertical
+    _fixed_templates(dvip.decoder, templates)
+    means = torch.zeros(3, 2, 2, 4)  # 3 sequences, 2 steps, factors far apart
+    means[..., 0, :2] = _position(4, 4)[0]
+    means[..., 1, :2] = _position(12, 12)[0]
+    distinct = torch.tensor([1.0, -1.0]).view(1, 2, 1).expand(3, 2, 4)
+    result = appearance_swap(dvip, FilteredLatents(means, means, distinct))
+    # what factor j draws after the exchange: the other bar in its place: (12 + 12 - 2 * 4) / 12
+    assert result["min_change"] == pytest.approx(16 / 12)
+    assert result["change"][0][0] == 0.0
+    same = torch.ones(3, 2, 4)  # a collapsed appearance: both factors draw the same bar
+    assert appearance_swap(dvip, FilteredLatents(means, means, same))["mean_change"] == 0.0
+    paper = build_model(make_config(image_size=H, width=8))
+    assert appearance_swap(paper, FilteredLatents(means, means))["applicable"] is False
+
+
+def test_an_evaluated_glimpse_run_has_tracks_and_the_appearance_swap(tmp_path):
+    import json
+
+    from pyro_dvip.evaluation import evaluate
+    from pyro_dvip.train import train
+
+    run = tmp_path / "sprites"
+    train(_config(steps=2, curriculum=1, checkpoint_every=2), run, progress=False)
+    evaluate(run, samples=40, particles=2, iw_samples=2, bootstrap=5, intervention_pairs=8,
+             rollouts=2, examples=2)  # fmt: skip
+    saved = json.loads((run / "eval" / "metrics.json").read_text())
+    for model in ("trained", "untrained"):
+        m = saved[model]
+        assert m["tracking"]["tracks"] == "centre of mass of what each factor draws"
+        assert 0 <= m["appearance_swap"]["min_change"] <= m["appearance_swap"]["mean_change"]
+        assert "forward-mode" in m["object_score"]["note"]
+    report = (run / "eval" / "report.md").read_text()
+    assert "appearance swap" in report

@@ -184,6 +184,15 @@ def _tracking_rows(t: dict) -> dict[str, str]:
     }
 
 
+def _appearance_rows(a: dict) -> dict[str, str]:
+    return {
+        "appearance swap: change of a factor's drawing when given another's appearance "
+        "(mean / least over pairs; 0: they draw the same)": (
+            f"{_f(a['mean_change'])} / {_f(a['min_change'])}"
+        ),
+    }
+
+
 def _prediction_rows(p: dict) -> dict[str, str]:
     return {
         "prediction PSNR per step (dB)": ", ".join(_f(v, 1) for v in p["model"]["psnr"]),
@@ -203,6 +212,7 @@ SECTIONS = [
     ("intervention", _intervention_rows, "intervention test"),
     ("identity", _identity_rows, "identity across crossings"),
     ("tracking", _tracking_rows, "tracking (MOTA, IDF1)"),
+    ("appearance_swap", _appearance_rows, "appearance swap"),
     ("prediction", _prediction_rows, "prediction"),
 ]
 

@@ -34,6 +34,7 @@ from .alignment import (
     not_applicable,
     slot_alignment,
 )
+from .appearance import appearance_swap
 from .bound import held_out_bound
 from .correlation import block_summary, lagged_correlation
 from .generations import (
@@ -111,12 +112,29 @@ def _correlation(z_t, z_next, groups, metrics, arrays) -> None:
     arrays["correlation"], arrays["group_size"] = corr, size
 
 
+def _latents_to_decode(dvip: DVIP, posterior, which: str, groups: list):
+    """Each frame's latents (N T, D), the ``groups`` of their units and the decoder as one
+    function of them; for a model with an appearance per factor, a^k's posterior mean joins
+    each frame's latents, in factor k's group (a factor is its state and its appearance)."""
+    z_all = posterior.flat(which).flatten(0, 1)  # (N T, D)
+    if posterior.appearance is None:
+        return z_all, groups, lambda z: dvip.render(z)
+    T, D = posterior.means.shape[1], dvip.z_dim
+    a = posterior.appearance.repeat_interleave(T, 0).flatten(1)  # (N T, K A)
+    A = a.shape[1] // len(groups)
+    units = [np.concatenate([g, D + k * A + np.arange(A)]) for k, g in enumerate(groups)]
+    return torch.cat([z_all, a], 1), units, lambda v: dvip.render(v[:, :D], v[:, D:])
+
+
 def _object_score(dvip: DVIP, posterior, groups: list, protocol: str, options) -> dict:
     """Label-free: the decoder's Jacobian at posterior samples, grouped like the MI."""
-    z_all = posterior.flat("samples").flatten(0, 1)  # (N T, D)
+    if dvip.appearance_dim:
+        return not_computable("the spatial transformer (grid_sample) has no forward-mode "
+                              "derivative in PyTorch, which the Jacobian is taken by")  # fmt: skip
+    z_all, units, decode = _latents_to_decode(dvip, posterior, "samples", groups)
     pick = np.random.default_rng(options.seed).permutation(len(z_all))[: options.contrast_frames]
     return {
-        **object_score(dvip.decoder, z_all[torch.as_tensor(pick)], groups),
+        **object_score(decode, z_all[torch.as_tensor(pick)], units),
         "groups": protocol,
         "units": [g.tolist() for g in groups],
     }
@@ -192,16 +210,9 @@ def _intervention(dvip, config, posterior, groups, options, metrics, arrays) -> 
             f"{drawn}, and the test reads digit o's change in channel o", SHARED_CHANNEL
         )
         return
-    z_flat = posterior.flat("means").flatten(0, 1)  # (N T, D)
-    decode, units = (lambda z: dvip.render(z).cpu()), groups
-    if posterior.appearance is not None:  # factor k's appearance is swapped with its state
-        T = posterior.means.shape[1]
-        a = posterior.appearance.repeat_interleave(T, 0).flatten(1)  # (N T, K A)
-        A, D = a.shape[1] // len(groups), dvip.z_dim
-        units = [np.concatenate([g, D + k * A + np.arange(A)]) for k, g in enumerate(groups)]
-        z_flat = torch.cat([z_flat, a], 1)
-        decode = lambda v: dvip.render(v[:, :D], v[:, D:]).cpu()  # noqa: E731
-    swap = intervention(decode, z_flat, units, options.intervention_pairs, options.seed)
+    z_flat, units, decode = _latents_to_decode(dvip, posterior, "means", groups)
+    swap = intervention(lambda z: decode(z).cpu(), z_flat, units, options.intervention_pairs,
+                        options.seed)  # fmt: skip
     fractions = np.array(swap["fractions"])
     metrics["intervention"] = {**swap, **intervention_summary(fractions, config.num_digits)}
     arrays["fractions"] = fractions
@@ -340,6 +351,7 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
         protocol = "the factors, or contiguous groups (the MI could not choose them)"
         if groups is not None:
             protocol = metrics["mutual_info"]["protocol"]
+        record("appearance_swap", lambda: appearance_swap(dvip, posterior, options.batch_size))
         record("object_score", lambda: _object_score(
             dvip, posterior, groups or own, protocol, options
         ))  # fmt: skip
