@@ -23,8 +23,9 @@ prod_t q(z_t | z_{t-1}, x_t, what the guide has seen of each factor before t), s
   frame less what factors 1..k-1 draw at their positions at t (explaining away). At t = 1 there
   is no appearance yet: a small convolutional network scores the residual instead. The
   position's variance is the spread of the soft-argmax plus a learned floor.
-* The other units: an MLP of the factor's previous state, the prior's prediction and the
-  matched position.
+* The other units: the prior's prediction corrected by an MLP of that prediction and the
+  matched position (their log-variance softly bounded to +-8: read from a state that the
+  guide itself produced, an unbounded one fed back through time and diverged).
 * q(a^k | x_{1:T}, z_{1:T}): a Gaussian from the mean of the glimpses' codes, cropped from x_t at
   factor k's sampled position z_t^k[:2] (the inverse transform) at every t.
 
@@ -47,6 +48,7 @@ from .networks import LEAKY_SLOPE, FrameDecoder, Posterior, full_precision
 POSE_UNITS = 2  # z_t^k[:2]: the position (x, y)
 BLACK = 0.02  # a glimpse's colour starts near black, its opacity near transparent
 START_OPACITY = 0.05
+LOGVAR_BOUND = 8.0  # the other units' posterior log-variance stays within +-8 (softly)
 
 
 def glimpse_scale(glimpse_size: int, image_size: int) -> float:
@@ -210,11 +212,10 @@ class GlimpseEncoder(nn.Module):
 @dataclass
 class Seen:
     """What the guide has seen of each factor up to t - 1: the sum of its glimpses' codes
-    (B, K, E) over ``steps`` steps, and its state z_{t-1} (B, K, d) (None before t = 1)."""
+    (B, K, E) over ``steps`` steps (None before t = 1)."""
 
     codes: torch.Tensor | None = None
     steps: int = 0
-    z: torch.Tensor | None = None
 
 
 def soft_argmax(scores: torch.Tensor, coords: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -261,7 +262,7 @@ class GlimpsePosterior(Posterior):
         self.pose_logvar_floor = nn.Parameter(torch.tensor(-6.0))
         rest = factor_dim - POSE_UNITS
         self.rest = nn.Sequential(  # the other units, and their log-variance
-            nn.Linear(3 * factor_dim + 2 * POSE_UNITS, hidden),
+            nn.Linear(2 * factor_dim + 3 * POSE_UNITS, hidden),
             nn.LeakyReLU(LEAKY_SLOPE),
             nn.Linear(hidden, 2 * rest),
         )
@@ -287,7 +288,7 @@ class GlimpsePosterior(Posterior):
         z = z.reshape(len(z), self.K, self.d)
         codes = self._codes(x_t, z[..., :POSE_UNITS])
         total = codes if seen.codes is None else seen.codes + codes
-        return Seen(total, seen.steps + 1, z)
+        return Seen(total, seen.steps + 1)
 
     def _codes(self, x_t: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Codes (B, k, E) of the glimpses of x_t (B, C, H, W) at positions (B, k, 2)."""
@@ -310,7 +311,6 @@ class GlimpsePosterior(Posterior):
     def step(self, features, x_t, prior, decoder: GlimpseDecoder, seen: Seen):
         B, K, d = x_t.shape[0], self.K, self.d
         prior_loc, prior_logvar = (m.view(B, K, d) for m in prior)
-        z_prev = prior_loc.new_zeros(B, K, d) if seen.z is None else seen.z
         if seen.codes is not None:  # the running appearance: q(a) of the glimpses so far
             with torch.no_grad():
                 running = self.appearance_moments(seen.codes / seen.steps)[0]
@@ -337,8 +337,11 @@ class GlimpsePosterior(Posterior):
                           + log_prior[:, 0, None, :])  # fmt: skip
                 pos, spread = soft_argmax(scores, coords)
             pose_logvar = torch.logaddexp(spread.clamp_min(1e-12).log(), self.pose_logvar_floor)
-            inputs = [z_prev[:, k], prior_loc[:, k], prior_logvar[:, k], pos, pose_logvar]
+            moved = pos - prior_loc[:, k, :POSE_UNITS]  # what the prior did not predict
+            inputs = [prior_loc[:, k], prior_logvar[:, k], pos, pose_logvar, moved]
             rest_loc, rest_logvar = self.rest(torch.cat(inputs, 1)).chunk(2, 1)
+            rest_loc = prior_loc[:, k, POSE_UNITS:] + rest_loc  # a correction of the prior's
+            rest_logvar = LOGVAR_BOUND * torch.tanh(rest_logvar / LOGVAR_BOUND)
             locs.append(torch.cat([pos, rest_loc], 1))
             logvars.append(torch.cat([pose_logvar, rest_logvar], 1))
             if k < K - 1:  # what factor k draws at its posterior mean, for the factors after it

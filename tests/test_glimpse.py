@@ -108,7 +108,7 @@ def test_the_guide_finds_a_factor_by_what_it_draws():
     x = sum(place(templates[:, k, :1] * templates[:, k, 1:], _position(*where[k]), H)
             for k in (0, 1))  # fmt: skip
     prior = (torch.zeros(1, 6), torch.full((1, 6), math.log(4.0)))  # broad, centred
-    seen = Seen(torch.zeros(1, 2, 16), 1, torch.zeros(1, 2, 3))
+    seen = Seen(torch.zeros(1, 2, 16), 1)
     loc, _ = posterior.step(None, x, prior, decoder, seen)
     for k in (0, 1):
         found = loc[0, 3 * k : 3 * k + 2]
