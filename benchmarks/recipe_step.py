@@ -17,7 +17,9 @@ other processes hits every method alike:
 - ``compile``: today's ``cpu-objects`` with the encoders and decoder under ``torch.compile``
   (its first step, compilation included, is reported);
 - ``paper-decoder``: ``cpu-objects-paper``, the paper's networks at the same frame size, batch,
-  sequence length and width (the issue's target: ``today`` at most 1.5x this).
+  sequence length and width (the target: ``today`` at most 1.5x this);
+- ``sprites``: ``cpu-sprites`` (what and where, one channel), at its full sequence length (its
+  first 500 steps train on 2 frames, so its minutes here overstate a run's).
 
 Reported: the median step, frames/s and steps/s of each, the median over rounds of each
 method's time divided by the baseline's and by the paper decoder's in the same round, and the
@@ -52,6 +54,7 @@ METHODS = {
     "today": ("cpu-objects", {}),
     "compile": ("cpu-objects", {}),
     "paper-decoder": ("cpu-objects-paper", {}),
+    "sprites": ("cpu-sprites", {}),
 }
 
 
@@ -62,11 +65,11 @@ def run(methods: list[str], device, base, warmup: int, repeats: int) -> dict:
         steppers[m] = Stepper("baseline" if m == "baseline" else "fp32", configs[m], device, base)
         if m == "compile":
             steppers[m].compile = True
-    c = configs[methods[0]]
     torch.manual_seed(1)
-    x = torch.rand(c.batch_size, c.seq_len, c.channels, c.image_size, c.image_size,
-                   device=device)  # fmt: skip
+    x = {m: torch.rand(c.batch_size, c.seq_len, c.channels, c.image_size, c.image_size,
+                       device=device) for m, c in configs.items()}  # fmt: skip
     times, first = interleaved_times(steppers, x, warmup, repeats)
+    c = configs[methods[0]]
     frames = c.batch_size * c.seq_len
 
     def paired(m, ref):

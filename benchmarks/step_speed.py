@@ -143,20 +143,22 @@ def warm_up(stepper: Stepper, x: torch.Tensor, steps: int) -> float:
     return first
 
 
-def interleaved_times(steppers: dict, x: torch.Tensor, warmup: int, repeats: int):
+def interleaved_times(steppers: dict, x, warmup: int, repeats: int):
     """Warm every stepper up, then time one step of each per round, in a rotating order, so
     load from other processes hits every method alike: ({method: [seconds per round]},
-    {method: first step's seconds})."""
+    {method: first step's seconds}). ``x``: the frames every method steps on, or a dict of
+    each method's."""
     methods = list(steppers)
+    xs = x if isinstance(x, dict) else dict.fromkeys(methods, x)
     times: dict[str, list[float]] = {m: [] for m in methods}
     first: dict[str, float] = {}
     with pyro.validation_enabled(False):  # as in training
         for m, stepper in steppers.items():
-            first[m] = warm_up(stepper, x, warmup)
+            first[m] = warm_up(stepper, xs[m], warmup)
         for r in range(repeats):
             for m in methods[r % len(methods) :] + methods[: r % len(methods)]:
                 started = time.perf_counter()
-                steppers[m].step(x)
+                steppers[m].step(xs[m])
                 times[m].append(time.perf_counter() - started)
     return times, first
 
