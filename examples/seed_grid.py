@@ -14,7 +14,7 @@ documented second opinion, docs/evaluation.md). Rerunning the same command conti
 stopped. Writes ``OUT/grid.csv`` (one row per run: step, training minutes, matched R² and
 leakage per digit, swap shares, per-coordinate probes, identity swaps per crossing and the
 tracking scores (MOTA, IDF1, identity switches per 100 object-frames) beside the untrained
-model's, the unused factors and every factor's KL per frame, the label-free object
+model's, a what/where model's least appearance-swap change over pairs of factors, the unused factors and every factor's KL per frame, the label-free object
 score where the evaluation has one and the factors that void it, test ELBO, the verdict of
 ``pyro_dvip.evaluation.verdict``, the second probe's figures and verdict, and for each probe
 the probes and KL its verdict is read from, ``verdict_record``: a later rule recounts a row
@@ -42,7 +42,8 @@ COLUMNS = [
     "variant", "seed", "step", "train_minutes", "min_matched", "max_leakage", "matched",
     "leakage", "swap_shares", "by_coordinate", "swaps_per_crossing",
     "swaps_per_crossing_untrained", "crossings", "mota", "mota_untrained", "idf1",
-    "idf1_untrained", "id_switches_per_100", "id_switches_per_100_untrained", "unused_factors",
+    "idf1_untrained", "id_switches_per_100", "id_switches_per_100_untrained",
+    "appearance_change", "appearance_change_untrained", "unused_factors",
     "kl_per_factor",
     "object_score", "silent_factors", "object_score_untrained", "test_elbo", "verdict", "reason",
     "second_probe", "second_min_matched", "second_max_leakage", "second_swaps_per_crossing",
@@ -150,6 +151,11 @@ def row_of(variant: str, seed: int, run: Path) -> dict:
         "swaps_per_crossing"))  # fmt: skip
     row.update(tracking(trained))
     row.update({f"{k}_untrained": v for k, v in tracking(untrained).items()})
+    for name, model in (("appearance_change", trained), ("appearance_change_untrained",
+                                                          untrained)):  # fmt: skip
+        swap_a = model.get("appearance_swap") or {}
+        if "min_change" in swap_a:  # a what/where model: least change over pairs of factors
+            row[name] = round(swap_a["min_change"], 3)
     kl = a.get("kl_per_factor_per_frame")
     if kl is not None:  # the verdict's unused factors, and every factor's KL they are read from
         row["kl_per_factor"] = json.dumps([None if v is None else round(v, 3) for v in kl])

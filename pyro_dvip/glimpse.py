@@ -23,9 +23,8 @@ prod_t q(z_t | z_{t-1}, x_t, what the guide has seen of each factor before t), s
   frame less what factors 1..k-1 draw at their positions at t (explaining away). At t = 1 there
   is no appearance yet: a small convolutional network scores the residual instead. The
   position's variance is the spread of the soft-argmax plus a learned floor.
-* The other units: the prior's prediction corrected by an MLP of that prediction and the
-  matched position (their log-variance softly bounded to +-8: read from a state that the
-  guide itself produced, an unbounded one fed back through time and diverged).
+* The other units: an MLP of the prior's prediction and the matched position, its loc and
+  log-variance softly bounded (to +-5 and +-8).
 * q(a^k | x_{1:T}, z_{1:T}): a Gaussian from the mean of the glimpses' codes, cropped from x_t at
   factor k's sampled position z_t^k[:2] (the inverse transform) at every t.
 
@@ -48,7 +47,10 @@ from .networks import LEAKY_SLOPE, FrameDecoder, Posterior, full_precision
 POSE_UNITS = 2  # z_t^k[:2]: the position (x, y)
 BLACK = 0.02  # a glimpse's colour starts near black, its opacity near transparent
 START_OPACITY = 0.05
-LOGVAR_BOUND = 8.0  # the other units' posterior log-variance stays within +-8 (softly)
+# The other units' posterior loc and log-variance stay within +-5 and +-8 (softly): the
+# prior's prediction they read is a function of the guide's own previous sample, and unbounded
+# the loop through the two diverged (x7 a step) when training moved to longer sequences.
+LOC_BOUND, LOGVAR_BOUND = 5.0, 8.0
 
 
 def glimpse_scale(glimpse_size: int, image_size: int) -> float:
@@ -340,7 +342,7 @@ class GlimpsePosterior(Posterior):
             moved = pos - prior_loc[:, k, :POSE_UNITS]  # what the prior did not predict
             inputs = [prior_loc[:, k], prior_logvar[:, k], pos, pose_logvar, moved]
             rest_loc, rest_logvar = self.rest(torch.cat(inputs, 1)).chunk(2, 1)
-            rest_loc = prior_loc[:, k, POSE_UNITS:] + rest_loc  # a correction of the prior's
+            rest_loc = LOC_BOUND * torch.tanh(rest_loc / LOC_BOUND)
             rest_logvar = LOGVAR_BOUND * torch.tanh(rest_logvar / LOGVAR_BOUND)
             locs.append(torch.cat([pos, rest_loc], 1))
             logvars.append(torch.cat([pose_logvar, rest_logvar], 1))
