@@ -14,7 +14,8 @@ documented second opinion, docs/evaluation.md). Rerunning the same command conti
 stopped. Writes ``OUT/grid.csv`` (one row per run: step, training minutes, matched R² and
 leakage per digit, swap shares, per-coordinate probes, identity swaps per crossing and the
 tracking scores (MOTA, IDF1, identity switches per 100 object-frames) beside the untrained
-model's, a what/where model's least appearance-swap change over pairs of factors, the unused factors and every factor's KL per frame, the label-free object
+model's, a what/where model's least appearance-swap change over pairs of factors, the
+unused factors and every factor's KL per frame, the label-free object
 score where the evaluation has one and the factors that void it, test ELBO, the verdict of
 ``pyro_dvip.evaluation.verdict``, the second probe's figures and verdict, and for each probe
 the probes and KL its verdict is read from, ``verdict_record``: a later rule recounts a row
