@@ -20,7 +20,7 @@ from .data.discs import MovingDiscs, disc_options, make_disc_test_set
 from .decoders import make_decoder
 from .glimpse import GlimpseDecoder
 from .model import DVIP
-from .priors import Transition
+from .priors import FactoredMLPTransition, Transition
 
 
 class RunError(RuntimeError):
@@ -56,6 +56,11 @@ def import_transition(target: str) -> type[Transition]:
 
 def build_model(config: TrainConfig) -> DVIP:
     transition = import_transition(config.transition) if config.transition else None
+    if config.transition_sd is not None:  # the paper's MLP with its noise held fixed
+        transition = FactoredMLPTransition(
+            config.model_factors, config.model_factor_dim,
+            num_hidden_layers=config.transition_layers, fixed_sd=config.transition_sd,
+        )  # fmt: skip
     # Rendered per block of the configured factors, also when the prior is entangled.
     decoder = None
     if config.decoder == "glimpse":

@@ -64,6 +64,11 @@ class TrainConfig:
         3, "Hidden 128x128 layers of the default transition MLP (the paper's table: 3; the "
         "authors' code: 4).", MODEL, at_least=0,
     )  # fmt: skip
+    transition_sd: float | None = option(
+        None, "Hold the default transition's standard deviation at this value instead of "
+        "learning it: a prior that charges every departure from its prediction.", MODEL,
+        above=0, metavar="SD", default_text="learnt (the paper's)",
+    )  # fmt: skip
     encoder_linear_act: bool = option(
         False, "A LeakyReLU after the encoder's final Linear: not in the authors' code, but in "
         "every run saved before this option existed (a config.json without it reads as on).",
@@ -261,6 +266,8 @@ class TrainConfig:
                 "encoder: residual needs --decoder additive or composite and --factors >= 2 "
                 f"(got decoder {self.decoder}, {self.factors} factors)"
             )
+        if self.transition_sd is not None and self.transition is not None:
+            raise ValueError("transition_sd: applies to the default transition only")
         if self.residual_width is not None and self.encoder != "residual":
             raise ValueError("residual_width: applies to --encoder residual only")
         self._validate_data()

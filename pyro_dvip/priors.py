@@ -13,6 +13,8 @@ fed :meth:`Transition.moments` of the same prediction, detached (Appendix A).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from pyro import distributions as dist
 from torch import nn
@@ -51,20 +53,31 @@ class Transition(nn.Module):
 
 
 class FactoredMLPTransition(Transition):
-    """The paper's prior: factor k has its own MLP from z_{t-1}^k to a diagonal Gaussian."""
+    """The paper's prior: factor k has its own MLP from z_{t-1}^k to a diagonal Gaussian.
+
+    ``fixed_sd`` (beyond the paper): the Gaussian's standard deviation held at this value
+    instead of learnt (the MLP's log-variance outputs are then unused), a prior that charges
+    every departure from its prediction."""
 
     def __init__(
-        self, num_factors: int, factor_dim: int, hidden: int = 128, num_hidden_layers: int = 3
-    ):
+        self, num_factors: int, factor_dim: int, hidden: int = 128, num_hidden_layers: int = 3,
+        fixed_sd: float | None = None,
+    ):  # fmt: skip
         super().__init__(num_factors, factor_dim)
         self.mlp = FactoredMLP(num_factors, factor_dim, hidden, num_hidden_layers)
+        if fixed_sd is not None and not fixed_sd > 0:
+            raise ValueError(f"fixed_sd: must be > 0, got {fixed_sd}")
+        self.fixed_sd = fixed_sd
 
     def forward(self, z_prev: torch.Tensor) -> dist.Distribution:
         loc, logvar = self.moments(z_prev)
         return dist.Normal(loc, (0.5 * logvar).exp()).to_event(1)
 
     def moments(self, z_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.mlp(z_prev)
+        loc, logvar = self.mlp(z_prev)
+        if self.fixed_sd is not None:
+            logvar = torch.full_like(logvar, 2 * math.log(self.fixed_sd))
+        return loc, logvar
 
 
 def factor_coupling(

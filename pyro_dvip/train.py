@@ -453,7 +453,10 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
             step_loss,
             device_ids=[device.index] if device.type == "cuda" else None,
             # T = 1 never calls the transition; the glimpse guide never calls the encoder
-            find_unused_parameters=config.seq_len == 1 or config.encoder == "glimpse",
+            # and a transition of fixed noise never uses its log-variance head
+            find_unused_parameters=config.seq_len == 1
+            or config.encoder == "glimpse"
+            or config.transition_sd is not None,
         )
     local_batch = config.batch_size // context.world_size
     if context.is_main:

@@ -198,3 +198,22 @@ def test_an_evaluated_glimpse_run_has_tracks_and_the_appearance_swap(tmp_path):
         assert "forward-mode" in m["object_score"]["note"]
     report = (run / "eval" / "report.md").read_text()
     assert "appearance swap" in report
+
+
+def test_a_transition_of_fixed_noise_predicts_with_that_noise_and_the_same_weights():
+    from pyro_dvip.priors import FactoredMLPTransition
+
+    torch.manual_seed(0)
+    fixed = build_model(_config(transition_sd=0.05))
+    torch.manual_seed(0)
+    learnt = build_model(_config())
+    for a, b in zip(fixed.state_dict().values(), learnt.state_dict().values()):
+        torch.testing.assert_close(a, b)  # the same initial weights
+    z = torch.randn(6, 2, 4)
+    p = fixed.transition(z)
+    torch.testing.assert_close(p.base_dist.scale, torch.full((6, 2, 4), 0.05))
+    torch.testing.assert_close(p.base_dist.loc, learnt.transition(z).base_dist.loc)
+    with pytest.raises(ValueError, match="fixed_sd: must be > 0"):
+        FactoredMLPTransition(2, 4, fixed_sd=0.0)
+    with pytest.raises(ValueError, match="transition_sd: applies to the default transition"):
+        make_config(transition_sd=0.1, transition="m:C")
