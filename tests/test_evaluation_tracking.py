@@ -210,3 +210,22 @@ def seed_grid():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_objects_are_put_in_the_order_of_the_factors_that_track_them():
+    from pyro_dvip.evaluation.tracking import object_order
+
+    T = 4
+    centres = np.zeros((3, T, 2, 2))
+    centres[:, :, 0] = [2.0, 2.0]  # object 0 top left, object 1 bottom right, all sequences
+    centres[:, :, 1] = [20.0, 20.0]
+    tracks = np.zeros((3, T, 3, 2))
+    tracks[0, :, 0], tracks[0, :, 1], tracks[0, :, 2] = [2, 3], [19, 20], [30, 30]
+    tracks[1, :, 0], tracks[1, :, 1], tracks[1, :, 2] = [21, 20], [2, 2], [30, 30]
+    tracks[2, :, 0], tracks[2, :, 1], tracks[2, :, 2] = [30, 30], [21, 20], [2, 2]
+    present = np.ones((3, T, 3), dtype=bool)
+    present[2, :, 0] = False  # in sequence 2 factor 0 draws nothing: factors 1 and 2 track
+    order = object_order(tracks, present, centres)
+    # sequence 0: factor 0 has object 0; sequence 1: factor 0 has object 1; sequence 2:
+    # factor 1 has object 1, factor 2 object 0
+    assert order.tolist() == [[0, 1], [1, 0], [1, 0]]

@@ -196,6 +196,8 @@ def test_an_evaluated_glimpse_run_has_tracks_and_the_appearance_swap(tmp_path):
         assert m["tracking"]["tracks"] == "centre of mass of what each factor draws"
         assert 0 <= m["appearance_swap"]["min_change"] <= m["appearance_swap"]["mean_change"]
         assert "forward-mode" in m["object_score"]["note"]
+        # one channel: each sequence's digits put in the order of the factors tracking them
+        assert m["alignment"]["objects_ordered"].startswith("per sequence")
     report = (run / "eval" / "report.md").read_text()
     assert "appearance swap" in report
 

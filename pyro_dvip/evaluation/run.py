@@ -54,7 +54,15 @@ from .outputs import write_csvs, write_figures, write_metrics
 from .posterior import consecutive_pairs, filter_sequences
 from .prediction import prediction_scores
 from .report import write_report
-from .tracking import MATCH, PRESENT, decoder_tracks, hypotheses, object_centres, tracking_scores
+from .tracking import (
+    MATCH,
+    PRESENT,
+    decoder_tracks,
+    hypotheses,
+    object_centres,
+    object_order,
+    tracking_scores,
+)
 from .verdict import BLOCKS, alignment_verdict, unused_factors
 
 IDENTITY_SHOWN = 8  # scored sequences drawn in identity.png
@@ -252,6 +260,43 @@ def draws_factors(dvip: DVIP) -> bool:
     return dvip.decoder.num_parts > 1 or dvip.decoder.appearance_dim > 0
 
 
+ORDERED = (
+    "per sequence, by the factors' tracks: objects of one colour have an arbitrary index in "
+    "the data, so each sequence's objects are put in the order of the factors that track them "
+    "(matched on the mean distance of track and object) before the probes are fitted"
+)
+
+
+def exchangeable(config: TrainConfig) -> bool:
+    """Whether only their own history tells the objects apart: digits sharing a colour channel,
+    discs of one colour."""
+    if config.scene == "discs":
+        return config.disc_colours == "same"
+    return config.channels < config.num_digits
+
+
+def _in_factor_order(dvip, config, data, posterior, options) -> MovingMNISTBatch:
+    """``data`` with each sequence's objects in the order of the factors that track them
+    (``tracking.object_order``)."""
+    appearance = posterior.appearance if dvip.decoder.appearance_dim else None
+    tracks, masses = decoder_tracks(
+        dvip.decoder, posterior.flat("means"), appearance, options.batch_size
+    )
+    centres = object_centres(data.positions.cpu().numpy(), object_box(config))
+    order = object_order(tracks, hypotheses(masses, config.num_digits), centres)
+    index = torch.as_tensor(order, device=data.positions.device)  # (N, O)
+
+    def reorder(t: torch.Tensor | None, axis: int) -> torch.Tensor | None:
+        if t is None:
+            return None
+        shape = [*index.shape[:1]] + [1] * (axis - 1) + [index.shape[1]]
+        shape += [1] * (t.dim() - axis - 1)
+        return torch.take_along_dim(t, index.view(shape), dim=axis)
+
+    return MovingMNISTBatch(data.frames, reorder(data.positions, 2), reorder(data.velocities, 2),
+                            reorder(data.labels, 1), reorder(data.masks, 2))  # fmt: skip
+
+
 def _tracking(dvip, config, data, posterior, groups, options, metrics) -> None:
     """Each factor's track against the objects' centres, scored as multi-object tracking
     (``tracking.py``), into ``metrics``; ``groups`` are the probed groups (the paper's decoder
@@ -365,13 +410,21 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
         # without the probes' matching the identity cannot be made, nor the probes' tracks
         with_probes = ("alignment", "intervention", "identity")
         with_probes += () if draws_factors(dvip) else ("tracking",)
-        probed = attempt(
-            with_probes, lambda: _alignment(dvip, config, data, posterior, options, metrics, arrays)
-        )
+        truth = data  # exchangeable objects: each sequence's in the order of their factors
+        if exchangeable(config) and draws_factors(dvip):
+            truth = attempt(with_probes, lambda: _in_factor_order(dvip, config, data, posterior,
+                                                                  options))  # fmt: skip
+        probed = None
+        if truth is not None:
+            probed = attempt(with_probes, lambda: _alignment(
+                dvip, config, truth, posterior, options, metrics, arrays
+            ))  # fmt: skip
         if probed is not None:
             probe_groups = probed
+            if truth is not data:
+                metrics["alignment"]["objects_ordered"] = ORDERED
             attempt(("identity",), lambda: _identity(
-                config, data, posterior, probed, options, metrics, arrays
+                config, truth, posterior, probed, options, metrics, arrays
             ))  # fmt: skip
         if probed is not None or draws_factors(dvip):
             attempt(("tracking",), lambda: _tracking(

@@ -30,6 +30,7 @@ from __future__ import annotations
 import motmetrics as mm
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 
 MATCH = 0.5  # a track matches an object within this share of the object box (pixels)
 PRESENT = 0.1  # a factor is a hypothesis where it draws this share of one object's mass
@@ -80,6 +81,29 @@ def decoder_tracks(
         centres.append(centre.view(len(z), T, -1, 2))
         masses.append(mass.view(len(z), T, -1))
     return torch.cat(centres).numpy(), torch.cat(masses).numpy()
+
+
+def object_order(tracks: np.ndarray, present: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Per sequence, the objects in the order of the factors that track them: (N, O) indices.
+
+    Objects that nothing but their own history tells apart (one colour) have an arbitrary index
+    in the data, so a probe that maps factor k to object o across sequences cannot be met by
+    any model. Per sequence, factors and objects are matched (Hungarian) on the mean distance
+    of the factor's track (N, T, K, 2) from the object's centre (N, T, O, 2) over the frames
+    where the factor draws (``present`` (N, T, K); a factor that never does costs the most);
+    the matched objects come first, in their factors' order, then the others as they were."""
+    N, num_objects = len(tracks), centres.shape[2]
+    distance = np.linalg.norm(tracks[:, :, :, None] - centres[:, :, None], axis=-1)  # N T K O
+    weight = present[..., None].astype(float)
+    frames = weight.sum(1)  # (N, K, 1)
+    cost = np.where(frames > 0, (distance * weight).sum(1) / np.maximum(frames, 1), np.inf)
+    cost = np.nan_to_num(cost, posinf=1e9)
+    order = np.empty((N, num_objects), dtype=int)
+    for n in range(N):
+        factors, objects = linear_sum_assignment(cost[n])  # factors in increasing order
+        rest = [o for o in range(num_objects) if o not in set(objects)]
+        order[n] = np.concatenate([objects, rest]).astype(int)
+    return order
 
 
 def hypotheses(masses: np.ndarray, num_objects: int) -> np.ndarray:
