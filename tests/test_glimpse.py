@@ -180,20 +180,23 @@ def test_the_appearance_swap_exchanges_what_two_factors_draw():
     assert appearance_swap(paper, FilteredLatents(means, means))["applicable"] is False
 
 
-def test_an_evaluated_glimpse_run_has_tracks_and_the_appearance_swap(tmp_path):
+@pytest.mark.parametrize("entangled", [False, True])
+def test_an_evaluated_glimpse_run_has_tracks_and_the_appearance_swap(tmp_path, entangled):
     import json
 
     from pyro_dvip.evaluation import evaluate
     from pyro_dvip.train import train
 
     run = tmp_path / "sprites"
-    train(_config(steps=2, curriculum=1, checkpoint_every=2), run, progress=False)
+    config = _config(steps=2, curriculum=1, checkpoint_every=2, entangled=entangled)
+    train(config, run, progress=False)
     evaluate(run, samples=40, particles=2, iw_samples=2, bootstrap=5, intervention_pairs=8,
              rollouts=2, examples=2)  # fmt: skip
     saved = json.loads((run / "eval" / "metrics.json").read_text())
     for model in ("trained", "untrained"):
         m = saved[model]
         assert m["tracking"]["tracks"] == "centre of mass of what each factor draws"
+        assert m["tracking"]["factors"] == [0, 1]  # the decoder's parts, also when entangled
         assert 0 <= m["appearance_swap"]["min_change"] <= m["appearance_swap"]["mean_change"]
         assert "forward-mode" in m["object_score"]["note"]
         # one channel: each sequence's digits put in the order of the factors tracking them

@@ -28,7 +28,8 @@ class _FeedMeans(Messenger):
 @dataclass
 class FilteredLatents:
     """The filtered latents of N sequences: ``samples`` and ``means``, each (N, T, K, d), and
-    for a model with an appearance per factor the mean of q(a | x_{1:T}), (N, K, A) (else None).
+    for a model with an appearance per factor the mean of q(a | x_{1:T}), (N, K, A), K the
+    decoder's parts (else None).
     """
 
     samples: torch.Tensor
@@ -57,8 +58,9 @@ def filter_sequences(
         sites = [f"z_{t}" for t in range(1, x.shape[1] + 1)]
         samples.append(torch.stack([trace.nodes[s]["value"] for s in sites], 1))
         means.append(torch.stack([trace.nodes[s]["fn"].mean for s in sites], 1))
-        if "a" in trace.nodes:
-            appearance.append(trace.nodes["a"]["fn"].mean)
+        if "a" in trace.nodes:  # per part of the decoder, also under an entangled prior
+            mean = trace.nodes["a"]["fn"].mean
+            appearance.append(mean.reshape(len(x), dvip.decoder.num_parts, -1))
     dvip.train(was_training)
     return FilteredLatents(torch.cat(samples), torch.cat(means),
                            torch.cat(appearance) if appearance else None)  # fmt: skip

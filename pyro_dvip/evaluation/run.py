@@ -129,8 +129,10 @@ def _latents_to_decode(dvip: DVIP, posterior, which: str, groups: list):
         return z_all, groups, lambda z: dvip.render(z)
     T, D = posterior.means.shape[1], dvip.z_dim
     a = posterior.appearance.repeat_interleave(T, 0).flatten(1)  # (N T, K A)
-    A = a.shape[1] // len(groups)
-    units = [np.concatenate([g, D + k * A + np.arange(A)]) for k, g in enumerate(groups)]
+    units = groups  # a split of an entangled factor: the appearances stay with their frame
+    if dvip.num_factors == len(groups) == posterior.appearance.shape[1]:
+        A = posterior.appearance.shape[2]
+        units = [np.concatenate([g, D + k * A + np.arange(A)]) for k, g in enumerate(groups)]
     return torch.cat([z_all, a], 1), units, lambda v: dvip.render(v[:, :D], v[:, D:])
 
 
