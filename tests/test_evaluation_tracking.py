@@ -229,3 +229,19 @@ def test_objects_are_put_in_the_order_of_the_factors_that_track_them():
     # sequence 0: factor 0 has object 0; sequence 1: factor 0 has object 1; sequence 2:
     # factor 1 has object 1, factor 2 object 0
     assert order.tolist() == [[0, 1], [1, 0], [1, 0]]
+
+
+def test_a_perfect_slot_code_switches_once_per_object_at_a_crossing():
+    from pyro_dvip.evaluation.tracking import slot_code_scores
+
+    # two objects crossing in x at frame 2 of 4 (y far apart so they never overlap)
+    centres = np.zeros((1, 4, 2, 2))
+    centres[0, :, 0] = [[0, 0], [5, 0], [15, 0], [20, 0]]
+    centres[0, :, 1] = [[20, 30], [15, 30], [5, 30], [0, 30]]
+    scores = slot_code_scores(centres, threshold=3.0)
+    # the left slot follows object 0 then object 1: each object changes track once
+    assert scores["x"]["id_switches_per_100"] == pytest.approx(100 * 2 / 8)
+    assert scores["x"]["idf1"] == pytest.approx(0.5)
+    # sorted by y the slots never change object: a perfect tracker
+    assert scores["y"]["idf1"] == pytest.approx(1.0)
+    assert scores["y"]["id_switches_per_100"] == 0

@@ -177,10 +177,22 @@ def _tracking_rows(t: dict) -> dict[str, str]:
         "tracking: IDF1": _f(t["idf1"]),
         "tracking: identity switches (per 100 object-frames)": f"{t['id_switches']} "
         f"({_f(t['id_switches_per_100'])})",
+        **_slot_code_row(t),
         "tracking: misses / false positives (of object-frames / hypothesis-frames)": (
             f"{t['misses']} / {t['false_positives']} (of {t['object_frames']} / "
             f"{t['hypothesis_frames']})"
         ),
+    }
+
+
+def _slot_code_row(t: dict) -> dict[str, str]:
+    if "slot_code" not in t:
+        return {}
+    x, y = t["slot_code"]["x"], t["slot_code"]["y"]
+    return {
+        "tracking: a perfect slot code's IDF1 / switches per 100 (left-right; top-bottom), "
+        "for reference": f"{_f(x['idf1'])} / {_f(x['id_switches_per_100'])}; "
+        f"{_f(y['idf1'])} / {_f(y['id_switches_per_100'])}"
     }
 
 

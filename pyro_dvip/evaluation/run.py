@@ -61,6 +61,7 @@ from .tracking import (
     hypotheses,
     object_centres,
     object_order,
+    slot_code_scores,
     tracking_scores,
 )
 from .verdict import BLOCKS, alignment_verdict, unused_factors
@@ -324,12 +325,15 @@ def _tracking(dvip, config, data, posterior, groups, options, metrics) -> None:
         present = np.ones(tracks.shape[:3], dtype=bool)
         factors = [k for k, _ in assignment]
         source = f"{options.probe} position probe of each factor matched to an object"
+    centres = object_centres(positions, box)
     metrics["tracking"] = {
         "tracks": source,
         "factors": factors,
         "presence_share": PRESENT if draws_factors(dvip) else None,
-        **tracking_scores(tracks, present, object_centres(positions, box), MATCH * box),
+        **tracking_scores(tracks, present, centres, MATCH * box),
     }
+    if config.num_digits > 1:  # the reference of a perfect left/right (top/bottom) slot code
+        metrics["tracking"]["slot_code"] = slot_code_scores(centres, MATCH * box)
 
 
 def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tuple[dict, dict]:
