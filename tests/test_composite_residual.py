@@ -154,7 +154,7 @@ def test_the_check_elbo_command_passes_for_it():
     "args,message",
     [
         (["--background", "static"], "Invalid value for '--background': applies to --decoder "
-         "additive or composite only"),
+         "additive, composite or glimpse only"),
         (["--decoder", "composite", "--background", "painted"], "'--background': must be one "
          "of none, static, got 'painted'"),
         ([*COMPOSITE, "--factors", "1"], "Invalid value for '--encoder': residual needs "

@@ -146,9 +146,9 @@ def test_train_records_the_decoder_and_load_rebuilds_it(tmp_path, args, cls, par
     "args,message",
     [
         (["--decoder", "mixture"], "'--decoder': must be one of paper, additive, composite, "
-         "got 'mixture'"),
-        (["--background", "static"], "'--background': applies to --decoder additive or "
-         "composite only"),
+         "glimpse, got 'mixture'"),
+        (["--background", "static"], "'--background': applies to --decoder additive, "
+         "composite or glimpse only"),
         (["--decoder-width", "0"], "'--decoder-width': must be >= 1, got 0"),
     ],
 )  # fmt: skip

@@ -90,7 +90,7 @@ def test_the_check_elbo_command_reads_it():
 def test_it_needs_a_per_factor_decoder():
     with pytest.raises(ValueError, match="encoder: residual needs a per-factor decoder"):
         DVIP(2, 3, image_size=S, width=4, encoder="residual")
-    with pytest.raises(ValueError, match="encoder: must be one of paper, residual, got 'x'"):
+    with pytest.raises(ValueError, match="encoder: must be one of paper, residual, glimpse, "):
         DVIP(2, 3, image_size=S, width=4, encoder="x")
 
 
@@ -115,7 +115,8 @@ def test_train_records_it_and_load_rebuilds_it(tmp_path):
          "additive or composite and --factors >= 2 (got decoder paper, 2 factors)"),
         (["--decoder", "additive", "--factors", "1", "--encoder", "residual"],
          "(got decoder additive, 1 factors)"),
-        (["--encoder", "slots"], "'--encoder': must be one of paper, residual, got 'slots'"),
+        (["--encoder", "slots"], "'--encoder': must be one of paper, residual, glimpse, got "
+         "'slots'"),
     ],
 )  # fmt: skip
 def test_bad_encoder_options_are_one_line_errors(tmp_path, args, message):
