@@ -141,8 +141,8 @@ def test_train_records_the_widths_and_load_rebuilds_them(tmp_path):
     [
         (["--decoder", "additive", "--decoder-width", "0"], "'--decoder-width': must be >= 1, "
          "got 0"),
-        (["--decoder-width", "4"], "'--decoder-width': applies to --decoder additive or "
-         "composite only"),
+        (["--decoder-width", "4"], "'--decoder-width': applies to --decoder additive, "
+         "composite or glimpse only"),
         (["--decoder", "additive", "--residual-width", "4"], "'--residual-width': applies to "
          "--encoder residual only"),
         (["--residual-width", "-1"], "'--residual-width': must be >= 1, got -1"),
