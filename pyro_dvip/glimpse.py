@@ -305,7 +305,9 @@ class GlimpsePosterior(Posterior):
         B, C, H, _ = residual.shape
         pad = self.glimpse_size // 2
         r = F.pad(residual, (pad,) * 4)
-        dot = F.conv2d(r.reshape(1, B * C, *r.shape[-2:]), template, groups=B)[0]
+        G = self.glimpse_size  # one channel per group: the CPU's fast depthwise path
+        dot = F.conv2d(r.reshape(1, B * C, *r.shape[-2:]), template.reshape(B * C, 1, G, G),
+                       groups=B * C).view(B, C, H + 1, H + 1).sum(1)  # fmt: skip
         energy = _window_sums(r.pow(2).sum(1), self.glimpse_size)  # (B, H + 1, H + 1)
         norm = template.flatten(1).norm(dim=1)[:, None, None]
         return dot / (energy.clamp_min(1e-8).sqrt() * norm + 1e-6)

@@ -222,3 +222,18 @@ def test_a_transition_of_fixed_noise_predicts_with_that_noise_and_the_same_weigh
         FactoredMLPTransition(2, 4, fixed_sd=0.0)
     with pytest.raises(ValueError, match="transition_sd: applies to the default transition"):
         make_config(transition_sd=0.1, transition="m:C")
+
+
+def test_the_match_is_the_normalised_cross_correlation_of_each_residual_with_its_template():
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    posterior = GlimpsePosterior(2, 3, 3, H, 4, G, width=8).double()
+    residual = torch.rand(4, 3, H, H, dtype=torch.float64)
+    template = torch.rand(4, 3, G, G, dtype=torch.float64)
+    padded = F.pad(residual, (G // 2,) * 4)
+    for b in range(4):  # one sample at a time, by the textbook formula
+        dot = F.conv2d(padded[b : b + 1], template[b : b + 1])[0, 0]
+        energy = F.conv2d(padded[b : b + 1].pow(2), torch.ones_like(template[b : b + 1]))[0, 0]
+        expected = dot / (energy.sqrt() * template[b].norm() + 1e-6)
+        torch.testing.assert_close(posterior._ncc(residual, template)[b], expected)
