@@ -184,12 +184,17 @@ class GlimpseDecoder(FrameDecoder):
 
     def explained(self, layers, alphas) -> tuple[torch.Tensor, torch.Tensor]:
         """What the given factors' placed layers (N, k, C, H, W) and opacities draw in front
-        of everything else, and the share of each pixel they leave (N, 1, H, W)."""
+        of everything else, with the static background (if any) in the share of each pixel
+        they leave, and that share (N, 1, H, W): x minus the first is what the other factors
+        have left to draw, against black."""
+        N, _, C, H, W = layers.shape
         if layers.shape[1] == 0:
-            N, _, C, H, W = layers.shape
-            return layers.new_zeros(N, C, H, W), layers.new_ones(N, 1, H, W)
-        mean, _, share = composite(layers, alphas, None)
-        return mean, 1 - share.sum(1)
+            mean, scope = layers.new_zeros(N, C, H, W), layers.new_ones(N, 1, H, W)
+        else:
+            mean, _, share = composite(layers, alphas, None)
+            scope = 1 - share.sum(1)
+        background = self._background()
+        return (mean if background is None else mean + background * scope), scope
 
 
 class GlimpseEncoder(nn.Module):

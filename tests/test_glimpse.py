@@ -237,3 +237,20 @@ def test_the_match_is_the_normalised_cross_correlation_of_each_residual_with_its
         energy = F.conv2d(padded[b : b + 1].pow(2), torch.ones_like(template[b : b + 1]))[0, 0]
         expected = dot / (energy.sqrt() * template[b].norm() + 1e-6)
         torch.testing.assert_close(posterior._ncc(residual, template)[b], expected)
+
+
+def test_what_is_explained_includes_the_static_background_where_no_factor_draws():
+    decoder = GlimpseDecoder(1, H, 2, 3, appearance_dim=4, glimpse_size=G, width=8,
+                             background="static")  # fmt: skip
+    with torch.no_grad():
+        decoder.background.fill_(0.0)  # sigmoid: 0.5 everywhere
+    layers = torch.zeros(1, 1, 1, H, H)
+    alphas = torch.zeros(1, 1, 1, H, H)
+    layers[..., :4, :4], alphas[..., :4, :4] = 0.9, 1.0  # an opaque factor in the corner
+    drawn, scope = decoder.explained(layers, alphas)
+    expected = torch.full((H, H), 0.5)
+    expected[:4, :4] = 0.9
+    torch.testing.assert_close(drawn[0, 0], expected)
+    assert scope[0, 0, :4, :4].max() == 0 and scope[0, 0, 4:].min() == 1
+    nothing, _ = decoder.explained(layers[:, :0], alphas[:, :0])  # no factor yet: background
+    torch.testing.assert_close(nothing[0, 0], torch.full((H, H), 0.5))
