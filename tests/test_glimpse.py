@@ -254,3 +254,32 @@ def test_what_is_explained_includes_the_static_background_where_no_factor_draws(
     assert scope[0, 0, :4, :4].max() == 0 and scope[0, 0, 4:].min() == 1
     nothing, _ = decoder.explained(layers[:, :0], alphas[:, :0])  # no factor yet: background
     torch.testing.assert_close(nothing[0, 0], torch.full((H, H), 0.5))
+
+
+def test_the_curriculum_trains_its_first_steps_on_two_frames():
+    from pyro_dvip.train import seq_len_at
+
+    config = _config(seq_len=8, curriculum=3)
+    assert [seq_len_at(step, config) for step in range(1, 6)] == [2, 2, 2, 8, 8]
+    assert seq_len_at(1, _config(seq_len=1, curriculum=3)) == 1  # never longer than --seq-len
+    assert seq_len_at(1, _config(seq_len=8, curriculum=0)) == 8
+    with pytest.raises(ValueError, match="curriculum: must be >= 0, got -1"):
+        _config(curriculum=-1)
+
+
+def test_a_curriculum_run_trains_and_logs_two_frames_then_the_whole_sequence(tmp_path):
+    import csv
+
+    from pyro_dvip.train import train
+
+    run = tmp_path / "curriculum"
+    config = _config(steps=4, curriculum=2, log_every=1, checkpoint_every=4, seq_len=3)
+    train(config, run, progress=False)
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    seconds = [0.0] + [float(r["seconds"]) for r in rows]
+    # frames per second times the step's seconds over the batch: the frames of its sequences
+    frames = [float(r["frames_per_s"]) * (seconds[i + 1] - seconds[i]) / config.batch_size
+              for i, r in enumerate(rows)]  # fmt: skip
+    assert [round(f) for f in frames] == [2, 2, 3, 3]
+    for r in rows:
+        assert float(r["elbo"]) == pytest.approx(float(r["recon"]) - float(r["kl"]), rel=1e-5)
