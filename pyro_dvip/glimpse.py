@@ -42,11 +42,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .decoders import BLACK, _logit
 from .networks import LEAKY_SLOPE, FrameDecoder, Posterior, full_precision
 
 POSE_UNITS = 2  # z_t^k[:2]: the position (x, y)
-BLACK = 0.02  # a glimpse's colour starts near black, its opacity near transparent
-START_OPACITY = 0.05
+START_OPACITY = 0.05  # a glimpse's colour starts near BLACK, its opacity near transparent
 # The other units' posterior loc and log-variance stay within +-5 and +-8 (softly): the
 # prior's prediction they read is a function of the guide's own previous sample, and unbounded
 # the loop through the two diverged (x7 a step) when training moved to longer sequences.
@@ -113,8 +113,7 @@ class GlimpseGenerator(nn.Module):
             nn.ConvTranspose2d(width, channels + 1, 4, stride=2, padding=1),
         )
         with torch.no_grad():  # start near black and nearly transparent
-            start = [math.log(BLACK / (1 - BLACK))] * channels
-            start.append(math.log(START_OPACITY / (1 - START_OPACITY)))
+            start = [_logit(BLACK)] * channels + [_logit(START_OPACITY)]
             self.deconv[-1].bias.copy_(torch.tensor(start))
 
     def forward(self, appearance: torch.Tensor) -> torch.Tensor:
@@ -141,8 +140,8 @@ class GlimpseDecoder(FrameDecoder):
         self.generator = GlimpseGenerator(appearance_dim, channels, glimpse_size, width)
         self.background = None
         if background == "static":
-            logit = math.log(BLACK / (1 - BLACK))
-            self.background = nn.Parameter(torch.full((channels, image_size, image_size), logit))
+            value = torch.full((channels, image_size, image_size), _logit(BLACK))
+            self.background = nn.Parameter(value)
         elif background != "none":
             raise ValueError(f"background: must be one of none, static, got {background!r}")
 
@@ -253,7 +252,7 @@ class GlimpsePosterior(Posterior):
                  appearance_dim: int, glimpse_size: int, width: int = 16,
                  hidden: int = 128):  # fmt: skip
         super().__init__()
-        self.K, self.d, self.A = num_factors, factor_dim, appearance_dim
+        self.K, self.d = num_factors, factor_dim
         self.image_size, self.glimpse_size = image_size, glimpse_size
         code = 4 * appearance_dim
         self.encoder = GlimpseEncoder(channels, glimpse_size, width, code)
