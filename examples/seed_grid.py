@@ -17,9 +17,11 @@ tracking scores (MOTA, IDF1, identity switches per 100 object-frames) beside the
 model's, a what/where model's least appearance-swap change over pairs of factors, the
 unused factors and every factor's KL per frame, the label-free object
 score where the evaluation has one and the factors that void it, test ELBO, the verdict of
-``pyro_dvip.evaluation.verdict``, the second probe's figures and verdict, and for each probe
-the probes and KL its verdict is read from, ``verdict_record``: a later rule recounts a row
-with ``alignment_verdict(json.loads(row["verdict_record"]))``) and
+``pyro_dvip.evaluation.verdict``, the label-free verdict of ``pyro_dvip.evaluation.scene`` with
+its used factors and the share of what moves that no factor draws, the second probe's
+figures and verdict, and for each probe the probes and KL its verdict is read from,
+``verdict_record``: a later rule recounts a row with
+``alignment_verdict(json.loads(row["verdict_record"]))``) and
 ``OUT/grid.md`` (per variant: seeds with objects out of N, by each probe, mean ± sd of the
 figures, never the best seed).
 """
@@ -47,6 +49,7 @@ COLUMNS = [
     "appearance_change", "appearance_change_untrained", "unused_factors",
     "kl_per_factor",
     "object_score", "silent_factors", "object_score_untrained", "test_elbo", "verdict", "reason",
+    "scene_verdict", "scene_reason", "used_factors", "unexplained",
     "second_probe", "second_min_matched", "second_max_leakage", "second_swaps_per_crossing",
     "second_verdict", "verdict_record", "second_verdict_record", "run",
 ]  # fmt: skip
@@ -164,6 +167,12 @@ def row_of(variant: str, seed: int, run: Path) -> dict:
     row["object_score"], row["silent_factors"] = object_score(trained)
     row["object_score_untrained"] = object_score(untrained)[0]
     row["test_elbo"] = trained.get("bound", {}).get("elbo_per_frame")
+    scene = trained.get("scene") or {}
+    if "used" in scene:  # the label-free record: no ground truth read
+        row["used_factors"] = " ".join(map(str, scene["used"]))
+        row["unexplained"] = round(scene["unexplained"], 3)
+        row["scene_verdict"] = scene.get("verdict", "n/a")
+        row["scene_reason"] = scene.get("reason", scene.get("tracks"))
     second = run / SECOND / "metrics.json"
     if second.exists():
         other = json.loads(second.read_text())["trained"]
@@ -199,6 +208,14 @@ def tracking(model: dict) -> dict:
     return {k: round(record[k], 3) for k in ("mota", "idf1", "id_switches_per_100")}
 
 
+def _scene_count(rows: list[dict]) -> str:
+    """How many of the rows the label-free verdict calls objects, of those it judged."""
+    judged = [r for r in rows if r.get("scene_verdict") not in (None, "", "n/a")]
+    if not judged:
+        return "n/a"
+    return f"{sum(r['scene_verdict'] == 'objects' for r in judged)} of {len(judged)}"
+
+
 def mean_sd(values: list) -> str:
     values = [float(v) for v in values if v not in (None, "")]
     if not values:
@@ -212,8 +229,8 @@ def summary(rows: list[dict], variants: list[str]) -> str:
     lines = [
         "| variant | seeds with objects | verdicts | min matched R² | max leakage | swaps per "
         "crossing (untrained) | unused factors | object score (untrained) | train minutes | "
-        "second probe: seeds with objects |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "second probe: seeds with objects | label-free: seeds called objects |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in variants:
         mine = [r for r in rows if r["variant"] == name]
@@ -233,7 +250,8 @@ def summary(rows: list[dict], variants: list[str]) -> str:
             f"{mean_sd([r.get('object_score') for r in judged])} "
             f"({mean_sd([r.get('object_score_untrained') for r in judged])}) | "
             f"{mean_sd([r.get('train_minutes') for r in mine])} | "
-            f"{f'{second_objects} of {len(second)}' if second else 'n/a'} |"
+            f"{f'{second_objects} of {len(second)}' if second else 'n/a'} | "
+            f"{_scene_count(judged)} |"
         )
     return "\n".join(lines) + "\n"
 

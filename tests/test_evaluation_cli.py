@@ -79,6 +79,13 @@ def test_evaluate_writes_every_file_with_valid_images(evaluated):
             with Image.open(folder / f"{stem}.gif") as gif:
                 assert gif.format == "GIF" and gif.n_frames == SEQ_LEN
                 assert gif.size == grid_size(1, EXAMPLES, SIZE)
+    # the paper's decoder draws the factors together: no track, and it says so
+    assert "label-free verdict: n/a (the paper's decoder draws all factors together" in (
+        results["factored-s0"].output
+    )
+    assert not (out / "generations" / "trained" / "tracks.png").exists()
+    scene = metrics["trained"]["scene"]
+    assert scene["used"] == [k for k, v in enumerate(kl["kl_per_factor_per_frame"]) if v >= 0.1]
     for figure in ("correlation.png", "probe_r2.png"):
         with Image.open(out / figure) as image:
             assert image.format == "PNG" and image.width > image.height  # two panels

@@ -201,8 +201,17 @@ def test_an_evaluated_glimpse_run_has_tracks_and_the_appearance_swap(tmp_path, e
         assert "forward-mode" in m["object_score"]["note"]
         # one channel: each sequence's digits put in the order of the factors tracking them
         assert m["alignment"]["objects_ordered"].startswith("per sequence")
+        scene = m["scene"]  # label-free: the decoder's parts, used by KL (or share) alone
+        assert scene["factors"] == 2 and len(scene["per_factor"]) == 2
+        assert scene["verdict"] in {"objects", "not drawn", "mixed", "shared", "still", "slots",
+                                    "no factor used"}  # fmt: skip
+        folder = run / "eval" / "generations" / model
+        assert (folder / "tracks.png").exists() == bool(scene["used"])
+        gifs = sorted(p.name for p in folder.glob("track_factor*.gif"))
+        assert gifs == [f"track_factor{k}.gif" for k in scene["used"]]
     report = (run / "eval" / "report.md").read_text()
     assert "appearance swap" in report
+    assert "| label-free verdict (objects / not drawn" in report
 
 
 def test_a_transition_of_fixed_noise_predicts_with_that_noise_and_the_same_weights():

@@ -12,6 +12,7 @@
 
 Arrays are (rows, T, C, H, W) in [0, 1]. ``save_grid`` writes one row per sequence and one
 column per step; ``save_gif`` one frame per step with the sequences side by side.
+``save_tracks`` and ``save_track_gif`` draw factors' tracks (centres per frame) over the frames.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
 from ..model import DVIP
@@ -157,3 +158,81 @@ def save_gif(videos: torch.Tensor, path: Path, ms_per_frame: int = 250) -> None:
         grid[:, -PAD:, : round(grid.shape[-1] * (t + 1) / T)] = 0.0
         frames.append(_to_pil(grid, scale))
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0)
+
+
+TRACK_COLOURS = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (188, 189, 34),
+    (23, 190, 207),
+    (127, 127, 127),
+]
+
+
+def track_colour(k: int) -> tuple[int, int, int]:
+    """Factor k's colour in the track figures (tab10, repeating)."""
+    return TRACK_COLOURS[k % len(TRACK_COLOURS)]
+
+
+def _track_scale(image_size: int) -> int:
+    return max(1, 128 // image_size)  # frames at least 128 pixels wide: room for a line
+
+
+def _draw_trail(
+    draw, track: np.ndarray, t: int, origin: tuple[int, int], scale: int, colour
+) -> None:
+    """Track (T, 2) as (x, y) pixels of a frame drawn at ``origin`` (grid pixels, before
+    scaling): a line through steps 0..t and a dot at t; absent steps (NaN) break the line."""
+    points = [None if not np.isfinite(p).all() else
+              ((origin[0] + p[0] + 0.5) * scale, (origin[1] + p[1] + 0.5) * scale)
+              for p in track[: t + 1]]  # fmt: skip
+    for a, b in zip(points[:-1], points[1:]):
+        if a is not None and b is not None:
+            draw.line([a, b], fill=colour, width=max(1, scale // 2))
+    if points[-1] is not None:
+        r = max(2, scale)
+        x, y = points[-1]
+        draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=max(1, scale // 2))
+
+
+def save_tracks(frames: torch.Tensor, tracks: np.ndarray, factors: list[int], path: Path) -> None:
+    """PNG of frames (rows, T, C, H, W), one row per sequence and one column per step, with the
+    track (rows, T, K, 2) of each factor in ``factors`` drawn over them in its colour: its path
+    so far and a circle where it is."""
+    rows, T, _, S, _ = frames.shape
+    scale = _track_scale(S)
+    grid = make_grid(_rgb(frames.flatten(0, 1)), nrow=T, padding=PAD, pad_value=1.0)
+    image = _to_pil(grid, scale)
+    draw = ImageDraw.Draw(image)
+    for r in range(rows):
+        for t in range(T):
+            origin = (PAD + t * (S + PAD), PAD + r * (S + PAD))
+            for k in factors:
+                _draw_trail(draw, tracks[r, :, k], t, origin, scale, track_colour(k))
+    image.save(path)
+
+
+def save_track_gif(
+    frames: torch.Tensor, tracks: np.ndarray, k: int, path: Path, ms_per_frame: int = 250
+) -> None:
+    """Looping GIF of frames (rows, T, C, H, W), the sequences side by side, with factor k's
+    track (rows, T, K, 2) drawn over them as it goes."""
+    rows, T, _, S, _ = frames.shape
+    scale = _track_scale(S)
+    images = []
+    for t in range(T):
+        grid = make_grid(_rgb(frames[:, t]), nrow=rows, padding=PAD, pad_value=1.0)
+        grid[:, -PAD:, : round(grid.shape[-1] * (t + 1) / T)] = 0.0
+        image = _to_pil(grid, scale)
+        draw = ImageDraw.Draw(image)
+        for r in range(rows):
+            _draw_trail(
+                draw, tracks[r, :, k], t, (PAD + r * (S + PAD), PAD), scale, track_colour(k)
+            )
+        images.append(image)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)

@@ -10,8 +10,10 @@ import numpy as np
 
 from . import figures
 from .alignment import NO_GROUND_TRUTH, SHARED_CHANNEL
-from .generations import save_gif, save_grid
+from .generations import save_gif, save_grid, save_track_gif, save_tracks
 from .outcome import MODELS, has, made, plain, value, write_csv
+from .scene import DRAWS
+from .verdict import UNUSED_NATS
 
 # summary.csv, a row per model: (column, part of the model's metrics, key in it)
 SUMMARY = [
@@ -147,6 +149,11 @@ def write_figures(out: Path, results: dict, arrays: dict, num_digits: int) -> No
             save_grid(videos, folder / f"{label}.png")
             if label != "truth":
                 save_gif(videos, folder / f"{label}.gif")
+        if "tracks" in arrays[name]:
+            frames, tracks, used = arrays[name]["tracks"]
+            save_tracks(frames, tracks, used, folder / "tracks.png")
+            for k in used:
+                save_track_gif(frames, tracks, k, folder / f"track_factor{k}.gif")
 
 
 def console_summary(metrics: dict, out: Path) -> list[str]:
@@ -178,6 +185,7 @@ def console_summary(metrics: dict, out: Path) -> list[str]:
             "  object score (normalised compositional contrast; 0 = one factor per pixel): "
             f"{score:.3f}{void}   untrained " + ("n/a" if floor is None else f"{floor:.3f}")
         )
+    lines += _scene(t, u, out)
     a, probes = t["alignment"], ("alignment", "min_matched", "max_leakage")
     if made(a):
         lines += [
@@ -195,6 +203,31 @@ def console_summary(metrics: dict, out: Path) -> list[str]:
         lines.append(f"  tracking: {_tracking(t)}   untrained {_tracking(u)}")
     lines += [f"  note: {note}" for note in metrics["held_out"]["notes"]]
     return lines + [f"  report: {out / 'report.md'}"]
+
+
+def _scene(t: dict, u: dict, out: Path) -> list[str]:
+    """The label-free lines: the verdict beside the floor's, the used factors, the pictures."""
+    if "scene" not in t:
+        return []
+    s = t["scene"]
+    if not made(s):
+        return [f"  label-free verdict: {s['note']}"]
+    floor = u["scene"].get("verdict", "n/a") if has(u, "scene") else "n/a"
+    used = ", ".join(map(str, s["used"])) or "none"
+    lines = [
+        f"  used factors: {used} of {s['factors']} (KL per frame >= {UNUSED_NATS:g} nats"
+        + (f" and >= {DRAWS:g} of the drawing)" if "per_factor" in s else ")")
+    ]
+    if "verdict" not in s:  # the paper's decoder: no factor draws on its own
+        return lines + [f"  label-free verdict: n/a ({s['tracks']})"]
+    lines.append(f"  label-free verdict: {s['verdict']} ({s['reason']})   untrained {floor}")
+    pictures = out / "generations" / "trained"
+    if (pictures / "tracks.png").exists():
+        lines.append(
+            f"  tracks: {pictures / 'tracks.png'}, one GIF per used factor "
+            f"(track_factor*.gif); what each draws: layer_factor*.png"
+        )
+    return lines
 
 
 def _two(number) -> str:

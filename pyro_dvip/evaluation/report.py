@@ -7,6 +7,7 @@ from pathlib import Path
 from .alignment import NO_GROUND_TRUTH
 from .options import PROBE_MODELS
 from .outcome import made
+from .scene import DRAWS
 from .verdict import UNUSED_NATS
 
 
@@ -205,6 +206,40 @@ def _appearance_rows(a: dict) -> dict[str, str]:
     }
 
 
+def _scene_rows(s: dict) -> dict[str, str]:
+    """The label-free record (scene.py): verdict, used factors, and what the verdict reads."""
+    words = "objects / not drawn / mixed / shared / still / slots / no factor used"
+    rows = {
+        f"label-free verdict ({words}; no labels read; evaluation.md)": (
+            f"{s['verdict']}: {s['reason']}" if "verdict" in s else f"n/a: {s['tracks']}"
+        ),
+        f"label-free: used factors (KL ≥ {UNUSED_NATS:g} nats per frame"
+        + (f", ≥ {DRAWS:g} of the drawing)" if "per_factor" in s else ")"): (
+            ", ".join(map(str, s["used"])) or "none"
+        )
+        + f" of {s['factors']}",
+        "label-free: share of what moves in the frames that no factor draws": _f(s["unexplained"]),
+    }
+    if "per_factor" not in s:
+        return rows
+    f = s["per_factor"]
+    rows.update({
+        "label-free: share of the drawing per factor": _list([x["share"] for x in f]),
+        "label-free: share of each factor's drawing in its largest region": _list(
+            [x["one_region"] for x in f]
+        ),
+        "label-free: radius per factor (px)": _list([x["radius"] for x in f]),
+        "label-free: track step per factor (px per frame)": _list([x["step"] for x in f]),
+        "label-free: shared pixels per pair of used factors": "; ".join(
+            f"{i}–{j}: {_f(p['shared'])}" for (i, j), p in ((p["factors"], p) for p in s["pairs"])
+        ) or "n/a (fewer than two used factors)",
+        "label-free: meetings at which the tracks go through each other": (
+            f"{sum(p['passed'] for p in s['pairs'])} of {sum(p['meetings'] for p in s['pairs'])}"
+        ),
+    })  # fmt: skip
+    return rows
+
+
 def _prediction_rows(p: dict) -> dict[str, str]:
     return {
         "prediction PSNR per step (dB)": ", ".join(_f(v, 1) for v in p["model"]["psnr"]),
@@ -220,6 +255,7 @@ SECTIONS = [
     ("correlation", _correlation_rows, "correlation"),
     ("object_score", _object_score_rows, "object score"),
     ("bound", _kl_rows, None),
+    ("scene", _scene_rows, "label-free verdict"),
     ("alignment", _alignment_rows, "factor–object probes"),
     ("intervention", _intervention_rows, "intervention test"),
     ("identity", _identity_rows, "identity across crossings"),
@@ -292,6 +328,9 @@ FIGURES = [
 # The generations, in order: (file stem, its record in metrics' "generations", what it shows)
 IMAGES = [
     ("truth", None, "the held-out sequences (rows), one column per step."),
+    ("tracks", "scene", "each used factor's track (the centre of mass of what it draws) over "
+     "the held-out frames, in the factor's colour: its path so far and a circle where it is; "
+     "track_factor{k}.gif plays one factor's track. No labels are read."),
     ("reconstructions", "reconstructions", "decoded posterior means; should match the truth."),
     ("independent_factor{k}", "independent_factor", "Figure 3: every factor held at step 1 except "
      "factor {k}, which follows its posterior. What moves is what factor {k} represents."),

@@ -49,11 +49,12 @@ from .identity import CROSSING, close_steps, followed_digits, identity_swaps, pr
 from .mutual_info import MIN_PAIRS, best_partition, contiguous_groups, factor_mi
 from .object_score import object_score
 from .options import PROBE_TARGETS, EvalOptions
-from .outcome import MODELS, NUMERICAL_ERRORS, failed, has, is_failed, not_computable
+from .outcome import MODELS, NUMERICAL_ERRORS, failed, has, is_failed, made, not_computable
 from .outputs import write_csvs, write_figures, write_metrics
 from .posterior import consecutive_pairs, filter_sequences
 from .prediction import prediction_scores
 from .report import write_report
+from .scene import factor_scene
 from .tracking import (
     MATCH,
     PRESENT,
@@ -300,6 +301,16 @@ def _in_factor_order(dvip, config, data, posterior, options) -> MovingMNISTBatch
                             reorder(data.labels, 1), reorder(data.masks, 2))  # fmt: skip
 
 
+def _scene(dvip, frames, posterior, options, metrics, arrays) -> None:
+    """The label-free record (``scene.py``) into ``metrics["scene"]``, and the first
+    ``options.examples`` sequences' frames and tracks for the track figures."""
+    kl = metrics["bound"].get("kl_per_factor_per_frame") if made(metrics["bound"]) else None
+    metrics["scene"], tracks = factor_scene(dvip, frames, posterior, kl, options.batch_size)
+    if tracks is not None:
+        shown = frames[: options.examples].cpu()
+        arrays["tracks"] = (shown, tracks[: options.examples], metrics["scene"]["used"])
+
+
 def _tracking(dvip, config, data, posterior, groups, options, metrics) -> None:
     """Each factor's track against the objects' centres, scored as multi-object tracking
     (``tracking.py``), into ``metrics``; ``groups`` are the probed groups (the paper's decoder
@@ -369,6 +380,7 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
 
     latent_parts = (
         "mutual_info", "correlation", "alignment", "intervention", "identity", "tracking",
+        "scene",
     )  # fmt: skip
     posterior = attempt(latent_parts, lambda: filter_sequences(dvip, frames, options.batch_size))
     record("bound", lambda: held_out_bound(
@@ -403,6 +415,7 @@ def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tupl
         if groups is not None:
             protocol = metrics["mutual_info"]["protocol"]
         record("appearance_swap", lambda: appearance_swap(dvip, posterior, options.batch_size))
+        attempt(("scene",), lambda: _scene(dvip, frames, posterior, options, metrics, arrays))
         record("object_score", lambda: _object_score(
             dvip, posterior, groups or own, protocol, options
         ))  # fmt: skip
