@@ -11,6 +11,7 @@ import logging
 import math
 import shutil
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -51,6 +52,26 @@ RANK_SEED_STRIDE = 100_003  # rank r of a distributed run draws data and noise f
 def kl_scale_at(step: int, anneal_steps: int) -> float:
     """Linear KL annealing from 1/anneal_steps at step 1 to 1 at ``anneal_steps``."""
     return 1.0 if anneal_steps <= 0 else min(1.0, step / anneal_steps)
+
+
+COST_STEPS = 5  # full-length steps a CPU run times before it says what it will cost
+COST_NOTICE_MINUTES = 30  # a CPU run that will take longer says so once, with quicker presets
+
+
+def cost_notice(step_s: float, remaining: int) -> str | None:
+    """What a CPU run of ``remaining`` steps at ``step_s`` seconds a step will cost, with the
+    presets that find objects in minutes; None for a run under ``COST_NOTICE_MINUTES``."""
+    minutes = step_s * remaining / 60
+    if minutes < COST_NOTICE_MINUTES:
+        return None
+    took = f"{minutes / 60:.1f} hours" if minutes >= 90 else f"{minutes:.0f} minutes"
+    return (
+        f"On the CPU this run costs about {step_s:.2f} s a step: {took} for the {remaining} "
+        "steps left. For objects in minutes on a CPU: dvip train --preset cpu-sprites "
+        "(same-coloured digits, about 8 minutes on 2 cores) or --preset cpu-objects (colour "
+        "digits, about 7); --until STEP stops this run part-way with a checkpoint, and "
+        "--resume continues it."
+    )
 
 
 def seq_len_at(step: int, config: TrainConfig) -> int:
@@ -399,6 +420,14 @@ def _log_compile_cost(first_s: float, first_ended: float, steps_since: int) -> N
              first_s - step_s)  # fmt: skip
 
 
+def _say(text: str, bar) -> None:
+    """A message above the progress bar (or as a log line without one)."""
+    if bar is not None:
+        bar.write(text, file=sys.stderr)
+    else:
+        log.warning(text)
+
+
 def _log_row(interval: _Interval, recon, kl, config: TrainConfig, metrics, T: int) -> dict:
     """The training columns of a log row: per-frame bound of this step (from recon (B,) and
     each factor's KL (B, K)), mean objective and speed since the last row, and the training
@@ -493,6 +522,9 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
     dvip.train()
     resumed_from = last_checkpoint = found[0] if found else None
     compile_timing = None  # (the first step's seconds, compilation included; when it ended)
+    # a CPU run times its first full-length steps (after one) and says once what it will cost
+    cost_from = max(start_step, config.curriculum) + 1 if device.type == "cpu" else None
+    cost_started = None
     try:
         # Without argument validation a NaN reaches the loss (and the step is skipped)
         # instead of raising inside a distribution; it also saves a host sync per site.
@@ -529,6 +561,12 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
                     loop["bad_in_row"] = 0
                 if metrics is not None and metrics.bar is not None:
                     metrics.bar.update(1)
+                if metrics is not None and step == cost_from:
+                    cost_started = time.perf_counter()
+                elif metrics is not None and cost_started and step == cost_from + COST_STEPS:
+                    step_s = (time.perf_counter() - cost_started) / COST_STEPS
+                    if (notice := cost_notice(step_s, config.steps - step)) is not None:
+                        _say(notice, metrics.bar)
 
                 checkpoint_now = step % config.checkpoint_every == 0 or step == last_step
                 if log_now or checkpoint_now:

@@ -250,3 +250,26 @@ def test_precision_and_compile_are_recorded_and_may_change_on_resume(tmp_path):
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert config["precision"] == "fp32" and config["compile"] is False and config["steps"] == 3
+
+
+def test_a_long_cpu_run_says_once_what_it_will_cost_and_a_short_one_says_nothing(
+    tmp_path, monkeypatch
+):
+    import sys
+
+    training = sys.modules["pyro_dvip.train"]  # the module (the package exports its train)
+
+    # the paper's size on 2 cores: 2.7 s a step for 10,000 steps is 7.5 hours
+    notice = training.cost_notice(2.7, 10_000)
+    assert "2.70 s a step: 7.5 hours for the 10000 steps left" in notice
+    assert "--preset cpu-sprites" in notice and "--until STEP" in notice
+    assert training.cost_notice(0.1, 1000) is None  # 1.7 minutes
+    assert "40 minutes" in training.cost_notice(0.24, 10_000)
+    said = []
+    monkeypatch.setattr(training, "_say", lambda text, bar: said.append(text))
+    monkeypatch.setattr(training, "COST_NOTICE_MINUTES", 0)  # any run is "long"
+    train(make_config(**TINY, steps=12), tmp_path / "long", progress=False)
+    assert len(said) == 1 and f"for the {12 - 1 - training.COST_STEPS} steps left" in said[0]
+    monkeypatch.setattr(training, "COST_NOTICE_MINUTES", 1e9)
+    train(make_config(**TINY, steps=12), tmp_path / "short", progress=False)
+    assert len(said) == 1
