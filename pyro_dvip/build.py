@@ -91,6 +91,25 @@ def build_training(config: TrainConfig, device: torch.device) -> tuple[DVIP, tor
     return dvip, torch.optim.Adam(dvip.parameters(), lr=config.lr, fused=True)
 
 
+BACKGROUND_SEQUENCES = 256  # training sequences whose per-pixel median starts the background
+BACKGROUND_SEED_OFFSET = 7_919  # their stream's seed, past the run's: its own data untouched
+
+
+@torch.no_grad()
+def start_background(dvip: DVIP, config: TrainConfig) -> None:
+    """``--background-start median``: set the static background's colour to the per-pixel
+    median of ``BACKGROUND_SEQUENCES`` training sequences' frames, drawn from a stream of
+    their own (seed ``config.seed + BACKGROUND_SEED_OFFSET``: the run's stream, test set and
+    random state are untouched); its colour logits, clamped to [0.01, 0.99] first."""
+    if config.background_start != "median":
+        return
+    stream, _ = make_data(config, torch.device("cpu"), config.seed + BACKGROUND_SEED_OFFSET)
+    frames = stream.sample(BACKGROUND_SEQUENCES).frames  # (B, T, C, H, W)
+    median = frames.flatten(0, 1).median(0).values.clamp(0.01, 0.99)  # (C, H, W)
+    background = dvip.decoder.background  # (C or C + mask channels, H, W) logits
+    background[: config.channels].copy_(torch.logit(median).to(background))
+
+
 def make_data(
     config: TrainConfig, device: torch.device, stream_seed: int | None = None
 ) -> tuple[MovingMNIST | MovingDiscs | VideoStream, torch.Tensor]:

@@ -18,6 +18,7 @@ from pathlib import Path
 SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128, 256)  # the DCGAN networks halve them down to 4x4
 DECODERS = ("paper", "additive", "composite", "glimpse")
 BACKGROUNDS = ("none", "static")
+BACKGROUND_STARTS = ("dark", "median")
 ENCODERS = ("paper", "residual", "glimpse")
 SCENES = ("digits", "discs")
 DISC_COLOURS = ("distinct", "same")
@@ -101,6 +102,12 @@ class TrainConfig:
         "(one more layer of the additive decoder; one more slot, with its own learned mask, in "
         "the composite's softmax), for a scene on a fixed background.", MODEL,
         choices=BACKGROUNDS,
+    )  # fmt: skip
+    background_start: str = option(
+        "dark", "--background static: where its image starts. dark: near black, the factors "
+        "draw everything at first; median (beyond the paper): the per-pixel median of 256 "
+        "training sequences' frames (drawn from a stream of their own), so that the factors "
+        "start with only what moves to draw.", MODEL, choices=BACKGROUND_STARTS,
     )  # fmt: skip
     encoder: str = option(
         "paper", "The guide's encoder. paper: one encoder of the frame for every factor. Beyond "
@@ -260,6 +267,8 @@ class TrainConfig:
             if self.decoder == "paper" and getattr(self, name) != FIELD_DEFAULTS[name]:
                 raise ValueError(f"{name}: applies to --decoder additive, composite or "
                                  "glimpse only")  # fmt: skip
+        if self.background_start != "dark" and self.background != "static":
+            raise ValueError("background_start: applies to --background static only")
         self._validate_glimpse()
         if self.encoder == "residual" and (self.decoder == "paper" or self.factors < 2):
             raise ValueError(

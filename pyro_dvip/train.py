@@ -23,7 +23,7 @@ import pyro
 import torch
 
 from . import distributed
-from .build import RunError, build_training, make_data, resolve_device
+from .build import RunError, build_training, make_data, resolve_device, start_background
 from .checkpoint import (
     atomic_write_text,
     latest_checkpoint,
@@ -468,6 +468,8 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
             "--precision: fp16 trains with a CUDA gradient scaler; on the CPU use bf16 or fp32"
         )
     dvip, optimizer = build_training(config, device)
+    if found is None:
+        start_background(dvip, config)  # --background-start median; the same on every rank
     autocast = AUTOCAST_DTYPES[config.precision]
     scaler = torch.amp.GradScaler(device.type) if config.precision == "fp16" else None
     stream_seed = config.seed + RANK_SEED_STRIDE * context.rank

@@ -3,6 +3,7 @@ the appearance, the guide's match, the bound, and the options."""
 
 import math
 
+import numpy as np
 import pyro
 import pytest
 import torch
@@ -292,3 +293,35 @@ def test_a_curriculum_run_trains_and_logs_two_frames_then_the_whole_sequence(tmp
     assert [round(f) for f in frames] == [2, 2, 3, 3]
     for r in rows:
         assert float(r["elbo"]) == pytest.approx(float(r["recon"]) - float(r["kl"]), rel=1e-5)
+
+
+@pytest.mark.parametrize("decoder", ["glimpse", "additive", "composite"])
+def test_the_background_starts_at_the_median_of_frames_from_a_stream_of_its_own(decoder):
+    from pyro_dvip.build import BACKGROUND_SEED_OFFSET, BACKGROUND_SEQUENCES, make_data
+    from pyro_dvip.build import start_background as start
+
+    options = dict(scene="discs", channels=3, image_size=16, width=4, seq_len=3, factors=2,
+                   background="static", background_start="median", test_sequences=4)
+    if decoder == "glimpse":
+        config = _config(**{**options, "image_size": 16, "glimpse_size": 8})
+    else:
+        config = make_config(decoder=decoder, factor_dim=4, **options)
+    dvip = build_model(config)
+    before = torch.get_rng_state()
+    start(dvip, config)
+    assert torch.equal(torch.get_rng_state(), before)  # the run's random state is untouched
+    stream, _ = make_data(config, torch.device("cpu"), config.seed + BACKGROUND_SEED_OFFSET)
+    frames = stream.sample(BACKGROUND_SEQUENCES).frames.flatten(0, 1)  # (B T, C, H, W)
+    median = np.median(frames.numpy(), axis=0)  # numpy's median: the middle pair's mean
+    colour = torch.sigmoid(dvip.decoder.background[:3]).detach().numpy()
+    # torch's median takes the lower of the middle pair: within one grey level of numpy's
+    assert colour == pytest.approx(median.clip(0.01, 0.99), abs=1 / 255 + 1e-6)
+    assert colour.std() > 0.01  # the texture, not one colour
+    if decoder == "composite":  # its mask logit stays where it starts
+        mask = dvip.decoder.background[3:]
+        assert torch.equal(mask, torch.zeros_like(mask))
+
+
+def test_a_background_start_without_a_static_background_is_an_error():
+    with pytest.raises(ValueError, match="background_start: applies to --background static"):
+        make_config(decoder="additive", background_start="median")
