@@ -185,13 +185,11 @@ def console_summary(metrics: dict, out: Path) -> list[str]:
             "  object score (normalised compositional contrast; 0 = one factor per pixel): "
             f"{score:.3f}{void}   untrained " + ("n/a" if floor is None else f"{floor:.3f}")
         )
-    lines += _scene(t, u, out)
     a, probes = t["alignment"], ("alignment", "min_matched", "max_leakage")
     if made(a):
         lines += [
             f"  {a['targets']} {a['probe']} probe min matched R² / max leakage: "
             f"{_pair(t, *probes)}   untrained {_pair(u, *probes)}",
-            f"  verdict: {a['verdict']} ({a['verdict_reason']})",
         ]
         if t["intervention"].get("note", "").startswith(SHARED_CHANNEL):
             lines.append(f"  intervention test: {t['intervention']['note']}")
@@ -202,6 +200,9 @@ def console_summary(metrics: dict, out: Path) -> list[str]:
     if has(t, "tracking"):
         lines.append(f"  tracking: {_tracking(t)}   untrained {_tracking(u)}")
     lines += [f"  note: {note}" for note in metrics["held_out"]["notes"]]
+    if made(a):  # the conclusions last: the ground truth's verdict, then the label-free one
+        lines.append(f"  verdict: {a['verdict']} ({a['verdict_reason']})")
+    lines += _scene(t, u, out)
     return lines + [f"  report: {out / 'report.md'}"]
 
 
@@ -224,8 +225,8 @@ def _scene(t: dict, u: dict, out: Path) -> list[str]:
     pictures = out / "generations" / "trained"
     if (pictures / "tracks.png").exists():
         lines.append(
-            f"  tracks: {pictures / 'tracks.png'}, one GIF per used factor "
-            f"(track_factor*.gif); what each draws: layer_factor*.png"
+            f"  pictures: {pictures}/: tracks.png (each used factor's track over the frames), "
+            "track_factor*.gif (one per used factor), layer_factor*.png (what each draws)"
         )
     return lines
 
