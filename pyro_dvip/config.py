@@ -463,6 +463,12 @@ PRESETS["cpu-sprites"] = dict(
     encoder_linear_act=False,
 )  # fmt: skip
 
+# Beyond the paper: cpu-sprites for one's own video (--data PATH) at 32x32 in colour, over a
+# learnt static background that starts at the training frames' per-pixel median.
+PRESETS["cpu-video"] = dict(
+    PRESETS["cpu-sprites"], channels=3, background="static", background_start="median",
+)  # fmt: skip
+
 
 def make_config(preset: str | None = None, *, validate: bool = True, **overrides) -> TrainConfig:
     """Defaults, then the preset's values, then explicit overrides (``None`` means unset).

@@ -80,3 +80,21 @@ def test_bad_video_input_is_a_one_line_option_error(tmp_path):
     grey = CliRunner().invoke(cli, ["train", *tiny_args(steps=1), "--data", str(empty),
                                     "--channels", "1", "--out", str(tmp_path / "run")])  # fmt: skip
     assert grey.exit_code == 2 and "video frames are RGB" in grey.output
+
+
+def test_the_cpu_video_preset_trains_on_video_with_its_background_started_at_the_median(
+    tmp_path,
+):
+    videos = video_folder(tmp_path)
+    config = make_config(
+        "cpu-video", data=str(videos), fps=4, cache_dir=str(tmp_path / "cache"), image_size=16,
+        glimpse_size=8, width=4, batch_size=4, seq_len=3, steps=2, test_sequences=4,
+        test_fraction=0.3, curriculum=1, checkpoint_every=2,
+    )  # fmt: skip
+    assert (config.channels, config.background, config.background_start) == (3, "static", "median")
+    result = train(config, tmp_path / "run", progress=False)
+    assert result.step == 2
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["decoder"] == "glimpse" and saved["background_start"] == "median"
+    background = torch.sigmoid(load(tmp_path / "run").decoder.background)
+    assert background.std() > 0.01  # a picture of the clips, not the dark start's one colour
