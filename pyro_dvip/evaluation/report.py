@@ -330,7 +330,7 @@ IMAGES = [
     ("truth", None, "the held-out sequences (rows), one column per step."),
     ("tracks", "scene", "each used factor's track (the centre of mass of what it draws) over "
      "the held-out frames, in the factor's colour: its path so far and a circle where it is; "
-     "track_factor{k}.gif plays one factor's track. No labels are read."),
+     "track_factorK.gif plays factor K's track. No labels are read."),
     ("reconstructions", "reconstructions", "decoded posterior means; should match the truth."),
     ("independent_factor{k}", "independent_factor", "Figure 3: every factor held at step 1 except "
      "factor {k}, which follows its posterior. What moves is what factor {k} represents."),
