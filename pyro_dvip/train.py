@@ -58,19 +58,24 @@ COST_STEPS = 5  # full-length steps a CPU run times before it says what it will 
 COST_NOTICE_MINUTES = 30  # a CPU run that will take longer says so once, with quicker presets
 
 
-def cost_notice(step_s: float, remaining: int) -> str | None:
+def cost_notice(step_s: float, remaining: int, video: bool = False) -> str | None:
     """What a CPU run of ``remaining`` steps at ``step_s`` seconds a step will cost, with the
-    presets that find objects in minutes; None for a run under ``COST_NOTICE_MINUTES``."""
+    presets that find objects in minutes (on ``video``, the one for ``--data``); None for a
+    run under ``COST_NOTICE_MINUTES``."""
     minutes = step_s * remaining / 60
     if minutes < COST_NOTICE_MINUTES:
         return None
     took = f"{minutes / 60:.1f} hours" if minutes >= 90 else f"{minutes:.0f} minutes"
+    quicker = (
+        "--preset cpu-video (32x32, about 10 minutes on 2 cores for a two-minute clip)"
+        if video
+        else "--preset cpu-sprites (same-coloured digits, about 8 minutes on 2 cores) or "
+        "--preset cpu-objects (colour digits, about 7)"
+    )
     return (
         f"On the CPU this run costs about {step_s:.2f} s a step: {took} for the {remaining} "
-        "steps left. For objects in minutes on a CPU: dvip train --preset cpu-sprites "
-        "(same-coloured digits, about 8 minutes on 2 cores) or --preset cpu-objects (colour "
-        "digits, about 7); --until STEP stops this run part-way with a checkpoint, and "
-        "--resume continues it."
+        f"steps left. For objects in minutes on a CPU: dvip train {quicker}; --until STEP "
+        "stops this run part-way with a checkpoint, and --resume continues it."
     )
 
 
@@ -567,7 +572,8 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
                     cost_started = time.perf_counter()
                 elif metrics is not None and cost_started and step == cost_from + COST_STEPS:
                     step_s = (time.perf_counter() - cost_started) / COST_STEPS
-                    if (notice := cost_notice(step_s, config.steps - step)) is not None:
+                    notice = cost_notice(step_s, config.steps - step, config.data is not None)
+                    if notice is not None:
                         _say(notice, metrics.bar)
 
                 checkpoint_now = step % config.checkpoint_every == 0 or step == last_step

@@ -265,6 +265,8 @@ def test_a_long_cpu_run_says_once_what_it_will_cost_and_a_short_one_says_nothing
     assert "--preset cpu-sprites" in notice and "--until STEP" in notice
     assert training.cost_notice(0.1, 1000) is None  # 1.7 minutes
     assert "40 minutes" in training.cost_notice(0.24, 10_000)
+    video = training.cost_notice(2.7, 10_000, video=True)
+    assert "--preset cpu-video" in video and "cpu-sprites" not in video
     said = []
     monkeypatch.setattr(training, "_say", lambda text, bar: said.append(text))
     monkeypatch.setattr(training, "COST_NOTICE_MINUTES", 0)  # any run is "long"
