@@ -115,7 +115,7 @@ def test_a_prior_that_gives_nan_fails_its_parts_and_the_floor_is_still_measured(
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
     trained, untrained = metrics["trained"], metrics["untrained"]
     parts = ("bound", "mutual_info", "correlation", "alignment", "intervention", "identity",
-             "tracking", "prediction")  # fmt: skip
+             "tracking", "scene", "prediction")  # fmt: skip
     for part in parts:
         assert trained[part]["failed"] is True
         note = trained[part]["note"]
@@ -125,9 +125,9 @@ def test_a_prior_that_gives_nan_fails_its_parts_and_the_floor_is_still_measured(
     assert set(trained["generations"]) == {"reconstructions", "prior_samples",
                                            "independent_factor", "rollout_factor"}  # fmt: skip
     assert untrained["generations"] == {}
-    assert len(metrics["failed"]) == 8 + 4
+    assert len(metrics["failed"]) == 9 + 4
     report = (run_dir / "eval" / "report.md").read_text()
-    assert "**Incomplete: 12 part(s) failed**" in report and "tensor(" not in report
+    assert "**Incomplete: 13 part(s) failed**" in report and "tensor(" not in report
     why = "failed: loc of a Normal distribution is NaN or infinite"
     assert f"| test ELBO per frame (± s.e.) | {why} | -" in report
     assert f"**rollout_factor** (trained): {why}." in report
