@@ -142,7 +142,13 @@ def test_a_video_run_with_per_factor_layers_gets_the_object_score_and_its_layers
         assert 0 <= score["normalised"] <= 1 and score["groups"] == "factors"
         assert len(score["factor_share"]) == 2
         assert metrics[model]["alignment"]["applicable"] is False
-    assert "object score" in result.output and "verdict" not in result.output.lower()
+    assert "object score" in result.output
+    lines = result.output.splitlines()
+    assert not any(line.startswith("  verdict:") for line in lines)  # no probes without labels
+    label_free = metrics["trained"]["scene"]  # but the label-free verdict, and its pictures
+    assert f"  label-free verdict: {label_free['verdict']} (" in result.output
+    tracks = out / "generations" / "trained" / "tracks.png"
+    assert tracks.exists() == bool(label_free["used"])
     folder = out / "generations" / "trained"
     for stem in ("layer_factor0", "layer_factor1"):
         with Image.open(folder / f"{stem}.png") as image:
