@@ -23,10 +23,19 @@ def write_run(folder: Path, r2, scene_verdict, idf1=0.99, switches=1.0, applicab
     scene = {"used": [0, 1], "unexplained": 0.1, "pairs": [{"meetings": 20, "passed": 18}],
              "verdict": scene_verdict, "reason": "constructed"}  # fmt: skip
     metrics = {
-        "config": {"scene": "digits", "decoder": "glimpse", "factors": 2, "num_digits": 2,
-                   "channels": 1, "seed": 0},  # fmt: skip
-        "trained": {"alignment": alignment, "scene": scene,
-                    "tracking": {"idf1": idf1, "id_switches_per_100": switches}},  # fmt: skip
+        "config": {
+            "scene": "digits",
+            "decoder": "glimpse",
+            "factors": 2,
+            "num_digits": 2,
+            "channels": 1,
+            "seed": 0,
+        },  # fmt: skip
+        "trained": {
+            "alignment": alignment,
+            "scene": scene,
+            "tracking": {"idf1": idf1, "id_switches_per_100": switches},
+        },  # fmt: skip
     }
     (folder / "eval").mkdir(parents=True)
     (folder / "eval" / "metrics.json").write_text(json.dumps(metrics))
