@@ -202,7 +202,7 @@ def hand_written_terms(
         methods.append(method)
         log_ps.append(p.log_prob(a))
         log_qs.append(q.log_prob(a))
-        a = a.repeat_interleave(T, 0)  # a^k at every t
+    # a^k, one per sequence, at every t
     mean = dvip.render(torch.stack(zs, 1).reshape(B * T, dvip.z_dim), a).view(x.shape)
     recon = gaussian_log_likelihood(
         x, mean, dvip.obs_var, normalised=derivation != "drop-normaliser"

@@ -58,28 +58,30 @@ def glimpse_scale(glimpse_size: int, image_size: int) -> float:
     return glimpse_size / image_size
 
 
+def _translation_grid(position: torch.Tensor, scale: float, size: int) -> torch.Tensor:
+    """``F.affine_grid`` (align_corners=False) of theta = [[scale, 0, x], [0, scale, y]] for
+    each (x, y) of ``position`` (N, 2), at size x size: (N, size, size, 2). Built as an outer
+    sum, as a translation allows (affine_grid's batched matmul is most of a step's cost)."""
+    base = (2 * torch.arange(size, device=position.device, dtype=position.dtype) + 1) / size - 1
+    gx = base[None, None, :] * scale + position[:, 0, None, None]  # (N, 1, size)
+    gy = base[None, :, None] * scale + position[:, 1, None, None]  # (N, size, 1)
+    N = len(position)
+    return torch.stack([gx.expand(N, size, size), gy.expand(N, size, size)], -1)
+
+
 def place(glimpses: torch.Tensor, position: torch.Tensor, image_size: int) -> torch.Tensor:
     """Glimpses (N, C, G, G) centred at ``position`` (N, 2) as (x, y) in frame coordinates:
     (N, C, H, H), zero outside the glimpse. A glimpse centred at 2 i / H - 1 covers pixels
     i - G/2 .. i + G/2 - 1 exactly (no interpolation at whole-pixel positions)."""
-    N, C, G, _ = glimpses.shape
-    s = glimpse_scale(G, image_size)
-    theta = glimpses.new_zeros(N, 2, 3)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / s
-    theta[:, :, 2] = -position / s
-    grid = F.affine_grid(theta, [N, C, image_size, image_size], align_corners=False)
+    s = glimpse_scale(glimpses.shape[-1], image_size)
+    grid = _translation_grid(-position / s, 1.0 / s, image_size)
     return F.grid_sample(glimpses, grid, padding_mode="zeros", align_corners=False)
 
 
 def crop(frames: torch.Tensor, position: torch.Tensor, glimpse_size: int) -> torch.Tensor:
     """The inverse of :func:`place`: the G x G window of ``frames`` (N, C, H, H) centred at
     ``position`` (N, 2), (N, C, G, G), zero outside the frame."""
-    N, C, H, _ = frames.shape
-    s = glimpse_scale(glimpse_size, H)
-    theta = frames.new_zeros(N, 2, 3)
-    theta[:, 0, 0] = theta[:, 1, 1] = s
-    theta[:, :, 2] = position
-    grid = F.affine_grid(theta, [N, C, glimpse_size, glimpse_size], align_corners=False)
+    grid = _translation_grid(position, glimpse_scale(glimpse_size, frames.shape[-1]), glimpse_size)
     return F.grid_sample(frames, grid, padding_mode="zeros", align_corners=False)
 
 
@@ -157,9 +159,14 @@ class GlimpseDecoder(FrameDecoder):
 
     def layers(self, z: torch.Tensor, appearance: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Each factor's glimpse placed at its position: premultiplied colour (N, K, C, H, W)
-        and opacity (N, K, 1, H, W)."""
-        N, K = appearance.shape[:2]
-        glimpses = self.glimpses(appearance)  # (N, K, C + 1, G, G)
+        and opacity (N, K, 1, H, W). ``appearance``: (N, K, A), one per row of z, or (n, K, A)
+        one per sequence of N / n rows of z in sequence order (drawn once, placed N / n
+        times)."""
+        N, K = len(z), appearance.shape[1]
+        if N % len(appearance):
+            raise ValueError(f"appearance: {len(appearance)} rows do not divide z's {N}")
+        glimpses = self.glimpses(appearance)  # (n, K, C + 1, G, G)
+        glimpses = glimpses.repeat_interleave(N // len(appearance), 0)  # (N, K, C + 1, G, G)
         colour, alpha = glimpses[:, :, : self.channels], glimpses[:, :, self.channels :]
         placed = place(torch.cat([colour * alpha, alpha], 2).flatten(0, 1),
                        self.positions(z).reshape(N * K, POSE_UNITS), self.image_size)  # fmt: skip
@@ -170,6 +177,7 @@ class GlimpseDecoder(FrameDecoder):
         return None if self.background is None else torch.sigmoid(self.background)
 
     def forward(self, z: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
+        """The mean (N, C, H, W); ``appearance`` as :meth:`layers` reads it."""
         return composite(*self.layers(z, appearance), self._background())[0]
 
     def parts(self, z: torch.Tensor, appearance: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -192,8 +200,13 @@ class GlimpseDecoder(FrameDecoder):
         else:
             mean, _, share = composite(layers, alphas, None)
             scope = 1 - share.sum(1)
+        return self.over_background(mean, scope), scope
+
+    def over_background(self, front: torch.Tensor, scope: torch.Tensor) -> torch.Tensor:
+        """``front`` (N, C, H, W), drawn by factors that leave ``scope`` (N, 1, H, W) of each
+        pixel, over the static background (if any)."""
         background = self._background()
-        return (mean if background is None else mean + background * scope), scope
+        return front if background is None else front + background * scope
 
 
 class GlimpseEncoder(nn.Module):
@@ -323,13 +336,13 @@ class GlimpsePosterior(Posterior):
             with torch.no_grad():
                 running = self.appearance_moments(seen.codes / seen.steps)[0]
                 glimpses = decoder.glimpses(running)  # (B, K, C + 1, G, G)
-        layers, alphas, locs, logvars = [], [], [], []
+        # what factors 1..k-1 draw at their posterior means, composited front to back as the
+        # decoder does, and the share of each pixel they leave
+        front, scope = torch.zeros_like(x_t), x_t.new_ones(B, 1, *x_t.shape[2:])
+        locs, logvars = [], []
         for k in range(K):
             with torch.no_grad():
-                drawn, scope = decoder.explained(
-                    torch.stack(layers, 1) if layers else x_t.new_zeros(B, 0, *x_t.shape[1:]),
-                    torch.stack(alphas, 1) if alphas else x_t.new_zeros(B, 0, 1, *x_t.shape[2:]),
-                )  # fmt: skip
+                drawn = decoder.over_background(front, scope)
             residual = x_t - drawn
             if seen.codes is None:  # t = 1: no appearance yet
                 scores = self.finder(torch.cat([residual, scope], 1))[:, 0]
@@ -361,6 +374,6 @@ class GlimpsePosterior(Posterior):
                         glimpse_k = glimpses[:, k]
                     colour, alpha = glimpse_k[:, :-1], glimpse_k[:, -1:]
                     placed = place(torch.cat([colour * alpha, alpha], 1), pos, self.image_size)
-                layers.append(placed[:, :-1])
-                alphas.append(placed[:, -1:])
+                    front = front + placed[:, :-1] * scope
+                    scope = scope * (1 - placed[:, -1:])
         return torch.cat(locs, 1), full_precision(torch.cat(logvars, 1))

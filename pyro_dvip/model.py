@@ -155,8 +155,7 @@ class DVIP(nn.Module):
                 with factors, poutine.scale(scale=kl_scale):
                     a = pyro.sample("a", self.appearance_prior(x))  # (B, K, A)
             z_all = torch.stack(zs, 1).reshape(B * T, self.z_dim)
-            a_all = None if a is None else a.repeat_interleave(T, 0)  # a^k at every t
-            mean = self.render(z_all, a_all).view(x.shape)  # (B, T, C, H, W)
+            mean = self.render(z_all, a).view(x.shape)  # (B, T, C, H, W); a^k at every t
             with pyro.plate("steps", T, dim=-1):
                 pyro.sample("x", FixedVarianceNormal(mean, self.obs_var).to_event(3), obs=x)
 
@@ -188,16 +187,22 @@ class DVIP(nn.Module):
 
     def render(self, z: torch.Tensor, appearance: torch.Tensor | None = None) -> torch.Tensor:
         """The mean of p(x_t | z_t, a): z (N, z_dim), appearance (N, K, A) for a model that
-        has one (as the site ``a`` holds it), else None."""
+        has one (as the site ``a`` holds it), else None; or (n, K, A), one per sequence, when
+        z holds n sequences' N / n steps in sequence order."""
         if appearance is None:
             return self.decoder(z)
-        return self.decoder(z, appearance.reshape(len(z), self.decoder.num_parts, -1))
+        return self.decoder(z, self._parts_appearance(appearance))
 
     def parts(self, z: torch.Tensor, appearance: torch.Tensor | None = None) -> dict:
         """What each of the decoder's parts draws (``FrameDecoder.parts``), as ``render``."""
         if appearance is None:
             return self.decoder.parts(z)
-        return self.decoder.parts(z, appearance.reshape(len(z), self.decoder.num_parts, -1))
+        return self.decoder.parts(z, self._parts_appearance(appearance))
+
+    def _parts_appearance(self, appearance: torch.Tensor) -> torch.Tensor:
+        """The appearance (n, K', A') of the prior's factors as its decoder's parts read it,
+        (n, parts, A): an entangled prior's one factor holds every part's."""
+        return appearance.reshape(len(appearance), self.decoder.num_parts, -1)
 
     def appearance_prior(self, x: torch.Tensor) -> dist.Distribution:
         """p(a^k) = N(0, I), batch (B, K), event (A,)."""
