@@ -9,8 +9,9 @@ alignment record with today's rules), and a second reference from the tracking s
 where the factors' tracks reach IDF1 >= 0.95 with at most 2 identity switches per 100
 object-frames (the tracking targets of docs/results.md), which asks for identity within a
 sequence only, as the label-free verdict does (the probes ask for it across sequences). A run
-evaluated before the label-free verdict existed gets it computed here as ``dvip evaluate``
-does (the same held-out sequences, seed and batch size, the KL per factor of its evaluation).
+evaluated before the label-free verdict had today's record gets it computed here as ``dvip
+evaluate`` does (the same held-out sequences, seed and batch size, the KL per factor of its
+evaluation); ``stored_scene_verdict`` is then what its own evaluation said.
 Writes one CSV row per run and prints how often the label-free verdict agrees with each
 reference on the question a user asks, "are the factors objects?" (objects or not), and every
 run on which it disagrees with the probes.
@@ -38,14 +39,15 @@ IDF1, SWITCHES = 0.95, 2.0  # tracking targets: objects by identity within a seq
 COLUMNS = [
     "run", "data", "decoder", "factors", "digits", "channels", "seed", "verdict",
     "scene_verdict", "agree", "idf1", "id_switches_per_100", "tracking_objects",
-    "agree_tracking", "used", "unexplained", "meetings", "passed", "scene_reason", "reason",
+    "agree_tracking", "used", "unexplained", "undrawn", "meetings", "passed", "scene_reason",
+    "reason", "stored_scene_verdict",
 ]  # fmt: skip
 
 
 def scene_of(run: Path, metrics: dict) -> dict:
-    """The trained model's label-free record: from its evaluation, else computed as
-    ``dvip evaluate`` computes it."""
-    if "scene" in metrics["trained"]:
+    """The trained model's label-free record: from its evaluation where that has today's
+    record, else computed as ``dvip evaluate`` computes it."""
+    if "undrawn" in metrics["trained"].get("scene", {}):
         return metrics["trained"]["scene"]
     config = TrainConfig.load(run / "config.json")
     opts = EvalOptions(**{k: v for k, v in metrics["options"].items() if k != "device"})
@@ -92,8 +94,10 @@ def row_of(run: Path) -> dict | None:
         "agree_tracking": None if by_tracks is None else by_tracks == (label_free == "objects"),
         "used": " ".join(map(str, scene.get("used", []))),
         "unexplained": round(scene["unexplained"], 3),
+        "undrawn": round(scene["undrawn"], 3) if "undrawn" in scene else None,
         "meetings": sum(p["meetings"] for p in pairs), "passed": sum(p["passed"] for p in pairs),
         "scene_reason": scene.get("reason", scene.get("tracks")), "reason": truth["reason"],
+        "stored_scene_verdict": metrics["trained"].get("scene", {}).get("verdict"),
     }  # fmt: skip
 
 

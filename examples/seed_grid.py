@@ -49,7 +49,7 @@ COLUMNS = [
     "appearance_change", "appearance_change_untrained", "unused_factors",
     "kl_per_factor",
     "object_score", "silent_factors", "object_score_untrained", "test_elbo", "verdict", "reason",
-    "scene_verdict", "scene_reason", "used_factors", "unexplained",
+    "scene_verdict", "scene_reason", "used_factors", "unexplained", "undrawn",
     "second_probe", "second_min_matched", "second_max_leakage", "second_swaps_per_crossing",
     "second_verdict", "verdict_record", "second_verdict_record", "run",
 ]  # fmt: skip
@@ -171,6 +171,7 @@ def row_of(variant: str, seed: int, run: Path) -> dict:
     if "used" in scene:  # the label-free record: no ground truth read
         row["used_factors"] = " ".join(map(str, scene["used"]))
         row["unexplained"] = round(scene["unexplained"], 3)
+        row["undrawn"] = round(scene["undrawn"], 3) if "undrawn" in scene else ""
         row["scene_verdict"] = scene.get("verdict", "n/a")
         row["scene_reason"] = scene.get("reason", scene.get("tracks"))
     second = run / SECOND / "metrics.json"

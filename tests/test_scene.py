@@ -39,8 +39,9 @@ class Drawn:
     """A stand-in model whose latent is two objects' centres, z = (x0, y0, x1, y1), and whose
     factors draw what ``assign`` says: a list, per factor, of the objects it draws."""
 
-    def __init__(self, assign, parts=2):
+    def __init__(self, assign, parts=2, value=1.0):
         self.assign, self.decoder, self.num_factors = assign, _Decoder(parts), parts
+        self.value = value  # what it draws at an object's pixels (the frames: 1)
 
     def parts(self, z, appearance=None):
         layers = torch.zeros(len(z), self.decoder.num_parts, 1, S, S)
@@ -48,7 +49,7 @@ class Drawn:
             for k, objects in enumerate(self.assign):
                 for o in objects:
                     layers[n, k, 0] = torch.maximum(layers[n, k, 0], blob(row[2 * o : 2 * o + 2]))
-        return {"layers": layers}
+        return {"layers": self.value * layers}
 
     def render(self, z, appearance=None):
         return self.parts(z)["layers"].amax(1)
@@ -81,6 +82,7 @@ def test_two_compact_moving_blobs_that_pass_each_other_are_objects():
     record, tracks = judge(Drawn([[0], [1]]), z, frames)
     assert record["verdict"] == "objects", record["reason"]
     assert record["used"] == [0, 1] and record["unexplained"] == pytest.approx(0.0, abs=1e-6)
+    assert record["undrawn"] == pytest.approx(0.0, abs=1e-6)
     pair = record["pairs"][0]
     assert pair["meetings"] >= 10 and pair["passed"] == pair["meetings"]
     # each track is its blob's centre (the blob is symmetric, unclipped at these positions)
@@ -126,6 +128,17 @@ def test_an_object_no_factor_draws_is_not_drawn_and_the_unused_factor_is_named()
     assert record["used"] == [0] and record["per_factor"][1]["share"] == 0.0
     assert record["verdict"] == "not drawn"
     assert record["unexplained"] == pytest.approx(0.5, abs=0.05)  # one of two equal blobs
+    assert record["undrawn"] == pytest.approx(0.5, abs=0.05)  # where no factor draws
+
+
+def test_objects_drawn_faintly_are_drawn_where_the_error_is():
+    z, frames = passing()
+    faint = Drawn([[0], [1]], value=0.4)  # each object at 0.4 where the frames show 1
+    record, _ = judge(faint, z, frames)
+    # (1 - 0.4)^2 of every moving pixel is not reproduced, all of it where a factor draws
+    assert record["unexplained"] == pytest.approx(0.36, abs=0.03)
+    assert record["undrawn"] == pytest.approx(0.0, abs=1e-6)
+    assert record["verdict"] == "objects", record["reason"]
 
 
 def test_a_still_drawing_is_not_a_moving_object():

@@ -20,8 +20,9 @@ def write_run(folder: Path, r2, scene_verdict, idf1=0.99, switches=1.0, applicab
     alignment = {"r2": r2, "whole_r2": [0.95] * len(r2[0]), "protocol": "factors"}
     if not applicable:
         alignment = {"applicable": False, "note": "not applicable: real video"}
-    scene = {"used": [0, 1], "unexplained": 0.1, "pairs": [{"meetings": 20, "passed": 18}],
-             "verdict": scene_verdict, "reason": "constructed"}  # fmt: skip
+    scene = {"used": [0, 1], "unexplained": 0.1, "undrawn": 0.05,
+             "pairs": [{"meetings": 20, "passed": 18}], "verdict": scene_verdict,
+             "reason": "constructed"}  # fmt: skip
     metrics = {
         "config": {
             "scene": "digits",

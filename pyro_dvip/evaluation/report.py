@@ -218,8 +218,14 @@ def _scene_rows(s: dict) -> dict[str, str]:
             ", ".join(map(str, s["used"])) or "none"
         )
         + f" of {s['factors']}",
-        "label-free: share of what moves in the frames that no factor draws": _f(s["unexplained"]),
+        "label-free: share of what moves in the frames that the model does not draw": _f(
+            s["unexplained"]
+        ),
     }
+    if "undrawn" in s:
+        rows["label-free: share of what moves in the frames where no factor draws"] = _f(
+            s["undrawn"]
+        )
     if "per_factor" not in s:
         return rows
     f = s["per_factor"]

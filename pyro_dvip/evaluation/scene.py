@@ -72,7 +72,7 @@ SHARED = 0.5  # two factors drawing this share of the lighter one's mass draw th
 STILL = 0.01  # a track moving less than this share of the frame width per frame stands still
 PASSED = 0.5  # objects go through each other at least this share of their meetings
 MIN_MEETINGS = 10  # fewer meetings than this do not tell a slot code
-UNEXPLAINED = 0.25  # at least this share of what moves undrawn: objects missing
+UNDRAWN = 0.25  # at least this share of what moves where no factor draws: objects missing
 NO_TRACKS = (
     "the paper's decoder draws all factors together: no factor has a drawing of its own, "
     "so no track can be drawn"
@@ -160,6 +160,7 @@ def factor_scene(
     step = max(1, batch_size // T)
     residual = moving = 0.0
     centres, masses, regions, radii, shared = [], [], [], [], []
+    errors, drawn_pixels = [], []  # (x - x_hat)^2 per pixel; each factor's drawn pixels
     for start in range(0, N, step):
         x = frames[start : start + step]  # (n, T, C, H, W)
         z = means[start : start + step].flatten(0, 1)  # (n T, D)
@@ -167,11 +168,14 @@ def factor_scene(
         if appearance is not None:
             a = appearance[start : start + len(x)].repeat_interleave(T, 0)
         mean = dvip.render(z, a).view_as(x)
-        residual += float(((x - mean) ** 2).sum())
+        error = ((x - mean) ** 2).sum(2).flatten(0, 1).float().cpu()  # (n T, H, W)
+        residual += float(error.sum())
         moving += float(((x - x.median(1, keepdim=True).values) ** 2).sum())
         if not per_factor:
             continue
         w = drawn_weights(dvip.parts(z, a)).float().cpu()  # (n T, K, H, W)
+        errors.append(error)
+        drawn_pixels.append(w > REGION_LEVEL * w.flatten(2).amax(-1)[..., None, None])
         centre, mass = centres_of_mass(w)
         centres.append(centre.view(len(x), T, K, 2))
         masses.append(mass.view(len(x), T, K))
@@ -199,6 +203,11 @@ def factor_scene(
     present = (masses >= PRESENT * one_mass) & (masses > 0)  # (N, T, K)
     tracks = np.where(present[..., None], centres, np.nan)
     moved = np.linalg.norm(np.diff(tracks, axis=1), axis=-1)  # (N, T - 1, K)
+    # what moves where no used factor draws (a frame where a factor is absent: none of it)
+    drawn = torch.cat(drawn_pixels) & torch.from_numpy(present.reshape(N * T, K, 1, 1))
+    nowhere = ~drawn[:, used].any(1)  # (N T, H, W)
+    record["undrawn"] = float((torch.cat(errors) * nowhere).sum()) / moving if moving > 0 else (
+        float("nan"))  # fmt: skip
     factors = []
     for k in range(K):
         on = present[..., k]
@@ -243,10 +252,10 @@ def scene_verdict(record: dict) -> dict:
             "reason": "every factor is under the KL or "
             f"drawing threshold ({UNUSED_NATS:g} nats per frame, {DRAWS:g} of the drawing)",
         }
-    unexplained = record["unexplained"]
-    if unexplained >= UNEXPLAINED:
-        return {"verdict": "not drawn", "reason": f"{unexplained:.2f} of what moves in the "
-                f"frames is drawn by no factor (≥ {UNEXPLAINED:g})"}  # fmt: skip
+    undrawn = record["undrawn"]
+    if undrawn >= UNDRAWN:
+        return {"verdict": "not drawn", "reason": f"{undrawn:.2f} of what moves in the "
+                f"frames is where no factor draws (≥ {UNDRAWN:g})"}  # fmt: skip
     for k in used:
         if factors[k]["one_region"] is not None and factors[k]["one_region"] < ONE_REGION:
             return {"verdict": "mixed", "reason": f"factor {k} draws more than one region "
@@ -281,7 +290,7 @@ def scene_verdict(record: dict) -> dict:
     )
     return {"verdict": "objects", "reason": f"{len(used)} used factor"
             f"{'s' if len(used) > 1 else ''}, each one moving region; {meets}; "
-            f"{unexplained:.2f} of what moves undrawn"}  # fmt: skip
+            f"{undrawn:.2f} of what moves where no factor draws"}  # fmt: skip
 
 
 def _median(values: np.ndarray) -> float | None:
