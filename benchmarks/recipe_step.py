@@ -1,5 +1,5 @@
 """The object recipe's training step against the paper decoder's and an earlier commit's, in
-one interleaved run (issue 24).
+one interleaved run.
 
     python -m benchmarks.recipe_step                      # 41bb5c4's cpu-objects as baseline
     python -m benchmarks.recipe_step --repeats 40 --baseline 41bb5c4

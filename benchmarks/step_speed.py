@@ -1,7 +1,9 @@
-"""The training step before and after issue 18, in one run, with the hand-written loss alongside.
+"""The training step against an earlier commit's, in one run, with the hand-written loss alongside.
 
     python -m benchmarks.step_speed                       # every size, 1 torch thread
     python -m benchmarks.step_speed --sizes cpu-objects-paper --variants fp32 bf16 --repeats 30
+    python -m benchmarks.step_speed --sizes cpu-sprites cpu-sprites-k8 --variants fp32 \
+        --no-handwritten --baseline 29a285f --out benchmarks/results/glimpse
 
 The step of today's ``pyro_dvip`` (``build.build_training`` and ``train._guarded_step``: the
 guarded SVI step ``dvip train`` runs) is timed against the step of the package as it was at
@@ -49,7 +51,10 @@ SIZES = {
     # called "cpu-objects" in results recorded before 2026-11-30
     "cpu-objects-paper": dict(preset="cpu-objects-paper"),
     "paper-mnist": dict(preset="paper-mnist"),
+    "cpu-sprites": dict(preset="cpu-sprites"),  # what/where, at its full sequence length
+    "cpu-sprites-k8": dict(preset="cpu-sprites", factors=8),
 }  # fmt: skip
+DEFAULT_SIZES = ["tiny", "cpu-demo", "cpu-objects-paper", "paper-mnist"]
 # Today's step: precision and torch.compile of the encoder and decoder
 VARIANTS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "fp16": ("fp16", False),
             "compile": ("fp32", True), "bf16-compile": ("bf16", True)}  # fmt: skip
@@ -279,7 +284,7 @@ def write_results(out: Path, stem: str, results: dict, table: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES, choices=list(SIZES))
     parser.add_argument("--variants", nargs="+", default=["fp32", "bf16"],
                         choices=list(VARIANTS))  # fmt: skip
     parser.add_argument("--no-handwritten", action="store_true")

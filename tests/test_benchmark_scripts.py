@@ -89,9 +89,7 @@ def fake_steppers(clock: FakeClock, durations: dict, calls: list):
     return FakeStepper
 
 
-def test_recipe_step_reports_the_medians_and_paired_ratios_of_the_step_times(
-    tmp_path, monkeypatch
-):
+def test_recipe_step_reports_the_medians_and_paired_ratios_of_the_step_times(tmp_path, monkeypatch):
     """Step times chosen by the test (binary fractions, so every sum is exact): the script
     reports each method's median step, the median over rounds of the paired ratios (1.5 here,
     where the ratio of the medians would be 0.83), and the run minutes at that step."""
@@ -128,3 +126,72 @@ def test_recipe_step_reports_the_medians_and_paired_ratios_of_the_step_times(
     assert methods[today]["run_minutes"] == pytest.approx(config.steps * 5 / 16 / 60, rel=1e-12)
     table = (tmp_path / "recipe-step-cpu.md").read_text()
     assert "| today | cpu-objects | 312.5 | 3.20 | nan | 1.500 |" in table
+
+
+def test_recipe_run_launches_the_package_of_its_own_tree(tmp_path):
+    """Each version's ``dvip`` runs from its own copy: the launcher checks that the package it
+    imported is the tree's, and refuses one imported from anywhere else."""
+    from benchmarks import recipe_run
+
+    tree = recipe_run.version_tree(None, tmp_path)
+    assert (tree / "pyro_dvip" / "glimpse.py").read_text() == (
+        ROOT / "pyro_dvip" / "glimpse.py"
+    ).read_text()
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+
+    def launch(prefix):
+        return subprocess.run([sys.executable, "-c", recipe_run.LAUNCH, prefix, "train", "--help"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=120)  # fmt: skip
+
+    ok = launch(str(tree))
+    assert ok.returncode == 0, ok.stderr
+    assert "--preset" in ok.stdout
+    elsewhere = launch(str(tmp_path / "another"))
+    assert elsewhere.returncode != 0 and "AssertionError" in elsewhere.stderr
+
+
+def test_recipe_run_reports_medians_paired_ratios_and_the_time_beside_the_step(
+    tmp_path, monkeypatch
+):
+    """Whole runs and steps chosen by the test: the loop's ms a step is its seconds over the
+    steps, less the guarded step's median is what the loop does beside the step, and each
+    ratio is the median of the paired rounds'."""
+    from benchmarks import recipe_run
+
+    runs = {  # (wall s, loop s) of each version's whole runs, in the order they run
+        "41bb5c4": [(30.0, 20.0), (34.0, 24.0)],
+        None: [(20.0, 10.0), (26.0, 18.0)],
+    }
+    monkeypatch.setattr(recipe_run, "version_tree", lambda commit, root: commit)
+    monkeypatch.setattr(recipe_run, "import_baseline", lambda commit, root: None)
+
+    def whole_run(tree, preset, steps, seed, out, threads):
+        wall, loop = runs[tree].pop(0)
+        return {"wall_s": wall, "loop_s": loop}
+
+    monkeypatch.setattr(recipe_run, "whole_run", whole_run)
+    monkeypatch.setattr(recipe_run, "Stepper", lambda *a, **k: object())
+    steps = {"baseline": [0.2, 0.1, 0.3], "today": [0.05, 0.1, 0.15]}
+    monkeypatch.setattr(recipe_run, "interleaved_times", lambda *a: (steps, {}))
+    monkeypatch.setattr(sys, "argv", [
+        "recipe_run", "--preset", "cpu-objects", "--steps", "100", "--repeats", "2",
+        "--out", str(tmp_path),
+    ])  # fmt: skip
+    recipe_run.main()
+
+    result = json.loads((tmp_path / "recipe-run-cpu-objects.json").read_text())["versions"]
+    base, today = result["baseline"], result["today"]
+    assert base["wall_s"] == 32.0 and today["wall_s"] == 23.0
+    assert base["loop_ms_per_step"] == 220.0 and today["loop_ms_per_step"] == 140.0
+    assert base["guarded_step_ms"] == pytest.approx(200.0)
+    assert today["guarded_step_ms"] == pytest.approx(100.0)
+    assert base["beside_step_ms"] == pytest.approx(20.0)
+    assert today["beside_step_ms"] == pytest.approx(40.0)
+    assert base["outside_loop_s"] == 10.0 and today["outside_loop_s"] == 9.0
+    ratios = result["ratios"]
+    assert ratios["wall_s"] == pytest.approx((20 / 30 + 26 / 34) / 2)
+    assert ratios["loop_s"] == pytest.approx((10 / 20 + 18 / 24) / 2)
+    assert ratios["guarded_step_ms"] == pytest.approx(0.5)  # rounds 1/4, 1, 1/2
+    table = (tmp_path / "recipe-run-cpu-objects.md").read_text()
+    assert "| today (working tree) | 23.0 | 9.0 | 140.0 | 100.0 | +40.0 |" in table
