@@ -79,7 +79,7 @@ def build_model(config: TrainConfig) -> DVIP:
         obs_var=config.obs_var, width=config.width, transition=transition,
         transition_layers=config.transition_layers, decoder=decoder,
         encoder_linear_act=config.encoder_linear_act, encoder=config.encoder,
-        residual_width=config.residual_width,
+        residual_width=config.residual_width, glimpse_match=config.glimpse_match,
     )  # fmt: skip
 
 

@@ -19,6 +19,7 @@ SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128, 256)  # the DCGAN networks halve them 
 DECODERS = ("paper", "additive", "composite", "glimpse")
 BACKGROUNDS = ("none", "static")
 BACKGROUND_STARTS = ("dark", "median")
+GLIMPSE_MATCHES = ("ncc", "opacity")
 ENCODERS = ("paper", "residual", "glimpse")
 SCENES = ("digits", "discs")
 DISC_COLOURS = ("distinct", "same")
@@ -91,6 +92,13 @@ class TrainConfig:
     glimpse_size: int | None = option(
         None, "--decoder glimpse: the side of the square each factor draws in, in pixels (a "
         "multiple of 4).", MODEL, at_least=8, default_text="--image-size / 2",
+    )  # fmt: skip
+    glimpse_match: str = option(
+        "ncc", "--encoder glimpse: how a factor's drawing so far pulls its position. ncc: the "
+        "normalised match alone, as strong for a faint drawing as for a clear one; opacity "
+        "(beyond the recipe): the match times the drawing's peak opacity, so that a factor "
+        "that draws next to nothing is placed by its prior's prediction (a spare factor).",
+        MODEL, choices=GLIMPSE_MATCHES,
     )  # fmt: skip
     decoder_width: int | None = option(
         None, "additive/composite: the channel multiplier of each factor's generator (K "
@@ -286,7 +294,7 @@ class TrainConfig:
         if glimpse != (self.encoder == "glimpse"):
             raise ValueError("encoder: --decoder glimpse and --encoder glimpse go together "
                              f"(got decoder {self.decoder}, encoder {self.encoder})")  # fmt: skip
-        for name in ("appearance_dim", "glimpse_size"):
+        for name in ("appearance_dim", "glimpse_size", "glimpse_match"):
             if not glimpse and getattr(self, name) != FIELD_DEFAULTS[name]:
                 raise ValueError(f"{name}: applies to --decoder glimpse only")
         if not glimpse:

@@ -17,7 +17,9 @@ The guide (:class:`GlimpsePosterior`) is q(a, z_{1:T} | x_{1:T}) = q(a | x_{1:T}
 prod_t q(z_t | z_{t-1}, x_t, what the guide has seen of each factor before t), still a filter:
 
 * Position of factor k at t: a soft-argmax over candidate positions p of the score
-  ``beta * ncc(template_k, r_t^k at p) + log N(p; prior's predicted position)``, where
+  ``beta * ncc(template_k, r_t^k at p) + log N(p; prior's predicted position)`` (with
+  ``match="opacity"``, beyond the recipe, the ncc times the template's peak opacity: a factor
+  that draws next to nothing is then placed by the prior's prediction alone), where
   ``template_k`` is the glimpse the decoder draws from the factor's *running appearance* (the
   q(a) mean of the glimpses cropped at its posterior track at steps 1..t-1), and r_t^k is the
   frame less what factors 1..k-1 draw at their positions at t (explaining away). At t = 1 there
@@ -46,6 +48,7 @@ from .decoders import BLACK, _logit
 from .networks import LEAKY_SLOPE, FrameDecoder, Posterior, full_precision
 
 POSE_UNITS = 2  # z_t^k[:2]: the position (x, y)
+MATCHES = ("ncc", "opacity")  # how a factor's template pulls its position (GlimpsePosterior)
 START_OPACITY = 0.05  # a glimpse's colour starts near BLACK, its opacity near transparent
 # The other units' posterior loc and log-variance stay within +-5 and +-8 (softly): the
 # prior's prediction they read is a function of the guide's own previous sample, and unbounded
@@ -263,8 +266,11 @@ class GlimpsePosterior(Posterior):
 
     def __init__(self, num_factors: int, factor_dim: int, channels: int, image_size: int,
                  appearance_dim: int, glimpse_size: int, width: int = 16,
-                 hidden: int = 128):  # fmt: skip
+                 hidden: int = 128, match: str = "ncc"):  # fmt: skip
         super().__init__()
+        if match not in MATCHES:
+            raise ValueError(f"match: must be one of {', '.join(MATCHES)}, got {match!r}")
+        self.match = match
         self.K, self.d = num_factors, factor_dim
         self.image_size, self.glimpse_size = image_size, glimpse_size
         code = 4 * appearance_dim
@@ -351,6 +357,8 @@ class GlimpsePosterior(Posterior):
                 colour, alpha = glimpses[:, k, :-1], glimpses[:, k, -1:]
                 with torch.no_grad():  # a function of the data and of no-gradient templates
                     ncc = self._ncc(residual, colour * alpha)
+                    if self.match == "opacity":  # a faint drawing pulls faintly
+                        ncc = ncc * alpha.flatten(1).amax(1)[:, None, None]
                 coords = self.corner_coords
                 mu, var = prior_loc[:, k, :POSE_UNITS], prior_logvar[:, k, :POSE_UNITS].exp()
                 log_prior = -0.5 * ((coords[None, None, :] - mu[..., None]) ** 2 / var[..., None])

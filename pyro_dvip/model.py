@@ -72,6 +72,8 @@ class DVIP(nn.Module):
         encoder: "paper", "residual" (explaining away; needs a ``PerFactorDecoder`` of at
             least 2 parts) or "glimpse" (what and where; needs a ``GlimpseDecoder``).
         residual_width: channel multiplier of the residual encoders (default ``width``).
+        glimpse_match: with the glimpse encoder, "ncc" or "opacity": how a factor's drawing so
+            far pulls its position (:class:`GlimpsePosterior`).
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class DVIP(nn.Module):
         decoder: FrameDecoder | Callable[[], FrameDecoder] | None = None,
         encoder: str = "paper",
         residual_width: int | None = None,
+        glimpse_match: str = "ncc",
     ):
         super().__init__()
         for name, value in [("num_factors", num_factors), ("factor_dim", factor_dim)]:
@@ -128,11 +131,14 @@ class DVIP(nn.Module):
                 raise ValueError("encoder: glimpse needs the glimpse decoder (--decoder glimpse)")
             d = self.decoder  # its parts, also when the prior is one entangled factor
             self.posterior = GlimpsePosterior(d.num_parts, d.part_dim, channels, image_size,
-                                              d.appearance_dim, d.glimpse_size, width)  # fmt: skip
+                                              d.appearance_dim, d.glimpse_size, width,
+                                              match=glimpse_match)  # fmt: skip
         elif encoder != "paper":
             raise ValueError(f"encoder: must be one of paper, residual, glimpse, got {encoder!r}")
         if residual_width is not None and encoder != "residual":
             raise ValueError("residual_width: applies to encoder 'residual' only")
+        if glimpse_match != "ncc" and encoder != "glimpse":
+            raise ValueError("glimpse_match: applies to encoder 'glimpse' only")
         if self.decoder.appearance_dim and encoder != "glimpse":
             raise ValueError("decoder: one that reads an appearance needs encoder 'glimpse'")
         # a^k of each of the prior's factors: the appearances of the decoder's parts it holds

@@ -116,6 +116,44 @@ def test_the_guide_finds_a_factor_by_what_it_draws():
         torch.testing.assert_close(found, _position(*where[k])[0], atol=0.5 * 2 / H, rtol=0)
 
 
+@pytest.mark.parametrize("opacity", [1.0, 1e-4])
+def test_with_the_opacity_match_a_faint_drawing_leaves_the_factor_to_its_prior(opacity):
+    """The frame shows factor 0's bar at (11, 5); the prior predicts the frame's centre,
+    broadly. The plain match finds the bar however faint the template; with --glimpse-match
+    opacity, a template of peak opacity 1 finds it as well, one of 1e-4 stays where the prior
+    predicts (the soft-argmax of the log prior alone: the centre)."""
+    torch.manual_seed(0)
+    decoder = GlimpseDecoder(1, H, 2, 3, appearance_dim=4, glimpse_size=G, width=8)
+    templates = torch.zeros(1, 2, 2, G, G)
+    templates[0, :, 0, 1:7, 3:5] = 1.0  # a vertical bar, in colour 1
+    templates[0, :, 1, 1:7, 3:5] = opacity  # drawn at this opacity
+    decoder.glimpses = lambda appearance: templates.expand(len(appearance), -1, -1, -1, -1)
+    bar = torch.zeros(1, 1, G, G)
+    bar[0, 0, 1:7, 3:5] = 1.0
+    x = place(bar, _position(11, 5), H)
+    prior = (torch.zeros(1, 6), torch.full((1, 6), math.log(4.0)))  # broad, centred
+    seen = Seen(torch.zeros(1, 2, 16), 1)
+    found = {}
+    for match in ("ncc", "opacity"):
+        posterior = GlimpsePosterior(2, 3, 1, H, 4, G, width=8, match=match)
+        with torch.no_grad():
+            posterior.log_sharpness.fill_(math.log(300.0))
+        found[match] = posterior.step(None, x, prior, decoder, seen)[0][0, :2]
+    at_bar = _position(11, 5)[0]
+    torch.testing.assert_close(found["ncc"], at_bar, atol=0.5 * 2 / H, rtol=0)
+    if opacity == 1.0:
+        torch.testing.assert_close(found["opacity"], at_bar, atol=0.5 * 2 / H, rtol=0)
+    else:  # the centre, to within the soft-argmax's grid of half-pixel steps
+        torch.testing.assert_close(found["opacity"], torch.zeros(2), atol=1e-3, rtol=0)
+
+
+def test_the_opacity_match_is_an_option_of_the_glimpse_encoder_only():
+    assert build_model(_config(glimpse_match="opacity")).posterior.match == "opacity"
+    assert build_model(_config()).posterior.match == "ncc"
+    with pytest.raises(ValueError, match="glimpse_match: applies to --decoder glimpse only"):
+        make_config("cpu-objects", glimpse_match="opacity")
+
+
 @pytest.mark.parametrize("entangled", [False, True])
 def test_check_elbo_passes_with_the_appearance(entangled):
     pyro.set_rng_seed(0)
