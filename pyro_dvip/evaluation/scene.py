@@ -30,15 +30,18 @@ or layer less the map's median level):
   front of each other go through; a slot code (one factor for the left-hand object, one for the
   right) turns back at every meeting.
 
-**Over the frames**: ``unexplained``, the share of what changes in the frames that the model
-does not draw: Σ (x − x̂)² / Σ (x − x̄)², with x̂ the decoded filtered mean and x̄ each sequence's
-per-pixel median frame (its static part).
+**Over the frames**, with x̂ the decoded filtered mean and x̄ each sequence's per-pixel median
+frame (its static part): ``undrawn``, the share of what changes in the frames that lies where
+no used factor draws: Σ (x − x̂)² over the pixels outside every used factor's drawing (above
+``REGION_LEVEL`` of its peak, at a frame where it is present) / Σ (x − x̄)²; and, for reading
+only, ``unexplained``, the same over every pixel (what the model does not draw at all, which
+also counts objects drawn coarsely where they are).
 
 **Verdict** (``scene_verdict``), the first rule that applies, on the used factors:
 
 - ``no factor used``;
-- ``not drawn``: ``unexplained`` at least ``UNEXPLAINED`` (0.25): a quarter of what moves is
-  drawn by no factor, as when one object of four is dropped (or every object is drawn coarsely);
+- ``not drawn``: ``undrawn`` at least ``UNDRAWN`` (0.25): a quarter of what moves is where no
+  factor draws, as when one object of four is dropped;
 - ``mixed``: a used factor draws more than one region (``one_region`` under ``ONE_REGION``, 0.8;
   two equal objects give 0.5);
 - ``shared``: two used factors draw the same pixels (``shared`` at least ``SHARED``, 0.5);
@@ -51,7 +54,9 @@ per-pixel median frame (its static part).
   pixels, the frames are explained, and tracks that meet go through each other (or fewer than
   ``MIN_MEETINGS`` meetings, which the reason says).
 
-The thresholds were fixed from these readings before any labelled run was judged by them. The
+The thresholds were fixed from these readings before any labelled run was judged by them;
+``not drawn`` read ``unexplained`` until 2026-12-07, when coarse drawings of objects that the
+probes call objects showed that it cannot tell them from dropped ones (docs/evaluation.md). The
 paper's decoder draws the factors together: there no factor's drawing or track exists, and
 the record says so (``unexplained`` and the used factors by KL are still given).
 """
