@@ -19,7 +19,7 @@ SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128, 256)  # the DCGAN networks halve them 
 DECODERS = ("paper", "additive", "composite", "glimpse")
 BACKGROUNDS = ("none", "static")
 BACKGROUND_STARTS = ("dark", "median")
-GLIMPSE_MATCHES = ("ncc", "opacity")
+GLIMPSE_MATCHES = ("ncc", "opacity", "residual")
 ENCODERS = ("paper", "residual", "glimpse")
 SCENES = ("digits", "discs")
 DISC_COLOURS = ("distinct", "same")
@@ -97,7 +97,10 @@ class TrainConfig:
         "ncc", "--encoder glimpse: how a factor's drawing so far pulls its position. ncc: the "
         "normalised match alone, as strong for a faint drawing as for a clear one; opacity "
         "(beyond the recipe): the match times the drawing's peak opacity, so that a factor "
-        "that draws next to nothing is placed by its prior's prediction (a spare factor).",
+        "that draws next to nothing is placed by its prior's prediction (a spare factor); "
+        "residual (beyond the recipe): the match of a window with little left to draw in it "
+        "weakened (its energy taken as at least half the frame's most energetic window), so "
+        "that a factor with nothing left to find is placed by its prior's prediction.",
         MODEL, choices=GLIMPSE_MATCHES,
     )  # fmt: skip
     decoder_width: int | None = option(

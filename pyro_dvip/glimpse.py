@@ -19,7 +19,10 @@ prod_t q(z_t | z_{t-1}, x_t, what the guide has seen of each factor before t), s
 * Position of factor k at t: a soft-argmax over candidate positions p of the score
   ``beta * ncc(template_k, r_t^k at p) + log N(p; prior's predicted position)`` (with
   ``match="opacity"``, beyond the recipe, the ncc times the template's peak opacity: a factor
-  that draws next to nothing is then placed by the prior's prediction alone), where
+  that draws next to nothing is then placed by the prior's prediction alone; with
+  ``match="residual"``, the ncc's residual energy is taken as at least half the frame's most
+  energetic window, so where the factors before k have left next to nothing to draw, factor k is
+  placed by the prior's prediction alone), where
   ``template_k`` is the glimpse the decoder draws from the factor's *running appearance* (the
   q(a) mean of the glimpses cropped at its posterior track at steps 1..t-1), and r_t^k is the
   frame less what factors 1..k-1 draw at their positions at t (explaining away). At t = 1 there
@@ -48,7 +51,10 @@ from .decoders import BLACK, _logit
 from .networks import LEAKY_SLOPE, FrameDecoder, Posterior, full_precision
 
 POSE_UNITS = 2  # z_t^k[:2]: the position (x, y)
-MATCHES = ("ncc", "opacity")  # how a factor's template pulls its position (GlimpsePosterior)
+MATCHES = ("ncc", "opacity", "residual")  # how a template pulls its position (the guide's)
+# match="residual": a window's energy counts as at least this share of the most energetic
+# window of the frame less the background, so a residual with little left in it pulls weakly
+LEFT_FLOOR = 0.5
 START_OPACITY = 0.05  # a glimpse's colour starts near BLACK, its opacity near transparent
 # The other units' posterior loc and log-variance stay within +-5 and +-8 (softly): the
 # prior's prediction they read is a function of the guide's own previous sample, and unbounded
@@ -322,18 +328,27 @@ class GlimpsePosterior(Posterior):
         glimpses = crop(frames, positions.reshape(B * k, POSE_UNITS), self.glimpse_size)
         return self.encoder(glimpses).view(B, k, -1)
 
-    def _ncc(self, residual: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+    def _window_energy(self, residual: torch.Tensor) -> torch.Tensor:
+        """Σ r² (B, H + 1, H + 1) over the glimpse-sized window at each glimpse centre."""
+        pad = self.glimpse_size // 2
+        return _window_sums(F.pad(residual, (pad,) * 4).pow(2).sum(1), self.glimpse_size)
+
+    def _ncc(self, residual: torch.Tensor, template: torch.Tensor,
+             floor: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """Normalised cross-correlation (B, H + 1, H + 1) of each residual (B, C, H, W) with its
-        own template (B, C, G, G), at glimpse centres 2 i / H - 1."""
+        own template (B, C, G, G), at glimpse centres 2 i / H - 1; a window's energy taken as
+        at least ``floor`` (B,) where given."""
         B, C, H, _ = residual.shape
         pad = self.glimpse_size // 2
         r = F.pad(residual, (pad,) * 4)
         G = self.glimpse_size  # one channel per group: the CPU's fast depthwise path
         dot = F.conv2d(r.reshape(1, B * C, *r.shape[-2:]), template.reshape(B * C, 1, G, G),
                        groups=B * C).view(B, C, H + 1, H + 1).sum(1)  # fmt: skip
-        energy = _window_sums(r.pow(2).sum(1), self.glimpse_size)  # (B, H + 1, H + 1)
+        energy = self._window_energy(residual).clamp_min(1e-8)  # (B, H + 1, H + 1)
+        if floor is not None:
+            energy = torch.maximum(energy, floor[:, None, None])
         norm = template.flatten(1).norm(dim=1)[:, None, None]
-        return dot / (energy.clamp_min(1e-8).sqrt() * norm + 1e-6)
+        return dot / (energy.sqrt() * norm + 1e-6)
 
     def step(self, features, x_t, prior, decoder: GlimpseDecoder, seen: Seen):
         B, K, d = x_t.shape[0], self.K, self.d
@@ -345,18 +360,21 @@ class GlimpsePosterior(Posterior):
         # what factors 1..k-1 draw at their posterior means, composited front to back as the
         # decoder does, and the share of each pixel they leave
         front, scope = torch.zeros_like(x_t), x_t.new_ones(B, 1, *x_t.shape[2:])
-        locs, logvars = [], []
+        locs, logvars, floor = [], [], None
         for k in range(K):
             with torch.no_grad():
                 drawn = decoder.over_background(front, scope)
             residual = x_t - drawn
+            if k == 0 and self.match == "residual" and seen.codes is not None:
+                with torch.no_grad():  # what there is to draw: the frame less the background
+                    floor = LEFT_FLOOR * self._window_energy(residual).flatten(1).amax(1)
             if seen.codes is None:  # t = 1: no appearance yet
                 scores = self.finder(torch.cat([residual, scope], 1))[:, 0]
                 pos, spread = soft_argmax(scores, self.pixel_coords)
             else:
                 colour, alpha = glimpses[:, k, :-1], glimpses[:, k, -1:]
                 with torch.no_grad():  # a function of the data and of no-gradient templates
-                    ncc = self._ncc(residual, colour * alpha)
+                    ncc = self._ncc(residual, colour * alpha, floor)
                     if self.match == "opacity":  # a faint drawing pulls faintly
                         ncc = ncc * alpha.flatten(1).amax(1)[:, None, None]
                 coords = self.corner_coords

@@ -92,17 +92,19 @@ def test_the_decoder_draws_the_appearance_where_the_state_puts_it():
     torch.testing.assert_close(decoder.parts(z.flatten(1), a)["layers"][0, 0, 0], layers)
 
 
-def test_the_guide_finds_a_factor_by_what_it_draws():
+@pytest.mark.parametrize("match", ["ncc", "opacity", "residual"])
+def test_the_guide_finds_a_factor_by_what_it_draws(match):
     """A decoder that draws a fixed template for factor 0 and another for factor 1; the frame
     shows template 1 at one place and template 0 at another; the prior is broad. The guide's
-    position for each factor is where its own template is."""
+    position for each factor is where its own template is, with every match (the templates
+    are opaque and the two bars equally bright)."""
     torch.manual_seed(0)
     decoder = GlimpseDecoder(1, H, 2, 3, appearance_dim=4, glimpse_size=G, width=8)
     templates = torch.zeros(1, 2, 2, G, G)
     templates[0, 0, :, 1:7, 3:5] = 1.0  # a vertical bar
     templates[0, 1, :, 3:5, 1:7] = 1.0  # a horizontal bar
     decoder.glimpses = lambda appearance: templates.expand(len(appearance), -1, -1, -1, -1)
-    posterior = GlimpsePosterior(2, 3, 1, H, 4, G, width=8)
+    posterior = GlimpsePosterior(2, 3, 1, H, 4, G, width=8, match=match)
     with torch.no_grad():
         posterior.log_sharpness.fill_(math.log(300.0))
     where = {0: (11, 5), 1: (5, 11)}
@@ -147,11 +149,43 @@ def test_with_the_opacity_match_a_faint_drawing_leaves_the_factor_to_its_prior(o
         torch.testing.assert_close(found["opacity"], torch.zeros(2), atol=1e-3, rtol=0)
 
 
-def test_the_opacity_match_is_an_option_of_the_glimpse_encoder_only():
+def test_with_the_residual_match_what_is_left_faint_leaves_the_factor_to_its_prior():
+    """Factor 0 draws an opaque bar of brightness 1 where the frame shows one (its prior
+    predicts that place narrowly), so nothing of it is left for factor 1; the frame also shows
+    the same bar at brightness 0.05 elsewhere. Factor 1 draws that bar too and its prior is
+    broad and centred. The plain match, normalised by the residual's own energy, places factor
+    1 on the faint bar; with --glimpse-match residual the faint window counts as half as
+    energetic as the bright one (its match 0.05 / sqrt(0.5) of full, about 0.07) and factor 1
+    stays near the prior's centre."""
+    decoder = GlimpseDecoder(1, H, 2, 3, appearance_dim=4, glimpse_size=G, width=8)
+    templates = torch.zeros(1, 2, 2, G, G)
+    templates[0, :, :, 1:7, 3:5] = 1.0  # a vertical bar for both factors, opaque
+    decoder.glimpses = lambda appearance: templates.expand(len(appearance), -1, -1, -1, -1)
+    bar = templates[:, 0, :1]
+    bright, faint = _position(5, 11), _position(13, 3)
+    x = place(bar, bright, H) + 0.05 * place(bar, faint, H)
+    prior_loc, prior_logvar = torch.zeros(1, 6), torch.full((1, 6), math.log(4.0))
+    prior_loc[0, :2], prior_logvar[0, :3] = bright[0], math.log(1e-6)  # factor 0: at the bar
+    seen = Seen(torch.zeros(1, 2, 16), 1)
+    found = {}
+    for match in ("ncc", "residual"):
+        posterior = GlimpsePosterior(2, 3, 1, H, 4, G, width=8, match=match)
+        with torch.no_grad():
+            posterior.log_sharpness.fill_(math.log(20.0))
+        loc = posterior.step(None, x, (prior_loc, prior_logvar), decoder, seen)[0][0]
+        torch.testing.assert_close(loc[:2], bright[0], atol=1e-3, rtol=0)  # factor 0
+        found[match] = loc[3:5]
+    torch.testing.assert_close(found["ncc"], faint[0], atol=0.5 * 2 / H, rtol=0)
+    assert found["residual"].abs().max() < 2 * 2 / H  # within two pixels of the centre
+
+
+def test_the_matches_beyond_the_recipe_are_options_of_the_glimpse_encoder_only():
     assert build_model(_config(glimpse_match="opacity")).posterior.match == "opacity"
+    assert build_model(_config(glimpse_match="residual")).posterior.match == "residual"
     assert build_model(_config()).posterior.match == "ncc"
-    with pytest.raises(ValueError, match="glimpse_match: applies to --decoder glimpse only"):
-        make_config("cpu-objects", glimpse_match="opacity")
+    for match in ("opacity", "residual"):
+        with pytest.raises(ValueError, match="glimpse_match: applies to --decoder glimpse only"):
+            make_config("cpu-objects", glimpse_match=match)
 
 
 @pytest.mark.parametrize("entangled", [False, True])
