@@ -58,10 +58,15 @@ COST_STEPS = 5  # full-length steps a CPU run times before it says what it will 
 COST_NOTICE_MINUTES = 30  # a CPU run that will take longer says so once, with quicker presets
 
 
-def cost_notice(step_s: float, remaining: int, video: bool = False) -> str | None:
+QUICK_PRESETS = ("cpu-sprites", "cpu-objects", "cpu-video")  # objects in minutes on a CPU
+
+
+def cost_notice(step_s: float, remaining: int, video: bool = False,
+                preset: str | None = None) -> str | None:  # fmt: skip
     """What a CPU run of ``remaining`` steps at ``step_s`` seconds a step will cost, with the
-    presets that find objects in minutes (on ``video``, the one for ``--data``); None for a
-    run under ``COST_NOTICE_MINUTES``."""
+    presets that find objects in minutes (on ``video``, the one for ``--data``), or, for a run
+    already on one of them (``preset``), what makes it cost more; None for a run under
+    ``COST_NOTICE_MINUTES``."""
     minutes = step_s * remaining / 60
     if minutes < COST_NOTICE_MINUTES:
         return None
@@ -72,10 +77,15 @@ def cost_notice(step_s: float, remaining: int, video: bool = False) -> str | Non
         else "--preset cpu-sprites (same-coloured digits, about 8 minutes on 2 cores) or "
         "--preset cpu-objects (colour digits, about 7)"
     )
+    advice = (
+        f"--preset {preset} costs more with more --factors or a larger --image-size than its own"
+        if preset in QUICK_PRESETS
+        else f"For objects in minutes on a CPU: dvip train {quicker}"
+    )
     return (
         f"On the CPU this run costs about {step_s:.2f} s a step: {took} for the {remaining} "
-        f"steps left. For objects in minutes on a CPU: dvip train {quicker}; --until STEP "
-        "stops this run part-way with a checkpoint, and --resume continues it."
+        f"steps left. {advice}; --until STEP stops this run part-way with a checkpoint, and "
+        "--resume continues it."
     )
 
 
@@ -572,7 +582,9 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
                     cost_started = time.perf_counter()
                 elif metrics is not None and cost_started and step == cost_from + COST_STEPS:
                     step_s = (time.perf_counter() - cost_started) / COST_STEPS
-                    notice = cost_notice(step_s, config.steps - step, config.data is not None)
+                    notice = cost_notice(
+                        step_s, config.steps - step, config.data is not None, config.preset
+                    )
                     if notice is not None:
                         _say(notice, metrics.bar)
 

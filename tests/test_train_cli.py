@@ -267,6 +267,12 @@ def test_a_long_cpu_run_says_once_what_it_will_cost_and_a_short_one_says_nothing
     assert "40 minutes" in training.cost_notice(0.24, 10_000)
     video = training.cost_notice(2.7, 10_000, video=True)
     assert "--preset cpu-video" in video and "cpu-sprites" not in video
+    # a run already on a quick preset (here with eight factors) is not sent to it again
+    own = training.cost_notice(0.6, 3000, preset="cpu-sprites")
+    assert "30 minutes for the 3000 steps left" in own
+    assert "--preset cpu-sprites costs more with more --factors" in own
+    assert "For objects in minutes" not in own and "--until STEP" in own
+    assert "For objects in minutes" in training.cost_notice(2.7, 10_000, preset="cpu-demo")
     said = []
     monkeypatch.setattr(training, "_say", lambda text, bar: said.append(text))
     monkeypatch.setattr(training, "COST_NOTICE_MINUTES", 0)  # any run is "long"
