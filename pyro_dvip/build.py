@@ -56,10 +56,12 @@ def import_transition(target: str) -> type[Transition]:
 
 def build_model(config: TrainConfig) -> DVIP:
     transition = import_transition(config.transition) if config.transition else None
-    if config.transition_sd is not None:  # the paper's MLP with its noise held fixed
+    if config.transition_sd is not None:  # the paper's MLP, its noise held or capped
+        capped = config.transition_sd_from is not None
         transition = FactoredMLPTransition(
             config.model_factors, config.model_factor_dim,
-            num_hidden_layers=config.transition_layers, fixed_sd=config.transition_sd,
+            num_hidden_layers=config.transition_layers,
+            fixed_sd=None if capped else config.transition_sd, capped=capped,
         )  # fmt: skip
     # Rendered per block of the configured factors, also when the prior is entangled.
     decoder = None

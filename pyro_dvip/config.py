@@ -71,6 +71,13 @@ class TrainConfig:
         "learning it: a prior that charges every departure from its prediction.", MODEL,
         above=0, metavar="SD", default_text="learnt (the paper's)",
     )  # fmt: skip
+    transition_sd_from: int | None = option(
+        None, "With --transition-sd (beyond the paper): learn the transition's noise until "
+        "this step, then cap its standard deviation, the cap falling geometrically from 1 to "
+        "--transition-sd at twice this step and held there: a prior that charges departures "
+        "from its prediction once it has learnt to predict.", MODEL, at_least=1,
+        metavar="STEP", default_text="off (held from the start)",
+    )  # fmt: skip
     encoder_linear_act: bool = option(
         False, "A LeakyReLU after the encoder's final Linear: not in the authors' code, but in "
         "every run saved before this option existed (a config.json without it reads as on).",
@@ -288,6 +295,8 @@ class TrainConfig:
             )
         if self.transition_sd is not None and self.transition is not None:
             raise ValueError("transition_sd: applies to the default transition only")
+        if self.transition_sd_from is not None and self.transition_sd is None:
+            raise ValueError("transition_sd_from: needs --transition-sd, the sd it narrows to")
         if self.residual_width is not None and self.encoder != "residual":
             raise ValueError("residual_width: applies to --encoder residual only")
         self._validate_data()

@@ -57,17 +57,22 @@ class FactoredMLPTransition(Transition):
 
     ``fixed_sd`` (beyond the paper): the Gaussian's standard deviation held at this value
     instead of learnt (the MLP's log-variance outputs are then unused), a prior that charges
-    every departure from its prediction."""
+    every departure from its prediction. ``capped`` (beyond the paper): the standard deviation
+    learnt but at most the buffer ``sd_cap`` (saved with the model; set by the training loop's
+    schedule, infinite until then); ``fixed_sd`` must then be None."""
 
     def __init__(
         self, num_factors: int, factor_dim: int, hidden: int = 128, num_hidden_layers: int = 3,
-        fixed_sd: float | None = None,
+        fixed_sd: float | None = None, capped: bool = False,
     ):  # fmt: skip
         super().__init__(num_factors, factor_dim)
         self.mlp = FactoredMLP(num_factors, factor_dim, hidden, num_hidden_layers)
         if fixed_sd is not None and not fixed_sd > 0:
             raise ValueError(f"fixed_sd: must be > 0, got {fixed_sd}")
+        if capped and fixed_sd is not None:
+            raise ValueError("capped: a held sd (fixed_sd) has no cap")
         self.fixed_sd = fixed_sd
+        self.register_buffer("sd_cap", torch.tensor(math.inf) if capped else None)
 
     def forward(self, z_prev: torch.Tensor) -> dist.Distribution:
         loc, logvar = self.moments(z_prev)
@@ -77,6 +82,8 @@ class FactoredMLPTransition(Transition):
         loc, logvar = self.mlp(z_prev)
         if self.fixed_sd is not None:
             logvar = torch.full_like(logvar, 2 * math.log(self.fixed_sd))
+        elif self.sd_cap is not None:
+            logvar = torch.minimum(logvar, 2 * self.sd_cap.log())
         return loc, logvar
 
 

@@ -94,6 +94,16 @@ def seq_len_at(step: int, config: TrainConfig) -> int:
     return min(2, config.seq_len) if step <= config.curriculum else config.seq_len
 
 
+def transition_cap_at(step: int, config: TrainConfig) -> float:
+    """The cap on the transition's standard deviation at ``step`` under
+    ``--transition-sd-from S``: none (infinite) up to step S, then ``sd ** ((step - S) / S)``,
+    from 1 down to ``--transition-sd`` at step 2 S, and that from there on."""
+    start = config.transition_sd_from
+    if start is None or step <= start:
+        return math.inf
+    return config.transition_sd ** min(1.0, (step - start) / start)
+
+
 def lr_decay_interval(batch_size: int) -> float:
     """Steps between two decays of the "step" schedule: 320,000 sequences at ``batch_size``
     sequences a step (3,200 at the paper's 100). When it is fractional (batch 48: 6,666.7) each
@@ -554,6 +564,8 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
                 x = stream.sample(local_batch).frames  # (B, T, C, H, W), on device
                 x = x[:, : seq_len_at(step, config)]
                 kl_scale = kl_scale_at(step, config.kl_anneal)
+                if config.transition_sd_from is not None:
+                    dvip.transition.sd_cap.fill_(transition_cap_at(step, config))
                 log_now = step % config.log_every == 0 or step == last_step
                 args = (step_loss, optimizer, dvip, x, kl_scale, lr_at(step, config), log_now,
                         context, device, autocast, scaler)  # fmt: skip

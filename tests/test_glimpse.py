@@ -306,6 +306,38 @@ def test_a_transition_of_fixed_noise_predicts_with_that_noise_and_the_same_weigh
         make_config(transition_sd=0.1, transition="m:C")
 
 
+def test_a_narrowing_transition_is_learnt_then_capped_on_its_schedule(tmp_path):
+    """--transition-sd 0.05 --transition-sd-from 4: no cap to step 4, then 0.05 ** ((s - 4) /
+    4): 0.05 ** 0.5 at step 6 and 0.05 from step 8; the capped prior's sd is its learnt one
+    where that is narrower. A run of 9 steps saves the cap with the model."""
+    from pyro_dvip.build import load
+    from pyro_dvip.priors import FactoredMLPTransition
+    from pyro_dvip.train import train, transition_cap_at
+
+    config = _config(transition_sd=0.05, transition_sd_from=4, steps=9, checkpoint_every=9,
+                     log_every=9, curriculum=0, kl_anneal=0)  # fmt: skip
+    caps = [transition_cap_at(s, config) for s in (1, 4, 5, 6, 8, 20)]
+    assert caps[:2] == [math.inf, math.inf]
+    np.testing.assert_allclose(caps[2:], [0.05**0.25, 0.05**0.5, 0.05, 0.05])
+    assert transition_cap_at(20, _config()) == math.inf  # no schedule
+    torch.manual_seed(0)
+    capped = FactoredMLPTransition(2, 4, capped=True)
+    torch.manual_seed(0)
+    learnt = FactoredMLPTransition(2, 4)
+    z = torch.randn(6, 2, 4)
+    free = learnt(z).base_dist.scale.detach()
+    torch.testing.assert_close(capped(z).base_dist.scale, free)  # no cap yet
+    cap = float(free.median())  # half the units above it, half below
+    capped.sd_cap.fill_(cap)
+    torch.testing.assert_close(capped(z).base_dist.scale, free.clamp(max=cap))
+    train(config, tmp_path / "run", progress=False)
+    assert float(load(tmp_path / "run").transition.sd_cap) == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="transition_sd_from: needs --transition-sd"):
+        _config(transition_sd_from=4)
+    with pytest.raises(ValueError, match="capped: a held sd"):
+        FactoredMLPTransition(2, 4, fixed_sd=0.1, capped=True)
+
+
 def test_the_match_is_the_normalised_cross_correlation_of_each_residual_with_its_template():
     import torch.nn.functional as F
 
