@@ -19,7 +19,7 @@ SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128, 256)  # the DCGAN networks halve them 
 DECODERS = ("paper", "additive", "composite", "glimpse")
 BACKGROUNDS = ("none", "static")
 BACKGROUND_STARTS = ("dark", "median")
-GLIMPSE_MATCHES = ("ncc", "opacity", "residual")
+GLIMPSE_MATCHES = ("ncc", "opacity", "residual", "visible")
 ENCODERS = ("paper", "residual", "glimpse")
 SCENES = ("digits", "discs")
 DISC_COLOURS = ("distinct", "same")
@@ -107,7 +107,10 @@ class TrainConfig:
         "that draws next to nothing is placed by its prior's prediction (a spare factor); "
         "residual (beyond the recipe): the match of a window with little left to draw in it "
         "weakened (its energy taken as at least half the frame's most energetic window), so "
-        "that a factor with nothing left to find is placed by its prior's prediction.",
+        "that a factor with nothing left to find is placed by its prior's prediction; visible "
+        "(beyond the recipe): residual's, times the drawing's peak colour relative to the most "
+        "visible of the K drawings, so that a factor drawing next to nothing beside one that "
+        "draws an object is placed by its prior's prediction.",
         MODEL, choices=GLIMPSE_MATCHES,
     )  # fmt: skip
     decoder_width: int | None = option(

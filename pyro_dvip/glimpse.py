@@ -22,7 +22,11 @@ prod_t q(z_t | z_{t-1}, x_t, what the guide has seen of each factor before t), s
   that draws next to nothing is then placed by the prior's prediction alone; with
   ``match="residual"``, the ncc's residual energy is taken as at least half the frame's most
   energetic window, so where the factors before k have left next to nothing to draw, factor k is
-  placed by the prior's prediction alone), where
+  placed by the prior's prediction alone; ``match="visible"``, that and the match times the
+  template's visibility, its peak premultiplied colour, relative to the most visible of the
+  sequence's K templates: a factor that draws next to nothing while another draws an object is
+  placed by the prior's prediction, while at the start, all templates equally faint, every
+  factor is pulled as with ``ncc``), where
   ``template_k`` is the glimpse the decoder draws from the factor's *running appearance* (the
   q(a) mean of the glimpses cropped at its posterior track at steps 1..t-1), and r_t^k is the
   frame less what factors 1..k-1 draw at their positions at t (explaining away). At t = 1 there
@@ -51,7 +55,7 @@ from .decoders import BLACK, _logit
 from .networks import LEAKY_SLOPE, FrameDecoder, Posterior, full_precision
 
 POSE_UNITS = 2  # z_t^k[:2]: the position (x, y)
-MATCHES = ("ncc", "opacity", "residual")  # how a template pulls its position (the guide's)
+MATCHES = ("ncc", "opacity", "residual", "visible")  # how a template pulls its position
 # match="residual": a window's energy counts as at least this share of the most energetic
 # window of the frame less the background, so a residual with little left in it pulls weakly
 LEFT_FLOOR = 0.5
@@ -357,6 +361,8 @@ class GlimpsePosterior(Posterior):
             with torch.no_grad():
                 running = self.appearance_moments(seen.codes / seen.steps)[0]
                 glimpses = decoder.glimpses(running)  # (B, K, C + 1, G, G)
+                peak = (glimpses[:, :, :-1] * glimpses[:, :, -1:]).flatten(2).amax(2)  # (B, K)
+                visibility = peak / peak.amax(1, keepdim=True).clamp_min(1e-8)
         # what factors 1..k-1 draw at their posterior means, composited front to back as the
         # decoder does, and the share of each pixel they leave
         front, scope = torch.zeros_like(x_t), x_t.new_ones(B, 1, *x_t.shape[2:])
@@ -365,7 +371,7 @@ class GlimpsePosterior(Posterior):
             with torch.no_grad():
                 drawn = decoder.over_background(front, scope)
             residual = x_t - drawn
-            if k == 0 and self.match == "residual" and seen.codes is not None:
+            if k == 0 and self.match in ("residual", "visible") and seen.codes is not None:
                 with torch.no_grad():  # what there is to draw: the frame less the background
                     floor = LEFT_FLOOR * self._window_energy(residual).flatten(1).amax(1)
             if seen.codes is None:  # t = 1: no appearance yet
@@ -377,6 +383,8 @@ class GlimpsePosterior(Posterior):
                     ncc = self._ncc(residual, colour * alpha, floor)
                     if self.match == "opacity":  # a faint drawing pulls faintly
                         ncc = ncc * alpha.flatten(1).amax(1)[:, None, None]
+                    elif self.match == "visible":  # as visible as the clearest one: fully
+                        ncc = ncc * visibility[:, k, None, None]
                 coords = self.corner_coords
                 mu, var = prior_loc[:, k, :POSE_UNITS], prior_logvar[:, k, :POSE_UNITS].exp()
                 log_prior = -0.5 * ((coords[None, None, :] - mu[..., None]) ** 2 / var[..., None])

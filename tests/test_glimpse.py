@@ -92,7 +92,7 @@ def test_the_decoder_draws_the_appearance_where_the_state_puts_it():
     torch.testing.assert_close(decoder.parts(z.flatten(1), a)["layers"][0, 0, 0], layers)
 
 
-@pytest.mark.parametrize("match", ["ncc", "opacity", "residual"])
+@pytest.mark.parametrize("match", ["ncc", "opacity", "residual", "visible"])
 def test_the_guide_finds_a_factor_by_what_it_draws(match):
     """A decoder that draws a fixed template for factor 0 and another for factor 1; the frame
     shows template 1 at one place and template 0 at another; the prior is broad. The guide's
@@ -179,11 +179,44 @@ def test_with_the_residual_match_what_is_left_faint_leaves_the_factor_to_its_pri
     assert found["residual"].abs().max() < 2 * 2 / H  # within two pixels of the centre
 
 
+@pytest.mark.parametrize("front", ["as faint", "clear"])
+def test_with_the_visible_match_a_faint_drawing_beside_a_clear_one_is_left_to_its_prior(front):
+    """The frame shows one bar, at (13, 3). Factor 0's prior holds it narrowly at (5, 11),
+    where the frame is black; factor 1 draws the bar at peak colour 0.01, its prior broad and
+    centred. Beside a factor 0 that draws as faintly (the start of training) the visible
+    match pulls factor 1 onto the bar as the residual match does; beside a factor 0 that
+    draws clearly (peak 1), factor 1's drawing is 1% as visible and it stays near the centre."""
+    decoder = GlimpseDecoder(1, H, 2, 3, appearance_dim=4, glimpse_size=G, width=8)
+    templates = torch.zeros(1, 2, 2, G, G)
+    templates[0, :, 0, 1:7, 3:5] = 1.0  # a vertical bar, in colour 1 for both factors
+    templates[0, 1, 1, 1:7, 3:5] = 0.01  # factor 1 draws it at opacity 0.01
+    templates[0, 0, 1, 1:7, 3:5] = 0.01 if front == "as faint" else 1.0
+    decoder.glimpses = lambda appearance: templates.expand(len(appearance), -1, -1, -1, -1)
+    bar, empty = _position(13, 3), _position(5, 11)
+    x = place(templates[:, 0, :1], bar, H)
+    prior_loc, prior_logvar = torch.zeros(1, 6), torch.full((1, 6), math.log(4.0))
+    prior_loc[0, :2], prior_logvar[0, :3] = empty[0], math.log(1e-6)  # factor 0: held
+    seen = Seen(torch.zeros(1, 2, 16), 1)
+    found = {}
+    for match in ("residual", "visible"):
+        posterior = GlimpsePosterior(2, 3, 1, H, 4, G, width=8, match=match)
+        with torch.no_grad():
+            posterior.log_sharpness.fill_(math.log(20.0))
+        loc = posterior.step(None, x, (prior_loc, prior_logvar), decoder, seen)[0][0]
+        torch.testing.assert_close(loc[:2], empty[0], atol=1e-3, rtol=0)  # factor 0
+        found[match] = loc[3:5]
+    torch.testing.assert_close(found["residual"], bar[0], atol=0.5 * 2 / H, rtol=0)
+    if front == "as faint":
+        torch.testing.assert_close(found["visible"], bar[0], atol=0.5 * 2 / H, rtol=0)
+    else:
+        assert found["visible"].abs().max() < 2 * 2 / H  # within two pixels of the centre
+
+
 def test_the_matches_beyond_the_recipe_are_options_of_the_glimpse_encoder_only():
     assert build_model(_config(glimpse_match="opacity")).posterior.match == "opacity"
     assert build_model(_config(glimpse_match="residual")).posterior.match == "residual"
     assert build_model(_config()).posterior.match == "ncc"
-    for match in ("opacity", "residual"):
+    for match in ("opacity", "residual", "visible"):
         with pytest.raises(ValueError, match="glimpse_match: applies to --decoder glimpse only"):
             make_config("cpu-objects", glimpse_match=match)
 
