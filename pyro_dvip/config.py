@@ -108,9 +108,9 @@ class TrainConfig:
         "residual (beyond the recipe): the match of a window with little left to draw in it "
         "weakened (its energy taken as at least half the frame's most energetic window), so "
         "that a factor with nothing left to find is placed by its prior's prediction; visible "
-        "(beyond the recipe): residual's, times the drawing's peak colour relative to the most "
-        "visible of the K drawings, so that a factor drawing next to nothing beside one that "
-        "draws an object is placed by its prior's prediction.",
+        "(beyond the recipe): residual's, times the larger of the drawing's peak colour "
+        "relative to the most visible of the K drawings and the window's share of that floor, "
+        "so that a factor drawing next to nothing is pulled only where an object is left.",
         MODEL, choices=GLIMPSE_MATCHES,
     )  # fmt: skip
     decoder_width: int | None = option(

@@ -23,10 +23,10 @@ prod_t q(z_t | z_{t-1}, x_t, what the guide has seen of each factor before t), s
   ``match="residual"``, the ncc's residual energy is taken as at least half the frame's most
   energetic window, so where the factors before k have left next to nothing to draw, factor k is
   placed by the prior's prediction alone; ``match="visible"``, that and the match times the
-  template's visibility, its peak premultiplied colour, relative to the most visible of the
-  sequence's K templates: a factor that draws next to nothing while another draws an object is
-  placed by the prior's prediction, while at the start, all templates equally faint, every
-  factor is pulled as with ``ncc``), where
+  larger of the template's visibility (its peak premultiplied colour relative to the most
+  visible of the sequence's K templates) and the window's energy as a share of that floor (at
+  most 1): a factor that draws next to nothing while another draws an object is pulled only
+  where a whole object is left to draw, by as much as the clearest factor), where
   ``template_k`` is the glimpse the decoder draws from the factor's *running appearance* (the
   q(a) mean of the glimpses cropped at its posterior track at steps 1..t-1), and r_t^k is the
   frame less what factors 1..k-1 draw at their positions at t (explaining away). At t = 1 there
@@ -383,8 +383,9 @@ class GlimpsePosterior(Posterior):
                     ncc = self._ncc(residual, colour * alpha, floor)
                     if self.match == "opacity":  # a faint drawing pulls faintly
                         ncc = ncc * alpha.flatten(1).amax(1)[:, None, None]
-                    elif self.match == "visible":  # as visible as the clearest one: fully
-                        ncc = ncc * visibility[:, k, None, None]
+                    elif self.match == "visible":  # a faint drawing pulls faintly to faint
+                        left = (self._window_energy(residual) / floor[:, None, None]).clamp(max=1)
+                        ncc = ncc * torch.maximum(visibility[:, k, None, None], left)
                 coords = self.corner_coords
                 mu, var = prior_loc[:, k, :POSE_UNITS], prior_logvar[:, k, :POSE_UNITS].exp()
                 log_prior = -0.5 * ((coords[None, None, :] - mu[..., None]) ** 2 / var[..., None])

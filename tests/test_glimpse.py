@@ -179,23 +179,25 @@ def test_with_the_residual_match_what_is_left_faint_leaves_the_factor_to_its_pri
     assert found["residual"].abs().max() < 2 * 2 / H  # within two pixels of the centre
 
 
-@pytest.mark.parametrize("front", ["as faint", "clear"])
-def test_with_the_visible_match_a_faint_drawing_beside_a_clear_one_is_left_to_its_prior(front):
-    """The frame shows one bar, at (13, 3). Factor 0's prior holds it narrowly at (5, 11),
-    where the frame is black; factor 1 draws the bar at peak colour 0.01, its prior broad and
-    centred. Beside a factor 0 that draws as faintly (the start of training) the visible
-    match pulls factor 1 onto the bar as the residual match does; beside a factor 0 that
-    draws clearly (peak 1), factor 1's drawing is 1% as visible and it stays near the centre."""
+@pytest.mark.parametrize("left", [0.3, 1.0])
+def test_with_the_visible_match_a_faint_drawing_is_pulled_only_to_a_whole_object(left):
+    """Factor 0 draws a bar at peak 1 where the frame shows it (its prior holds it there
+    narrowly); factor 1 draws the same bar at peak 0.01, 1% as visible, its prior broad and
+    centred. Elsewhere the frame shows the bar at brightness 0.3 (what a drawing left of an
+    object: 0.09 of the bright window's energy, 0.18 of the floor) or 1 (a whole object left).
+    The residual match pulls factor 1 onto either; the visible one onto the whole object only
+    (its weight max(0.01, 1)), and leaves it near the centre beside the remnant (max(0.01,
+    0.18))."""
     decoder = GlimpseDecoder(1, H, 2, 3, appearance_dim=4, glimpse_size=G, width=8)
     templates = torch.zeros(1, 2, 2, G, G)
     templates[0, :, 0, 1:7, 3:5] = 1.0  # a vertical bar, in colour 1 for both factors
-    templates[0, 1, 1, 1:7, 3:5] = 0.01  # factor 1 draws it at opacity 0.01
-    templates[0, 0, 1, 1:7, 3:5] = 0.01 if front == "as faint" else 1.0
+    templates[0, 0, 1, 1:7, 3:5] = 1.0  # factor 0 draws it opaque
+    templates[0, 1, 1, 1:7, 3:5] = 0.01  # factor 1 at opacity 0.01
     decoder.glimpses = lambda appearance: templates.expand(len(appearance), -1, -1, -1, -1)
-    bar, empty = _position(13, 3), _position(5, 11)
-    x = place(templates[:, 0, :1], bar, H)
+    held, other = _position(5, 11), _position(13, 3)
+    x = place(templates[:, 0, :1], held, H) + left * place(templates[:, 0, :1], other, H)
     prior_loc, prior_logvar = torch.zeros(1, 6), torch.full((1, 6), math.log(4.0))
-    prior_loc[0, :2], prior_logvar[0, :3] = empty[0], math.log(1e-6)  # factor 0: held
+    prior_loc[0, :2], prior_logvar[0, :3] = held[0], math.log(1e-6)  # factor 0: held
     seen = Seen(torch.zeros(1, 2, 16), 1)
     found = {}
     for match in ("residual", "visible"):
@@ -203,11 +205,11 @@ def test_with_the_visible_match_a_faint_drawing_beside_a_clear_one_is_left_to_it
         with torch.no_grad():
             posterior.log_sharpness.fill_(math.log(20.0))
         loc = posterior.step(None, x, (prior_loc, prior_logvar), decoder, seen)[0][0]
-        torch.testing.assert_close(loc[:2], empty[0], atol=1e-3, rtol=0)  # factor 0
+        torch.testing.assert_close(loc[:2], held[0], atol=1e-3, rtol=0)  # factor 0
         found[match] = loc[3:5]
-    torch.testing.assert_close(found["residual"], bar[0], atol=0.5 * 2 / H, rtol=0)
-    if front == "as faint":
-        torch.testing.assert_close(found["visible"], bar[0], atol=0.5 * 2 / H, rtol=0)
+    torch.testing.assert_close(found["residual"], other[0], atol=0.5 * 2 / H, rtol=0)
+    if left == 1.0:
+        torch.testing.assert_close(found["visible"], other[0], atol=0.5 * 2 / H, rtol=0)
     else:
         assert found["visible"].abs().max() < 2 * 2 / H  # within two pixels of the centre
 
