@@ -202,6 +202,15 @@ class CompositeDecoder(PerFactorDecoder):
         return {"layers": layers[:, 1:], "masks": masks[:, 1:], "background": layers[:, :1],
                 "background_mask": masks[:, :1]}  # fmt: skip
 
+    def visible_changes(self, z: torch.Tensor) -> torch.Tensor:
+        """How far what each factor shows is from the background it covers (N, K, H, W): Σ over
+        channels of |m_k sigmoid(rgb_k) − m_k background| (black where there is none)."""
+        out = self.parts(z)
+        if self.background is None:
+            return out["layers"].abs().sum(2)
+        colour = torch.sigmoid(self.background[: self.channels])
+        return (out["layers"] - out["masks"] * colour).abs().sum(2)
+
     def explained(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The given blocks composited beside a rest slot, which is the static background's
         (its colour and mask logit) or else black with mask logit 0 (where the masks start);

@@ -202,6 +202,14 @@ class GlimpseDecoder(FrameDecoder):
             out["background"] = torch.sigmoid(self.background)[None, None]
         return out
 
+    def visible_changes(self, z: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
+        """How far what each factor shows is from the background it covers (N, K, H, W): Σ over
+        channels of |shown_k − share_k · background| (black where there is none). A drawing
+        the colour of the background, or hidden behind other factors, shows nothing."""
+        _, shown, share = composite(*self.layers(z, appearance), None)
+        background = self._background()
+        return (shown if background is None else shown - share * background).abs().sum(2)
+
     def explained(self, layers, alphas) -> tuple[torch.Tensor, torch.Tensor]:
         """What the given factors' placed layers (N, k, C, H, W) and opacities draw in front
         of everything else, with the static background (if any) in the share of each pixel

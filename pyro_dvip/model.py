@@ -205,6 +205,15 @@ class DVIP(nn.Module):
             return self.decoder.parts(z)
         return self.decoder.parts(z, self._parts_appearance(appearance))
 
+    def visible_changes(self, z: torch.Tensor, appearance: torch.Tensor | None = None):
+        """How far what each decoder part shows is from the background it covers (N, K, H,
+        W), as ``parts`` reads its arguments; None for a decoder that does not say."""
+        if not hasattr(self.decoder, "visible_changes"):
+            return None
+        if appearance is None:
+            return self.decoder.visible_changes(z)
+        return self.decoder.visible_changes(z, self._parts_appearance(appearance))
+
     def _parts_appearance(self, appearance: torch.Tensor) -> torch.Tensor:
         """The appearance (n, K', A') of the prior's factors as its decoder's parts read it,
         (n, parts, A): an entangled prior's one factor holds every part's."""

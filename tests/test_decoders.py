@@ -171,3 +171,21 @@ def test_check_elbo_command_accepts_a_per_factor_decoder_with_a_prior_or_encoder
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "verdict: PASS" in result.output
+
+
+def test_a_composite_factor_shows_its_masked_colour_less_the_background_it_covers():
+    """Against each slot's mask times |its colour - the background's| from the softmax over
+    every slot, computed here; over black the background's colour is 0."""
+    for background in ("none", "static"):
+        torch.manual_seed(0)
+        decoder = CompositeDecoder(3, 16, 3, 4, width=4, background=background)
+        with torch.no_grad():  # masks far from uniform
+            z = 3 * torch.randn(5, 12)
+            changes = decoder.visible_changes(z)
+            slots = decoder._slots(decoder.generators(z))  # (N, S, C + 1, H, W)
+            masks = torch.softmax(slots[:, :, 3:], 1)
+            colours = torch.sigmoid(slots[:, :, :3])
+            first = 1 if background == "static" else 0
+            behind = colours[:, :1] if first else torch.zeros_like(colours[:, :1])
+            expected = (masks * (colours - behind)).abs().sum(2)[:, first:]
+            torch.testing.assert_close(changes, expected, atol=1e-6, rtol=1e-5)

@@ -311,6 +311,8 @@ def test_an_evaluated_glimpse_run_has_tracks_and_the_appearance_swap(tmp_path, e
         assert m["alignment"]["objects_ordered"].startswith("per sequence")
         scene = m["scene"]  # label-free: the decoder's parts, used by KL (or share) alone
         assert scene["factors"] == 2 and len(scene["per_factor"]) == 2
+        visible = [f["visible_share"] for f in scene["per_factor"]]
+        assert min(visible) >= 0 and sum(visible) == pytest.approx(1.0)
         assert scene["verdict"] in {"objects", "not drawn", "mixed", "shared", "still", "slots",
                                     "no factor used"}  # fmt: skip
         folder = run / "eval" / "generations" / model
@@ -320,6 +322,32 @@ def test_an_evaluated_glimpse_run_has_tracks_and_the_appearance_swap(tmp_path, e
     report = (run / "eval" / "report.md").read_text()
     assert "appearance swap" in report
     assert "| label-free verdict (objects / not drawn" in report
+    assert "| label-free: share of the visible change per factor (for reading) |" in report
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_a_drawing_shows_only_where_its_colour_differs_from_the_background(background):
+    """Three factors: factor 0 a white bar, opaque, at (5, 11); factor 1 a bar of the
+    background's colour at opacity 0.5 at (13, 3); factor 2 a white bar exactly behind factor
+    0's. Over black (or a static background of 0.25): factor 0 shows its 12 pixels at 1 (0.75)
+    from what it covers; factor 1 (the background's colour) and factor 2 (hidden) nothing."""
+    decoder = GlimpseDecoder(1, H, 3, 3, appearance_dim=4, glimpse_size=G, width=8,
+                             background="static" if background else "none")  # fmt: skip
+    level = 0.25 if background else 0.0
+    if background:
+        with torch.no_grad():
+            decoder.background.fill_(math.log(level / (1 - level)))
+    templates = torch.zeros(1, 3, 2, G, G)
+    templates[0, :, 1, 1:7, 3:5] = 1.0  # opaque bars
+    templates[0, 1, 1, 1:7, 3:5] = 0.5  # factor 1 at opacity 0.5
+    templates[0, [0, 2], 0, 1:7, 3:5] = 1.0  # factors 0 and 2 white
+    templates[0, 1, 0, 1:7, 3:5] = level  # factor 1 the background's colour
+    decoder.glimpses = lambda appearance: templates.expand(len(appearance), -1, -1, -1, -1)
+    z = torch.zeros(1, 3, 3)
+    z[0, 0, :2] = z[0, 2, :2] = _position(5, 11)[0]
+    z[0, 1, :2] = _position(13, 3)[0]
+    changes = decoder.visible_changes(z.flatten(1), torch.zeros(1, 3, 4)).sum((0, 2, 3))
+    torch.testing.assert_close(changes, torch.tensor([12 * (1 - level), 0.0, 0.0]))
 
 
 def test_a_transition_of_fixed_noise_predicts_with_that_noise_and_the_same_weights():

@@ -231,6 +231,9 @@ def _scene_rows(s: dict) -> dict[str, str]:
     f = s["per_factor"]
     rows.update({
         "label-free: share of the drawing per factor": _list([x["share"] for x in f]),
+        **({"label-free: share of the visible change per factor (for reading)": _list(
+            [x["visible_share"] for x in f])} if f and f[0].get("visible_share") is not None
+           else {}),
         "label-free: share of each factor's drawing in its largest region": _list(
             [x["one_region"] for x in f]
         ),

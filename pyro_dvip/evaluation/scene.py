@@ -7,6 +7,11 @@ or layer less the map's median level):
 
 - ``kl``: its KL per frame (the bound's ``kl_per_factor_per_frame``);
 - ``share``: its share of everything the factors draw (mass summed over the frames);
+- ``visible_share`` (for reading; the rule below does not read it): its share of what the
+  factors show that differs from the background they cover, Σ |shown_k − share_k ·
+  background| over pixels, channels and frames (black where there is no background; the
+  glimpse and composite decoders): a drawing the background's colour (a black patch on
+  black) or hidden behind other factors counts in ``share`` but not here;
 - **used**: KL at least ``UNUSED_NATS`` (0.1 nats per frame, ``verdict.py``) **and** a share of
   at least ``DRAWS`` (0.02). Under the KL threshold a factor passes the decoder nothing but the
   prior's noise, whatever it draws; under the share threshold it draws next to nothing. (A
@@ -165,6 +170,7 @@ def factor_scene(
     step = max(1, batch_size // T)
     residual = moving = 0.0
     centres, masses, regions, radii, shared = [], [], [], [], []
+    visible = None  # each factor's visible change summed over the frames (K,), if measured
     errors, drawn_pixels = [], []  # (x - x_hat)^2 per pixel; each factor's drawn pixels
     for start in range(0, N, step):
         x = frames[start : start + step]  # (n, T, C, H, W)
@@ -179,6 +185,10 @@ def factor_scene(
         if not per_factor:
             continue
         w = drawn_weights(dvip.parts(z, a)).float().cpu()  # (n T, K, H, W)
+        changes = dvip.visible_changes(z, a) if hasattr(dvip, "visible_changes") else None
+        if changes is not None:
+            changes = changes.float().sum((0, 2, 3)).cpu()
+            visible = changes if visible is None else visible + changes
         errors.append(error)
         drawn_pixels.append(w > REGION_LEVEL * w.flatten(2).amax(-1)[..., None, None])
         centre, mass = centres_of_mass(w)
@@ -219,6 +229,8 @@ def factor_scene(
         factors.append({
             "kl": None if kl is None else float(kl[k]),
             "share": float(share[k]),
+            "visible_share": None if visible is None else float(
+                visible[k] / visible.sum().clamp_min(1e-12)),
             "used": k in used,
             "frames": float(on.mean()),
             "one_region": _median(regions[..., k][on]),
