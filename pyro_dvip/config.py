@@ -108,10 +108,17 @@ class TrainConfig:
         "residual (beyond the recipe): the match of a window with little left to draw in it "
         "weakened (its energy taken as at least half the frame's most energetic window), so "
         "that a factor with nothing left to find is placed by its prior's prediction; visible "
-        "(beyond the recipe): residual's, times the larger of the drawing's peak colour "
-        "relative to the most visible of the K drawings and the window's share of that floor, "
-        "so that a factor drawing next to nothing is pulled only where an object is left.",
+        "(beyond the recipe): residual's, times the drawing's peak colour relative to the "
+        "most visible of the K drawings, so that a factor drawing next to nothing beside one "
+        "that draws an object is placed by its prior's prediction.",
         MODEL, choices=GLIMPSE_MATCHES,
+    )  # fmt: skip
+    glimpse_visible_from: int | None = option(
+        None, "With --glimpse-match visible: the drawing's visibility weighs nothing in the "
+        "match until this step (residual's match alone), then weighs in, fully from twice this "
+        "step (its exponent rising linearly): a start in which every factor can find an "
+        "object before faint ones stop being pulled.", MODEL, at_least=1, metavar="STEP",
+        default_text="off (fully from the start)",
     )  # fmt: skip
     decoder_width: int | None = option(
         None, "additive/composite: the channel multiplier of each factor's generator (K "
@@ -298,6 +305,8 @@ class TrainConfig:
             )
         if self.transition_sd is not None and self.transition is not None:
             raise ValueError("transition_sd: applies to the default transition only")
+        if self.glimpse_visible_from is not None and self.glimpse_match != "visible":
+            raise ValueError("glimpse_visible_from: applies to --glimpse-match visible only")
         if self.transition_sd_from is not None and self.transition_sd is None:
             raise ValueError("transition_sd_from: needs --transition-sd, the sd it narrows to")
         if self.residual_width is not None and self.encoder != "residual":

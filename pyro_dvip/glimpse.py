@@ -23,10 +23,10 @@ prod_t q(z_t | z_{t-1}, x_t, what the guide has seen of each factor before t), s
   ``match="residual"``, the ncc's residual energy is taken as at least half the frame's most
   energetic window, so where the factors before k have left next to nothing to draw, factor k is
   placed by the prior's prediction alone; ``match="visible"``, that and the match times the
-  larger of the template's visibility (its peak premultiplied colour relative to the most
-  visible of the sequence's K templates) and the window's energy as a share of that floor (at
-  most 1): a factor that draws next to nothing while another draws an object is pulled only
-  where a whole object is left to draw, by as much as the clearest factor), where
+  template's visibility, its peak premultiplied colour relative to the most visible of the
+  sequence's K templates, raised to ``visibility_weight`` (a buffer, 1 unless the training
+  loop's schedule has it lower): a factor that draws next to nothing beside one that draws an
+  object is placed by the prior's prediction), where
   ``template_k`` is the glimpse the decoder draws from the factor's *running appearance* (the
   q(a) mean of the glimpses cropped at its posterior track at steps 1..t-1), and r_t^k is the
   frame less what factors 1..k-1 draw at their positions at t (explaining away). At t = 1 there
@@ -302,6 +302,8 @@ class GlimpsePosterior(Posterior):
             nn.Conv2d(width // 2, 1, 3, padding=4, dilation=4),
         )  # a 15-pixel view (3 + 4 + 8)
         self.log_sharpness = nn.Parameter(torch.tensor(math.log(10.0)))  # beta of the ncc
+        # match="visible": the exponent of the visibility (not saved: 1 once trained)
+        self.register_buffer("visibility_weight", torch.tensor(1.0), persistent=False)
         self.pose_logvar_floor = nn.Parameter(torch.tensor(-6.0))
         rest = factor_dim - POSE_UNITS
         self.rest = nn.Sequential(  # the other units, and their log-variance
@@ -391,9 +393,8 @@ class GlimpsePosterior(Posterior):
                     ncc = self._ncc(residual, colour * alpha, floor)
                     if self.match == "opacity":  # a faint drawing pulls faintly
                         ncc = ncc * alpha.flatten(1).amax(1)[:, None, None]
-                    elif self.match == "visible":  # a faint drawing pulls faintly to faint
-                        left = (self._window_energy(residual) / floor[:, None, None]).clamp(max=1)
-                        ncc = ncc * torch.maximum(visibility[:, k, None, None], left)
+                    elif self.match == "visible":  # as visible as the clearest one: fully
+                        ncc = ncc * visibility[:, k, None, None] ** self.visibility_weight
                 coords = self.corner_coords
                 mu, var = prior_loc[:, k, :POSE_UNITS], prior_logvar[:, k, :POSE_UNITS].exp()
                 log_prior = -0.5 * ((coords[None, None, :] - mu[..., None]) ** 2 / var[..., None])

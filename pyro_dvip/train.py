@@ -104,6 +104,13 @@ def transition_cap_at(step: int, config: TrainConfig) -> float:
     return config.transition_sd ** min(1.0, (step - start) / start)
 
 
+def visibility_weight_at(step: int, config: TrainConfig) -> float:
+    """The exponent of a drawing's visibility in the visible match at ``step`` under
+    ``--glimpse-visible-from S``: 0 up to step S, rising linearly to 1 at step 2 S."""
+    start = config.glimpse_visible_from
+    return 1.0 if start is None else min(1.0, max(0.0, (step - start) / start))
+
+
 def lr_decay_interval(batch_size: int) -> float:
     """Steps between two decays of the "step" schedule: 320,000 sequences at ``batch_size``
     sequences a step (3,200 at the paper's 100). When it is fractional (batch 48: 6,666.7) each
@@ -566,6 +573,8 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
                 kl_scale = kl_scale_at(step, config.kl_anneal)
                 if config.transition_sd_from is not None:
                     dvip.transition.sd_cap.fill_(transition_cap_at(step, config))
+                if config.glimpse_visible_from is not None:
+                    dvip.posterior.visibility_weight.fill_(visibility_weight_at(step, config))
                 log_now = step % config.log_every == 0 or step == last_step
                 args = (step_loss, optimizer, dvip, x, kl_scale, lr_at(step, config), log_now,
                         context, device, autocast, scaler)  # fmt: skip

@@ -179,15 +179,14 @@ def test_with_the_residual_match_what_is_left_faint_leaves_the_factor_to_its_pri
     assert found["residual"].abs().max() < 2 * 2 / H  # within two pixels of the centre
 
 
-@pytest.mark.parametrize("left", [0.3, 1.0])
-def test_with_the_visible_match_a_faint_drawing_is_pulled_only_to_a_whole_object(left):
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_with_the_visible_match_a_faint_drawing_beside_a_clear_one_is_left_to_its_prior(weight):
     """Factor 0 draws a bar at peak 1 where the frame shows it (its prior holds it there
     narrowly); factor 1 draws the same bar at peak 0.01, 1% as visible, its prior broad and
-    centred. Elsewhere the frame shows the bar at brightness 0.3 (what a drawing left of an
-    object: 0.09 of the bright window's energy, 0.18 of the floor) or 1 (a whole object left).
-    The residual match pulls factor 1 onto either; the visible one onto the whole object only
-    (its weight max(0.01, 1)), and leaves it near the centre beside the remnant (max(0.01,
-    0.18))."""
+    centred; the frame shows the bar a second time elsewhere. The residual match pulls factor 1
+    onto it; the visible one, its visibility weighing fully (exponent 1), leaves factor 1 near
+    the centre, and with the exponent at 0 (--glimpse-visible-from, before its step) it is the
+    residual match."""
     decoder = GlimpseDecoder(1, H, 2, 3, appearance_dim=4, glimpse_size=G, width=8)
     templates = torch.zeros(1, 2, 2, G, G)
     templates[0, :, 0, 1:7, 3:5] = 1.0  # a vertical bar, in colour 1 for both factors
@@ -195,7 +194,7 @@ def test_with_the_visible_match_a_faint_drawing_is_pulled_only_to_a_whole_object
     templates[0, 1, 1, 1:7, 3:5] = 0.01  # factor 1 at opacity 0.01
     decoder.glimpses = lambda appearance: templates.expand(len(appearance), -1, -1, -1, -1)
     held, other = _position(5, 11), _position(13, 3)
-    x = place(templates[:, 0, :1], held, H) + left * place(templates[:, 0, :1], other, H)
+    x = place(templates[:, 0, :1], held, H) + place(templates[:, 0, :1], other, H)
     prior_loc, prior_logvar = torch.zeros(1, 6), torch.full((1, 6), math.log(4.0))
     prior_loc[0, :2], prior_logvar[0, :3] = held[0], math.log(1e-6)  # factor 0: held
     seen = Seen(torch.zeros(1, 2, 16), 1)
@@ -204,14 +203,26 @@ def test_with_the_visible_match_a_faint_drawing_is_pulled_only_to_a_whole_object
         posterior = GlimpsePosterior(2, 3, 1, H, 4, G, width=8, match=match)
         with torch.no_grad():
             posterior.log_sharpness.fill_(math.log(20.0))
+            posterior.visibility_weight.fill_(weight)
         loc = posterior.step(None, x, (prior_loc, prior_logvar), decoder, seen)[0][0]
         torch.testing.assert_close(loc[:2], held[0], atol=1e-3, rtol=0)  # factor 0
         found[match] = loc[3:5]
     torch.testing.assert_close(found["residual"], other[0], atol=0.5 * 2 / H, rtol=0)
-    if left == 1.0:
-        torch.testing.assert_close(found["visible"], other[0], atol=0.5 * 2 / H, rtol=0)
+    if weight == 0.0:
+        torch.testing.assert_close(found["visible"], found["residual"])
     else:
         assert found["visible"].abs().max() < 2 * 2 / H  # within two pixels of the centre
+
+
+def test_the_visibility_weighs_in_on_its_schedule_and_only_with_the_visible_match():
+    from pyro_dvip.train import visibility_weight_at
+
+    config = _config(glimpse_match="visible", glimpse_visible_from=1000)
+    weights = [visibility_weight_at(s, config) for s in (1, 1000, 1500, 2000, 3000)]
+    assert weights == [0.0, 0.0, 0.5, 1.0, 1.0]
+    assert visibility_weight_at(1, _config(glimpse_match="visible")) == 1.0  # no schedule
+    with pytest.raises(ValueError, match="glimpse_visible_from: applies to --glimpse-match"):
+        _config(glimpse_visible_from=1000)
 
 
 def test_the_matches_beyond_the_recipe_are_options_of_the_glimpse_encoder_only():
