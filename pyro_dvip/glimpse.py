@@ -358,7 +358,7 @@ class GlimpsePosterior(Posterior):
         G = self.glimpse_size  # one channel per group: the CPU's fast depthwise path
         dot = F.conv2d(r.reshape(1, B * C, *r.shape[-2:]), template.reshape(B * C, 1, G, G),
                        groups=B * C).view(B, C, H + 1, H + 1).sum(1)  # fmt: skip
-        energy = self._window_energy(residual).clamp_min(1e-8)  # (B, H + 1, H + 1)
+        energy = _window_sums(r.pow(2).sum(1), G).clamp_min(1e-8)  # (B, H + 1, H + 1)
         if floor is not None:
             energy = torch.maximum(energy, floor[:, None, None])
         norm = template.flatten(1).norm(dim=1)[:, None, None]
@@ -371,8 +371,9 @@ class GlimpsePosterior(Posterior):
             with torch.no_grad():
                 running = self.appearance_moments(seen.codes / seen.steps)[0]
                 glimpses = decoder.glimpses(running)  # (B, K, C + 1, G, G)
-                peak = (glimpses[:, :, :-1] * glimpses[:, :, -1:]).flatten(2).amax(2)  # (B, K)
-                visibility = peak / peak.amax(1, keepdim=True).clamp_min(1e-8)
+                if self.match == "visible":  # each template's peak colour against the clearest
+                    peak = (glimpses[:, :, :-1] * glimpses[:, :, -1:]).flatten(2).amax(2)
+                    visibility = peak / peak.amax(1, keepdim=True).clamp_min(1e-8)  # (B, K)
         # what factors 1..k-1 draw at their posterior means, composited front to back as the
         # decoder does, and the share of each pixel they leave
         front, scope = torch.zeros_like(x_t), x_t.new_ones(B, 1, *x_t.shape[2:])
