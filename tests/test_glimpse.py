@@ -23,6 +23,25 @@ def _position(column: float, row: float) -> torch.Tensor:
     return torch.tensor([[2 * column / H - 1, 2 * row / H - 1]])
 
 
+def _drawing(templates: torch.Tensor) -> GlimpseDecoder:
+    """A decoder of K factors that draws the fixed glimpses ``templates`` (1,
+    K, 2, G, G: colour and opacity) whatever the appearance."""
+    K = templates.shape[1]
+    decoder = GlimpseDecoder(1, H, K, 3, appearance_dim=4, glimpse_size=G, width=8)
+    decoder.glimpses = lambda appearance: templates.expand(len(appearance), -1, -1, -1, -1)
+    return decoder
+
+
+def _guide_step(match: str, sharpness: float, x, prior, decoder, weight: float = 1.0):
+    """The posterior loc (K d,) of one guide step at t >= 2 for frame x (1, 1, H, W)."""
+    K = decoder.num_parts
+    posterior = GlimpsePosterior(K, 3, 1, H, 4, G, width=8, match=match)
+    with torch.no_grad():
+        posterior.log_sharpness.fill_(math.log(sharpness))
+        posterior.visibility_weight.fill_(weight)
+    return posterior.step(None, x, prior, decoder, Seen(torch.zeros(1, K, 16), 1))[0][0]
+
+
 def test_a_position_moves_the_drawing_by_whole_pixels():
     glimpse = torch.zeros(1, 1, G, G)
     glimpse[0, 0, 2, 5] = 1.0  # row 2, column 5 of the glimpse
@@ -125,22 +144,15 @@ def test_with_the_opacity_match_a_faint_drawing_leaves_the_factor_to_its_prior(o
     opacity, a template of peak opacity 1 finds it as well, one of 1e-4 stays where the prior
     predicts (the soft-argmax of the log prior alone: the centre)."""
     torch.manual_seed(0)
-    decoder = GlimpseDecoder(1, H, 2, 3, appearance_dim=4, glimpse_size=G, width=8)
     templates = torch.zeros(1, 2, 2, G, G)
     templates[0, :, 0, 1:7, 3:5] = 1.0  # a vertical bar, in colour 1
     templates[0, :, 1, 1:7, 3:5] = opacity  # drawn at this opacity
-    decoder.glimpses = lambda appearance: templates.expand(len(appearance), -1, -1, -1, -1)
+    decoder = _drawing(templates)
     bar = torch.zeros(1, 1, G, G)
     bar[0, 0, 1:7, 3:5] = 1.0
     x = place(bar, _position(11, 5), H)
     prior = (torch.zeros(1, 6), torch.full((1, 6), math.log(4.0)))  # broad, centred
-    seen = Seen(torch.zeros(1, 2, 16), 1)
-    found = {}
-    for match in ("ncc", "opacity"):
-        posterior = GlimpsePosterior(2, 3, 1, H, 4, G, width=8, match=match)
-        with torch.no_grad():
-            posterior.log_sharpness.fill_(math.log(300.0))
-        found[match] = posterior.step(None, x, prior, decoder, seen)[0][0, :2]
+    found = {m: _guide_step(m, 300.0, x, prior, decoder)[:2] for m in ("ncc", "opacity")}
     at_bar = _position(11, 5)[0]
     torch.testing.assert_close(found["ncc"], at_bar, atol=0.5 * 2 / H, rtol=0)
     if opacity == 1.0:
@@ -157,22 +169,17 @@ def test_with_the_residual_match_what_is_left_faint_leaves_the_factor_to_its_pri
     1 on the faint bar; with --glimpse-match residual the faint window counts as half as
     energetic as the bright one (its match 0.05 / sqrt(0.5) of full, about 0.07) and factor 1
     stays near the prior's centre."""
-    decoder = GlimpseDecoder(1, H, 2, 3, appearance_dim=4, glimpse_size=G, width=8)
     templates = torch.zeros(1, 2, 2, G, G)
     templates[0, :, :, 1:7, 3:5] = 1.0  # a vertical bar for both factors, opaque
-    decoder.glimpses = lambda appearance: templates.expand(len(appearance), -1, -1, -1, -1)
+    decoder = _drawing(templates)
     bar = templates[:, 0, :1]
     bright, faint = _position(5, 11), _position(13, 3)
     x = place(bar, bright, H) + 0.05 * place(bar, faint, H)
     prior_loc, prior_logvar = torch.zeros(1, 6), torch.full((1, 6), math.log(4.0))
     prior_loc[0, :2], prior_logvar[0, :3] = bright[0], math.log(1e-6)  # factor 0: at the bar
-    seen = Seen(torch.zeros(1, 2, 16), 1)
     found = {}
     for match in ("ncc", "residual"):
-        posterior = GlimpsePosterior(2, 3, 1, H, 4, G, width=8, match=match)
-        with torch.no_grad():
-            posterior.log_sharpness.fill_(math.log(20.0))
-        loc = posterior.step(None, x, (prior_loc, prior_logvar), decoder, seen)[0][0]
+        loc = _guide_step(match, 20.0, x, (prior_loc, prior_logvar), decoder)
         torch.testing.assert_close(loc[:2], bright[0], atol=1e-3, rtol=0)  # factor 0
         found[match] = loc[3:5]
     torch.testing.assert_close(found["ncc"], faint[0], atol=0.5 * 2 / H, rtol=0)
@@ -187,24 +194,18 @@ def test_with_the_visible_match_a_faint_drawing_beside_a_clear_one_is_left_to_it
     onto it; the visible one, its visibility weighing fully (exponent 1), leaves factor 1 near
     the centre, and with the exponent at 0 (--glimpse-visible-from, before its step) it is the
     residual match."""
-    decoder = GlimpseDecoder(1, H, 2, 3, appearance_dim=4, glimpse_size=G, width=8)
     templates = torch.zeros(1, 2, 2, G, G)
     templates[0, :, 0, 1:7, 3:5] = 1.0  # a vertical bar, in colour 1 for both factors
     templates[0, 0, 1, 1:7, 3:5] = 1.0  # factor 0 draws it opaque
     templates[0, 1, 1, 1:7, 3:5] = 0.01  # factor 1 at opacity 0.01
-    decoder.glimpses = lambda appearance: templates.expand(len(appearance), -1, -1, -1, -1)
+    decoder = _drawing(templates)
     held, other = _position(5, 11), _position(13, 3)
     x = place(templates[:, 0, :1], held, H) + place(templates[:, 0, :1], other, H)
     prior_loc, prior_logvar = torch.zeros(1, 6), torch.full((1, 6), math.log(4.0))
     prior_loc[0, :2], prior_logvar[0, :3] = held[0], math.log(1e-6)  # factor 0: held
-    seen = Seen(torch.zeros(1, 2, 16), 1)
     found = {}
     for match in ("residual", "visible"):
-        posterior = GlimpsePosterior(2, 3, 1, H, 4, G, width=8, match=match)
-        with torch.no_grad():
-            posterior.log_sharpness.fill_(math.log(20.0))
-            posterior.visibility_weight.fill_(weight)
-        loc = posterior.step(None, x, (prior_loc, prior_logvar), decoder, seen)[0][0]
+        loc = _guide_step(match, 20.0, x, (prior_loc, prior_logvar), decoder, weight)
         torch.testing.assert_close(loc[:2], held[0], atol=1e-3, rtol=0)  # factor 0
         found[match] = loc[3:5]
     torch.testing.assert_close(found["residual"], other[0], atol=0.5 * 2 / H, rtol=0)
