@@ -51,11 +51,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import GLIMPSE_MATCHES as MATCHES  # how a template pulls its position
 from .decoders import BLACK, _logit
 from .networks import LEAKY_SLOPE, FrameDecoder, Posterior, full_precision
 
 POSE_UNITS = 2  # z_t^k[:2]: the position (x, y)
-MATCHES = ("ncc", "opacity", "residual", "visible")  # how a template pulls its position
 # match="residual": a window's energy counts as at least this share of the most energetic
 # window of the frame less the background, so a residual with little left in it pulls weakly
 LEFT_FLOOR = 0.5
