@@ -118,6 +118,20 @@ def test_tracks_that_turn_back_where_they_meet_are_slots():
     assert record["pairs"][0]["passed"] == 0 and record["pairs"][0]["meetings"] >= 10
 
 
+@pytest.mark.parametrize("slot_sequences, verdict", [(12, "swaps"), (4, "objects")])
+def test_tracks_that_turn_back_at_some_meetings_swap_objects(slot_sequences, verdict):
+    z, frames = passing()  # they meet at the two frames either side of the crossing
+    left = torch.minimum(z[..., 0], z[..., 2])
+    handed = z.clone()  # the first sequences' tracks hand the objects over where they meet
+    handed[:slot_sequences, :, 0] = left[:slot_sequences]
+    handed[:slot_sequences, :, 2] = (z[..., 0] + z[..., 2] - left)[:slot_sequences]
+    handed[:slot_sequences, :, 3] = handed[:slot_sequences, :, 1]
+    record, _ = judge(Drawn([[0], [1]]), handed, frames)
+    pair = record["pairs"][0]
+    assert (pair["meetings"], pair["passed"]) == (2 * N, 2 * (N - slot_sequences))  # 0.7, 0.9
+    assert record["verdict"] == verdict, record["reason"]
+
+
 def test_an_object_no_factor_draws_is_not_drawn_and_the_unused_factor_is_named():
     z, frames = passing()
     record, _ = judge(Drawn([[0], [1]]), z, frames, kl=(2.0, 0.05))  # factor 1 under the KL

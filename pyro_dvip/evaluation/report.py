@@ -208,7 +208,7 @@ def _appearance_rows(a: dict) -> dict[str, str]:
 
 def _scene_rows(s: dict) -> dict[str, str]:
     """The label-free record (scene.py): verdict, used factors, and what the verdict reads."""
-    words = "objects / not drawn / mixed / shared / still / slots / no factor used"
+    words = "objects / not drawn / mixed / shared / still / slots / swaps / no factor used"
     rows = {
         f"label-free verdict ({words}; no labels read; evaluation.md)": (
             f"{s['verdict']}: {s['reason']}" if "verdict" in s else f"n/a: {s['tracks']}"
