@@ -11,7 +11,8 @@ object-frames (the tracking targets of docs/results.md), which asks for identity
 sequence only, as the label-free verdict does (the probes ask for it across sequences). A run
 evaluated before the label-free verdict had today's record gets it computed here as ``dvip
 evaluate`` does (the same held-out sequences, seed and batch size, the KL per factor of its
-evaluation); ``stored_scene_verdict`` is then what its own evaluation said.
+evaluation); a stored record is judged again by today's rules. ``stored_scene_verdict`` is what
+its own evaluation said.
 Writes one CSV row per run and prints how often the label-free verdict agrees with each
 reference on the question a user asks, "are the factors objects?" (objects or not), and every
 run on which it disagrees with the probes.
@@ -31,7 +32,13 @@ from pyro_dvip.config import TrainConfig
 from pyro_dvip.evaluation.held_out import held_out_data
 from pyro_dvip.evaluation.options import EvalOptions
 from pyro_dvip.evaluation.posterior import filter_sequences
-from pyro_dvip.evaluation.scene import factor_scene
+from pyro_dvip.evaluation.scene import (
+    MIN_MEETINGS,
+    PASSED,
+    THROUGH,
+    factor_scene,
+    scene_verdict,
+)
 from pyro_dvip.evaluation.verdict import alignment_verdict
 
 IDF1, SWITCHES = 0.95, 2.0  # tracking targets: objects by identity within a sequence
@@ -47,8 +54,9 @@ COLUMNS = [
 def scene_of(run: Path, metrics: dict) -> dict:
     """The trained model's label-free record: from its evaluation where that has today's
     record, else computed as ``dvip evaluate`` computes it."""
-    if "undrawn" in metrics["trained"].get("scene", {}):
-        return metrics["trained"]["scene"]
+    stored = metrics["trained"].get("scene", {})
+    if "undrawn" in stored:
+        return {**stored, **scene_verdict(stored)}  # judged by today's rules
     config = TrainConfig.load(run / "config.json")
     opts = EvalOptions(**{k: v for k, v in metrics["options"].items() if k != "device"})
     data, _, measured = held_out_data(run, config, opts)
@@ -101,12 +109,43 @@ def row_of(run: Path) -> dict | None:
     }  # fmt: skip
 
 
+def recount(row: dict) -> dict:
+    """A row of an earlier table judged again by the meeting rules of today (``slots``, then
+    ``swaps``), from its own counts. The rules before them read what the row's verdict read,
+    so only a verdict past them (``objects``, ``swaps``) can change."""
+    verdict, met, passed = row["scene_verdict"], int(row["meetings"]), int(row["passed"])
+    if verdict in ("objects", "swaps"):
+        verdict = "objects"
+        if met >= MIN_MEETINGS and passed < PASSED * met:
+            verdict = "slots"
+        elif met >= MIN_MEETINGS and passed < THROUGH * met:
+            verdict = "swaps"
+    reason = row["scene_reason"]
+    if verdict != row["scene_verdict"]:
+        reason = f"recounted: {passed} of {met} meetings passed"
+    objects = verdict == "objects"
+    tracking = None if row["tracking_objects"] == "" else row["tracking_objects"] == "True"
+    return {
+        **row, "scene_verdict": verdict, "scene_reason": reason,
+        "agree": (row["verdict"] == "objects") == objects,
+        "agree_tracking": None if tracking is None else tracking == objects,
+    }  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="Run directories, evaluated.")
+    parser.add_argument("runs", nargs="*", type=Path, help="Run directories, evaluated.")
     parser.add_argument("--out", type=Path, required=True, help="CSV to write.")
+    parser.add_argument(
+        "--recount", type=Path, action="append", default=[], metavar="CSV",
+        help="Also take the rows of an earlier table, judged again by today's meeting rules "
+        "(their runs need not be on this machine).",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    rows = [row for run in args.runs if (row := row_of(run)) is not None]
+    if not args.runs and not args.recount:
+        parser.error("give run directories or --recount CSV")
+    rows = [recount(row) for path in args.recount for row in csv.DictReader(path.open())]
+    rows += [row for run in args.runs if (row := row_of(run)) is not None]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
