@@ -19,7 +19,7 @@ SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128, 256)  # the DCGAN networks halve them 
 DECODERS = ("paper", "additive", "composite", "glimpse")
 BACKGROUNDS = ("none", "static")
 BACKGROUND_STARTS = ("dark", "median")
-GLIMPSE_MATCHES = ("ncc", "opacity", "residual", "visible")
+GLIMPSE_MATCHES = ("ncc", "residual", "visible")
 ENCODERS = ("paper", "residual", "glimpse")
 SCENES = ("digits", "discs")
 DISC_COLOURS = ("distinct", "same")
@@ -102,9 +102,7 @@ class TrainConfig:
     )  # fmt: skip
     glimpse_match: str = option(
         "ncc", "--encoder glimpse: how a factor's drawing so far pulls its position. ncc: the "
-        "normalised match alone, as strong for a faint drawing as for a clear one; opacity "
-        "(beyond the recipe): the match times the drawing's peak opacity, so that a factor "
-        "that draws next to nothing is placed by its prior's prediction (a spare factor); "
+        "normalised match alone, as strong for a faint drawing as for a clear one; "
         "residual (beyond the recipe): the match of a window with little left to draw in it "
         "weakened (its energy taken as at least half the frame's most energetic window), so "
         "that a factor with nothing left to find is placed by its prior's prediction; visible "
@@ -388,7 +386,8 @@ def check_value(name: str, value, meta) -> None:
     if value is None or not meta:
         return
     if name in RETIRED_VALUES and RETIRED_VALUES[name][0](value):
-        raise ValueError(f"{name}: {value!r} {RETIRED_VALUES[name][1]}; {RETIRED_NOTE}")
+        _, what, commit = RETIRED_VALUES[name]
+        raise ValueError(f"{name}: {value!r} {what}; {retired_note(commit)}")
     choices = meta["choices"]
     if choices is not None and value not in choices:
         listed = ", ".join(map(str, choices))
@@ -405,11 +404,15 @@ def check_value(name: str, value, meta) -> None:
 # Options that were screened, did not pay and were removed; commit 41247d3 still has them
 # (docs/experiments.md, "Retired options"). A saved config.json may hold one at the value that
 # behaves as today's code does (its neutral value, given the others); any other value is an
-# error, and so is a retired value of a live option.
+# error, and so is a retired value of a live option (each names the last commit that has it).
 RETIRED_COMMIT = "41247d3"
-RETIRED_NOTE = (
-    f"it was retired; commit {RETIRED_COMMIT} has it (docs/experiments.md#retired-options)"
-)
+
+
+def retired_note(commit: str = RETIRED_COMMIT) -> str:
+    return f"it was retired; commit {commit} has it (docs/experiments.md#retired-options)"
+
+
+RETIRED_NOTE = retired_note()
 _PER_FACTOR = ("additive", "composite")
 RETIRED: dict[str, tuple] = {
     # name: (its neutral value, given the other values; what the software does now; its type)
@@ -428,9 +431,13 @@ RETIRED: dict[str, tuple] = {
 }  # fmt: skip
 _HEX_COLOURS = re.compile(r"\s*#?[0-9a-fA-F]{6}(\s*,\s*#?[0-9a-fA-F]{6})*\s*")
 RETIRED_VALUES: dict[str, tuple] = {
-    "encoder": (lambda v: v == "tracking", "(the tracking guide)"),
-    "disc_colours": (lambda v: bool(_HEX_COLOURS.fullmatch(str(v))), "(hex disc colours)"),
-}
+    # name: (is the value retired; what it was; the last commit that has it)
+    "encoder": (lambda v: v == "tracking", "(the tracking guide)", RETIRED_COMMIT),
+    "disc_colours": (
+        lambda v: bool(_HEX_COLOURS.fullmatch(str(v))), "(hex disc colours)", RETIRED_COMMIT,
+    ),
+    "glimpse_match": (lambda v: v == "opacity", "(the opacity-weighted match)", "7593d33"),
+}  # fmt: skip
 
 
 def without_retired(values: dict) -> dict:

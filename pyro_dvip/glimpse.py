@@ -18,18 +18,16 @@ prod_t q(z_t | z_{t-1}, x_t, what the guide has seen of each factor before t), s
 
 * Position of factor k at t: a soft-argmax over candidate positions p of the score
   ``beta * ncc(template_k, r_t^k at p) + log N(p; prior's predicted position)`` (with
-  ``match="opacity"``, beyond the recipe, the ncc times the template's peak opacity: a factor
-  that draws next to nothing is then placed by the prior's prediction alone; with
-  ``match="residual"``, the ncc's residual energy is taken as at least half the frame's most
-  energetic window, so where the factors before k have left next to nothing to draw, factor k is
-  placed by the prior's prediction alone; ``match="visible"``, that and the match times the
-  template's visibility, its peak premultiplied colour relative to the most visible of the
-  sequence's K templates, raised to ``visibility_weight`` (a buffer, 1 unless the training
-  loop's schedule has it lower): a factor that draws next to nothing beside one that draws an
-  object is placed by the prior's prediction), where
-  ``template_k`` is the glimpse the decoder draws from the factor's *running appearance* (the
-  q(a) mean of the glimpses cropped at its posterior track at steps 1..t-1), and r_t^k is the
-  frame less what factors 1..k-1 draw at their positions at t (explaining away). At t = 1 there
+  ``match="residual"``, beyond the recipe, the ncc's residual energy is taken as at least half
+  the frame's most energetic window, so where the factors before k have left next to nothing to
+  draw, factor k is placed by the prior's prediction alone; ``match="visible"``, that and the
+  match times the template's visibility, its peak premultiplied colour relative to the most
+  visible of the sequence's K templates, raised to ``visibility_weight`` (a buffer, 1 unless
+  the training loop's schedule has it lower): a factor that draws next to nothing beside one
+  that draws an object is placed by the prior's prediction), where ``template_k`` is the
+  glimpse the decoder draws from the factor's *running appearance* (the q(a) mean of the
+  glimpses cropped at its posterior track at steps 1..t-1), and r_t^k is the frame less what
+  factors 1..k-1 draw at their positions at t (explaining away). At t = 1 there
   is no appearance yet: a small convolutional network scores the residual instead. The
   position's variance is the spread of the soft-argmax plus a learned floor.
 * The other units: an MLP of the prior's prediction and the matched position, its loc and
@@ -392,9 +390,7 @@ class GlimpsePosterior(Posterior):
                 colour, alpha = glimpses[:, k, :-1], glimpses[:, k, -1:]
                 with torch.no_grad():  # a function of the data and of no-gradient templates
                     ncc = self._ncc(residual, colour * alpha, floor)
-                    if self.match == "opacity":  # a faint drawing pulls faintly
-                        ncc = ncc * alpha.flatten(1).amax(1)[:, None, None]
-                    elif self.match == "visible":  # as visible as the clearest one: fully
+                    if self.match == "visible":  # as visible as the clearest one: fully
                         ncc = ncc * visibility[:, k, None, None] ** self.visibility_weight
                 coords = self.corner_coords
                 mu, var = prior_loc[:, k, :POSE_UNITS], prior_logvar[:, k, :POSE_UNITS].exp()

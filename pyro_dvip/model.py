@@ -72,7 +72,7 @@ class DVIP(nn.Module):
         encoder: "paper", "residual" (explaining away; needs a ``PerFactorDecoder`` of at
             least 2 parts) or "glimpse" (what and where; needs a ``GlimpseDecoder``).
         residual_width: channel multiplier of the residual encoders (default ``width``).
-        glimpse_match: with the glimpse encoder, "ncc", "opacity", "residual" or "visible": how a
+        glimpse_match: with the glimpse encoder, "ncc", "residual" or "visible": how a
             factor's drawing so far pulls its position (:class:`GlimpsePosterior`).
     """
 

@@ -111,7 +111,7 @@ def test_the_decoder_draws_the_appearance_where_the_state_puts_it():
     torch.testing.assert_close(decoder.parts(z.flatten(1), a)["layers"][0, 0, 0], layers)
 
 
-@pytest.mark.parametrize("match", ["ncc", "opacity", "residual", "visible"])
+@pytest.mark.parametrize("match", ["ncc", "residual", "visible"])
 def test_the_guide_finds_a_factor_by_what_it_draws(match):
     """A decoder that draws a fixed template for factor 0 and another for factor 1; the frame
     shows template 1 at one place and template 0 at another; the prior is broad. The guide's
@@ -135,30 +135,6 @@ def test_the_guide_finds_a_factor_by_what_it_draws(match):
     for k in (0, 1):
         found = loc[0, 3 * k : 3 * k + 2]
         torch.testing.assert_close(found, _position(*where[k])[0], atol=0.5 * 2 / H, rtol=0)
-
-
-@pytest.mark.parametrize("opacity", [1.0, 1e-4])
-def test_with_the_opacity_match_a_faint_drawing_leaves_the_factor_to_its_prior(opacity):
-    """The frame shows factor 0's bar at (11, 5); the prior predicts the frame's centre,
-    broadly. The plain match finds the bar however faint the template; with --glimpse-match
-    opacity, a template of peak opacity 1 finds it as well, one of 1e-4 stays where the prior
-    predicts (the soft-argmax of the log prior alone: the centre)."""
-    torch.manual_seed(0)
-    templates = torch.zeros(1, 2, 2, G, G)
-    templates[0, :, 0, 1:7, 3:5] = 1.0  # a vertical bar, in colour 1
-    templates[0, :, 1, 1:7, 3:5] = opacity  # drawn at this opacity
-    decoder = _drawing(templates)
-    bar = torch.zeros(1, 1, G, G)
-    bar[0, 0, 1:7, 3:5] = 1.0
-    x = place(bar, _position(11, 5), H)
-    prior = (torch.zeros(1, 6), torch.full((1, 6), math.log(4.0)))  # broad, centred
-    found = {m: _guide_step(m, 300.0, x, prior, decoder)[:2] for m in ("ncc", "opacity")}
-    at_bar = _position(11, 5)[0]
-    torch.testing.assert_close(found["ncc"], at_bar, atol=0.5 * 2 / H, rtol=0)
-    if opacity == 1.0:
-        torch.testing.assert_close(found["opacity"], at_bar, atol=0.5 * 2 / H, rtol=0)
-    else:  # the centre, to within the soft-argmax's grid of half-pixel steps
-        torch.testing.assert_close(found["opacity"], torch.zeros(2), atol=1e-3, rtol=0)
 
 
 def test_with_the_residual_match_what_is_left_faint_leaves_the_factor_to_its_prior():
@@ -227,10 +203,10 @@ def test_the_visibility_weighs_in_on_its_schedule_and_only_with_the_visible_matc
 
 
 def test_the_matches_beyond_the_recipe_are_options_of_the_glimpse_encoder_only():
-    assert build_model(_config(glimpse_match="opacity")).posterior.match == "opacity"
+    assert build_model(_config(glimpse_match="visible")).posterior.match == "visible"
     assert build_model(_config(glimpse_match="residual")).posterior.match == "residual"
     assert build_model(_config()).posterior.match == "ncc"
-    for match in ("opacity", "residual", "visible"):
+    for match in ("residual", "visible"):
         with pytest.raises(ValueError, match="glimpse_match: applies to --decoder glimpse only"):
             make_config("cpu-objects", glimpse_match=match)
 

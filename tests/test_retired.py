@@ -9,7 +9,7 @@ import pytest
 from conftest import run_cli, tiny_args
 
 from pyro_dvip import RunError, load
-from pyro_dvip.config import RETIRED, RETIRED_COMMIT, make_config
+from pyro_dvip.config import RETIRED, RETIRED_COMMIT, RETIRED_VALUES, make_config
 
 SAVED = Path(__file__).parent / "fixtures" / "saved_runs"
 
@@ -24,18 +24,27 @@ RETIRED_ARGS = [
     (["--decoder", "additive", "--encoder", "tracking"], "--encoder"),
     (["--scene", "discs", "--disc-colours", "f08c1e,285ae6"], "--disc-colours"),
 ]
+# retired values of live options retired later, each with the last commit that has it
+LATER = [
+    (["--decoder", "glimpse", "--encoder", "glimpse", "--glimpse-match", "opacity"],
+     "--glimpse-match", "7593d33"),
+]  # fmt: skip
 
 
 def test_every_retired_option_is_covered_here():
     assert {f"--{name.replace('_', '-')}" for name in RETIRED} <= {o for _, o in RETIRED_ARGS}
 
 
-@pytest.mark.parametrize("args,option", RETIRED_ARGS)
-def test_a_retired_option_is_a_one_line_error_naming_it_and_the_commit(tmp_path, args, option):
+@pytest.mark.parametrize(
+    "args,option,commit", [(*case, RETIRED_COMMIT) for case in RETIRED_ARGS] + LATER
+)
+def test_a_retired_option_is_a_one_line_error_naming_it_and_the_commit(
+    tmp_path, args, option, commit
+):
     result = run_cli("train", *tiny_args(steps=1), *args, "--out", tmp_path / "run", "--quiet")
     assert result.exit_code == 2, result.output
     error = [line for line in result.output.splitlines() if line.startswith("Error")]
-    assert len(error) == 1 and f"'{option}'" in error[0] and RETIRED_COMMIT in error[0], error
+    assert len(error) == 1 and f"'{option}'" in error[0] and commit in error[0], error
     assert "Traceback" not in result.output and not (tmp_path / "run").exists()
 
 
@@ -57,7 +66,8 @@ def test_neutral_values_depend_on_the_decoder():
 @pytest.mark.parametrize(
     "key,value,loads",
     [("free_bits", 0.0, True), ("free_bits", 1.0, False), ("identity_cue", 0.3, False),
-     ("encoder", "tracking", False), ("decoder_sum", "sigmoids", True)],
+     ("encoder", "tracking", False), ("decoder_sum", "sigmoids", True),
+     ("glimpse_match", "opacity", False)],
 )  # fmt: skip
 def test_a_saved_run_with_a_retired_option_loads_at_its_neutral_value_only(
     tmp_path, key, value, loads
@@ -69,10 +79,11 @@ def test_a_saved_run_with_a_retired_option_loads_at_its_neutral_value_only(
     if loads:
         assert load(run).num_factors == config["factors"]
         return
-    with pytest.raises((ValueError, RunError), match=f"{key}: .*{RETIRED_COMMIT}"):
+    commit = RETIRED_VALUES[key][2] if key in RETIRED_VALUES else RETIRED_COMMIT
+    with pytest.raises((ValueError, RunError), match=f"{key}: .*{commit}"):
         load(run)
     result = run_cli("evaluate", run)
-    assert result.exit_code != 0 and RETIRED_COMMIT in result.output
+    assert result.exit_code != 0 and commit in result.output
     assert "Traceback" not in result.output
 
 
