@@ -17,10 +17,10 @@ tracking scores (MOTA, IDF1, identity switches per 100 object-frames) beside the
 model's, a what/where model's least appearance-swap change over pairs of factors, the
 unused factors and every factor's KL per frame, the label-free object
 score where the evaluation has one and the factors that void it, test ELBO, the verdict of
-``pyro_dvip.evaluation.verdict``, the label-free verdict of ``pyro_dvip.evaluation.scene`` with
-its used factors and the share of what moves that no factor draws, the second probe's
-figures and verdict, and for each probe the probes and KL its verdict is read from,
-``verdict_record``: a later rule recounts a row with
+``pyro_dvip.evaluation.verdict``, the label-free verdict of ``pyro_dvip.evaluation.scene`` (a
+stored record judged again by today's rules) with its used factors and the share of what moves
+that no factor draws, the second probe's figures and verdict, and for each probe the probes and
+KL its verdict is read from, ``verdict_record``: a later rule recounts a row with
 ``alignment_verdict(json.loads(row["verdict_record"]))``) and
 ``OUT/grid.md`` (per variant: seeds with objects out of N, by each probe, mean ± sd of the
 figures, never the best seed).
@@ -39,6 +39,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from pyro_dvip.evaluation.scene import scene_verdict
 from pyro_dvip.evaluation.verdict import alignment_verdict, unused_factors, verdict_record
 
 COLUMNS = [
@@ -172,6 +173,8 @@ def row_of(variant: str, seed: int, run: Path) -> dict:
         row["used_factors"] = " ".join(map(str, scene["used"]))
         row["unexplained"] = round(scene["unexplained"], 3)
         row["undrawn"] = round(scene["undrawn"], 3) if "undrawn" in scene else ""
+        if "undrawn" in scene:  # today's record: judged again by today's rules
+            scene = {**scene, **scene_verdict(scene)}
         row["scene_verdict"] = scene.get("verdict", "n/a")
         row["scene_reason"] = scene.get("reason", scene.get("tracks"))
     second = run / SECOND / "metrics.json"
