@@ -70,6 +70,7 @@ def build_model(config: TrainConfig) -> DVIP:
             GlimpseDecoder, config.channels, config.image_size, config.factors,
             config.factor_dim, config.appearance_dim, config.glimpse_side,
             config.decoder_width or config.width, background=config.background,
+            gates=config.factor_gates,
         )  # fmt: skip
     elif config.decoder != "paper":
         decoder = functools.partial(

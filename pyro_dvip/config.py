@@ -111,6 +111,12 @@ class TrainConfig:
         "that draws an object is placed by its prior's prediction.",
         MODEL, choices=GLIMPSE_MATCHES,
     )  # fmt: skip
+    factor_gates: bool = option(
+        False, "--decoder glimpse (beyond the recipe): a learnt gate per factor, a parameter "
+        "starting at 0.95, scales what the factor draws, and its appearance posterior moves "
+        "to the prior as the gate closes, so that a factor the data do not need can draw "
+        "nothing at no KL (more factors than objects).", MODEL,
+    )  # fmt: skip
     glimpse_visible_from: int | None = option(
         None, "With --glimpse-match visible: the drawing's visibility weighs nothing in the "
         "match until this step (residual's match alone), then weighs in, fully from twice this "
@@ -316,7 +322,7 @@ class TrainConfig:
         if glimpse != (self.encoder == "glimpse"):
             raise ValueError("encoder: --decoder glimpse and --encoder glimpse go together "
                              f"(got decoder {self.decoder}, encoder {self.encoder})")  # fmt: skip
-        for name in ("appearance_dim", "glimpse_size", "glimpse_match"):
+        for name in ("appearance_dim", "glimpse_size", "glimpse_match", "factor_gates"):
             if not glimpse and getattr(self, name) != FIELD_DEFAULTS[name]:
                 raise ValueError(f"{name}: applies to --decoder glimpse only")
         if not glimpse:

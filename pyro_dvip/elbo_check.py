@@ -193,7 +193,8 @@ def hand_written_terms(
         z_prev, seen = z, dvip.posterior.see(seen, z, x[:, t])
     a = None
     if dvip.appearance_dim:
-        loc, scale = (m.reshape(B, K, -1) for m in dvip.posterior.appearance(seen))
+        moments = dvip.posterior.appearance(seen, dvip.decoder.gates())  # gates: or None
+        loc, scale = (m.reshape(B, K, -1) for m in moments)
         q = Independent(Normal(loc, scale), 1)
         p = Independent(Normal(torch.zeros_like(loc), torch.ones_like(scale)), 1)
         a = loc + scale * eps_a  # (B, K, A)

@@ -58,6 +58,7 @@ POSE_UNITS = 2  # z_t^k[:2]: the position (x, y)
 # window of the frame less the background, so a residual with little left in it pulls weakly
 LEFT_FLOOR = 0.5
 START_OPACITY = 0.05  # a glimpse's colour starts near BLACK, its opacity near transparent
+GATE_START = 0.95  # gates=True: each factor's gate starts nearly open
 # The other units' posterior loc and log-variance stay within +-5 and +-8 (softly): the
 # prior's prediction they read is a function of the guide's own previous sample, and unbounded
 # the loop through the two diverged (x7 a step) when training moved to longer sequences.
@@ -140,7 +141,7 @@ class GlimpseDecoder(FrameDecoder):
 
     def __init__(self, channels: int, image_size: int, num_parts: int, part_dim: int,
                  appearance_dim: int, glimpse_size: int, width: int = 16,
-                 background: str = "none"):  # fmt: skip
+                 background: str = "none", gates: bool = False):  # fmt: skip
         super().__init__()
         if part_dim < POSE_UNITS:
             raise ValueError(f"factor_dim: the glimpse decoder needs >= {POSE_UNITS} (the "
@@ -157,16 +158,28 @@ class GlimpseDecoder(FrameDecoder):
             self.background = nn.Parameter(value)
         elif background != "none":
             raise ValueError(f"background: must be one of none, static, got {background!r}")
+        self.gate_logits = None  # gates=True: a learnt gate per factor on what it draws
+        if gates:
+            self.gate_logits = nn.Parameter(torch.full((num_parts,), _logit(GATE_START)))
+
+    def gates(self) -> torch.Tensor | None:
+        """Each factor's gate (K,) in (0, 1), or None without gates."""
+        return None if self.gate_logits is None else torch.sigmoid(self.gate_logits)
 
     def positions(self, z: torch.Tensor) -> torch.Tensor:
         """Each factor's position (N, K, 2) from z (N, K d)."""
         return z.view(len(z), self.num_parts, self.part_dim)[..., :POSE_UNITS]
 
-    def glimpses(self, appearance: torch.Tensor) -> torch.Tensor:
-        """What each factor draws, before it is placed: (N, K, C + 1, G, G)."""
+    def glimpses(self, appearance: torch.Tensor, factors: slice = slice(None)) -> torch.Tensor:
+        """What each factor draws, before it is placed: (N, K, C + 1, G, G); ``appearance``
+        (N, K, A) holds the ``factors`` of the decoder's (all by default)."""
         N, K, A = appearance.shape
         G = self.glimpse_size
-        return self.generator(appearance.reshape(N * K, A)).view(N, K, self.channels + 1, G, G)
+        drawn = self.generator(appearance.reshape(N * K, A)).view(N, K, self.channels + 1, G, G)
+        if self.gate_logits is None:
+            return drawn
+        opacity = drawn[:, :, -1:] * self.gates()[factors, None, None, None]  # shut: nothing
+        return torch.cat([drawn[:, :, :-1], opacity], 2)
 
     def layers(self, z: torch.Tensor, appearance: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Each factor's glimpse placed at its position: premultiplied colour (N, K, C, H, W)
@@ -321,9 +334,16 @@ class GlimpsePosterior(Posterior):
         loc, log_scale = full_precision(self.appearance_head(codes)).chunk(2, -1)
         return loc, log_scale.clamp(-10.0, 5.0).exp()
 
-    def appearance(self, seen: Seen) -> tuple[torch.Tensor, torch.Tensor]:
-        """loc and scale (B, K, A) of q(a^k | x_{1:T}, z_{1:T})."""
-        return self.appearance_moments(seen.codes / seen.steps)
+    def appearance(
+        self, seen: Seen, gates: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """loc and scale (B, K, A) of q(a^k | x_{1:T}, z_{1:T}); with the decoder's ``gates``
+        (K,), g_k * loc and scale ** g_k: the prior N(0, I) as factor k's gate closes."""
+        loc, scale = self.appearance_moments(seen.codes / seen.steps)
+        if gates is None:
+            return loc, scale
+        g = gates[:, None]
+        return g * loc, scale.pow(g)
 
     def see(self, seen: Seen, z: torch.Tensor, x_t: torch.Tensor) -> Seen:
         """Add the glimpses cropped from x_t at each factor's sampled position z (B, K, d);
@@ -410,7 +430,8 @@ class GlimpsePosterior(Posterior):
                 with torch.no_grad():
                     if seen.codes is None:
                         code = self._codes(x_t, pos[:, None])
-                        glimpse_k = decoder.glimpses(self.appearance_moments(code)[0])[:, 0]
+                        running_k = self.appearance_moments(code)[0]
+                        glimpse_k = decoder.glimpses(running_k, slice(k, k + 1))[:, 0]
                     else:
                         glimpse_k = glimpses[:, k]
                     colour, alpha = glimpse_k[:, :-1], glimpse_k[:, -1:]

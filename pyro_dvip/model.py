@@ -188,7 +188,8 @@ class DVIP(nn.Module):
             if self.appearance_dim:  # q(a | x_{1:T}, z_{1:T}), from what the guide saw
                 with factors, poutine.scale(scale=kl_scale):
                     loc, scale = (m.reshape(B, self.num_factors, -1)
-                                  for m in self.posterior.appearance(seen))  # fmt: skip
+                                  for m in self.posterior.appearance(
+                                      seen, self.decoder.gates()))  # fmt: skip
                     pyro.sample("a", dist.Normal(loc, scale).to_event(1))  # (B, K, A)
 
     def render(self, z: torch.Tensor, appearance: torch.Tensor | None = None) -> torch.Tensor:

@@ -223,6 +223,42 @@ def test_check_elbo_passes_with_the_appearance(entangled):
     assert not check_elbo(dvip, x, num_particles=10, derivation="drop-normaliser").passed
 
 
+def test_a_closed_gate_draws_nothing_and_its_appearance_costs_no_kl():
+    """--factor-gates: factor k's opacity is the generator's times sigmoid(g_k) (checked
+    against the generator itself), and the guide's q(a^k) is N(g loc, scale^g): with factor 1's
+    gate shut, it draws nothing and its appearance's KL from the prior N(0, I) is 0, while
+    factor 0's is not."""
+    pyro.set_rng_seed(0)
+    dvip = build_model(_config(factors=2, factor_gates=True))
+    decoder = dvip.decoder
+    torch.testing.assert_close(decoder.gates(), torch.full((2,), 0.95))
+    with torch.no_grad():
+        decoder.gate_logits.copy_(torch.tensor([0.5, -40.0]))
+    a = torch.randn(3, 2, 4)
+    drawn = decoder.generator(a.reshape(6, 4)).view(3, 2, 2, G, G)  # colour, opacity
+    glimpses = decoder.glimpses(a)
+    torch.testing.assert_close(glimpses[:, :, 0], drawn[:, :, 0])
+    torch.testing.assert_close(glimpses[:, 0, 1], drawn[:, 0, 1] * torch.sigmoid(torch.tensor(0.5)))
+    assert glimpses[:, 1, 1].abs().max() < 1e-15
+    z = torch.zeros(3, 2 * dvip.factor_dim)
+    assert dvip.parts(z, a)["layers"][:, 1].abs().max() < 1e-12  # what factor 1 draws
+    x = torch.rand(3, 3, 1, H, H)
+    guide = pyro.poutine.trace(dvip.guide).get_trace(x)
+    q = guide.nodes["a"]["fn"].base_dist
+    torch.testing.assert_close(q.loc[:, 1], torch.zeros(3, 4), atol=1e-15, rtol=0)
+    torch.testing.assert_close(q.scale[:, 1], torch.ones(3, 4), atol=1e-7, rtol=0)
+    kl = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(-1)
+    assert kl[:, 1].abs().max() < 1e-6 and kl[:, 0].min() > 1e-3
+    result = check_elbo(dvip, x, num_particles=10)
+    assert result.passed, result.format()
+
+
+def test_gates_are_an_option_of_the_glimpse_decoder_only(tmp_path):
+    assert build_model(_config()).decoder.gates() is None
+    with pytest.raises(ValueError, match="factor_gates: applies to --decoder glimpse only"):
+        make_config("cpu-objects", factor_gates=True)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
