@@ -312,15 +312,16 @@ def test_the_appearance_swap_exchanges_what_two_factors_draw():
     assert appearance_swap(paper, FilteredLatents(means, means))["applicable"] is False
 
 
-@pytest.mark.parametrize("entangled", [False, True])
-def test_an_evaluated_glimpse_run_has_tracks_and_the_appearance_swap(tmp_path, entangled):
+@pytest.mark.parametrize("entangled, gates", [(False, False), (True, False), (False, True)])
+def test_an_evaluated_glimpse_run_has_tracks_and_the_appearance_swap(tmp_path, entangled, gates):
     import json
 
     from pyro_dvip.evaluation import evaluate
     from pyro_dvip.train import train
 
     run = tmp_path / "sprites"
-    config = _config(steps=2, curriculum=1, checkpoint_every=2, entangled=entangled)
+    config = _config(steps=2, curriculum=1, checkpoint_every=2, entangled=entangled,
+                     factor_gates=gates)  # fmt: skip
     train(config, run, progress=False)
     evaluate(run, samples=40, particles=2, iw_samples=2, bootstrap=5, intervention_pairs=8,
              rollouts=2, examples=2)  # fmt: skip
@@ -338,7 +339,15 @@ def test_an_evaluated_glimpse_run_has_tracks_and_the_appearance_swap(tmp_path, e
         visible = [f["visible_share"] for f in scene["per_factor"]]
         assert min(visible) >= 0 and sum(visible) == pytest.approx(1.0)
         assert scene["verdict"] in {"objects", "not drawn", "mixed", "shared", "still", "slots",
-                                    "no factor used"}  # fmt: skip
+                                    "swaps", "no factor used"}  # fmt: skip
+        expected = [None, None]  # each factor's gate: as the checkpoint holds it, or at start
+        if gates and model == "trained":
+            last = sorted((run / "checkpoints").glob("step_*.pt"))[-1]
+            logits = torch.load(last, weights_only=False)["model"]["decoder.gate_logits"]
+            expected = torch.sigmoid(logits).tolist()
+        elif gates:
+            expected = [0.95, 0.95]
+        assert [f["gate"] for f in scene["per_factor"]] == pytest.approx(expected)
         folder = run / "eval" / "generations" / model
         assert (folder / "tracks.png").exists() == bool(scene["used"])
         gifs = sorted(p.name for p in folder.glob("track_factor*.gif"))
@@ -347,6 +356,7 @@ def test_an_evaluated_glimpse_run_has_tracks_and_the_appearance_swap(tmp_path, e
     assert "appearance swap" in report
     assert "| label-free verdict (objects / not drawn" in report
     assert "| label-free: share of the visible change per factor (for reading) |" in report
+    assert ("| label-free: gate per factor (--factor-gates) |" in report) == gates
 
 
 @pytest.mark.parametrize("background", [False, True])

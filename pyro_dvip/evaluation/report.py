@@ -234,6 +234,8 @@ def _scene_rows(s: dict) -> dict[str, str]:
         **({"label-free: share of the visible change per factor (for reading)": _list(
             [x["visible_share"] for x in f])} if f and f[0].get("visible_share") is not None
            else {}),
+        **({"label-free: gate per factor (--factor-gates)": _list([x["gate"] for x in f])}
+           if f and f[0].get("gate") is not None else {}),
         "label-free: share of each factor's drawing in its largest region": _list(
             [x["one_region"] for x in f]
         ),

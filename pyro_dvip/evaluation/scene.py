@@ -233,6 +233,7 @@ def factor_scene(
     nowhere = ~drawn[:, used].any(1)  # (N T, H, W)
     record["undrawn"] = float((torch.cat(errors) * nowhere).sum()) / moving if moving > 0 else (
         float("nan"))  # fmt: skip
+    gates = dvip.decoder.gates() if hasattr(dvip.decoder, "gates") else None  # --factor-gates
     factors = []
     for k in range(K):
         on = present[..., k]
@@ -242,6 +243,7 @@ def factor_scene(
             "visible_share": None if visible is None else float(
                 visible[k] / visible.sum().clamp_min(1e-12)),
             "used": k in used,
+            "gate": None if gates is None else float(gates[k]),
             "frames": float(on.mean()),
             "one_region": _median(regions[..., k][on]),
             "radius": _median(radii[..., k][on]),
