@@ -59,6 +59,9 @@ POSE_UNITS = 2  # z_t^k[:2]: the position (x, y)
 LEFT_FLOOR = 0.5
 START_OPACITY = 0.05  # a glimpse's colour starts near BLACK, its opacity near transparent
 GATE_START = 0.95  # gates=True: each factor's gate starts nearly open
+# and its logit is GATE_GAIN times its parameter: Adam moves a parameter about lr a step, and
+# a spare factor's gate must shut (logit 3 to -5) within a run's first thousand steps
+GATE_GAIN = 10.0
 # The other units' posterior loc and log-variance stay within +-5 and +-8 (softly): the
 # prior's prediction they read is a function of the guide's own previous sample, and unbounded
 # the loop through the two diverged (x7 a step) when training moved to longer sequences.
@@ -158,13 +161,14 @@ class GlimpseDecoder(FrameDecoder):
             self.background = nn.Parameter(value)
         elif background != "none":
             raise ValueError(f"background: must be one of none, static, got {background!r}")
-        self.gate_logits = None  # gates=True: a learnt gate per factor on what it draws
-        if gates:
-            self.gate_logits = nn.Parameter(torch.full((num_parts,), _logit(GATE_START)))
+        self.gate_scores = None  # gates=True: a learnt gate per factor on what it draws
+        if gates:  # its logit / GATE_GAIN
+            start = _logit(GATE_START) / GATE_GAIN
+            self.gate_scores = nn.Parameter(torch.full((num_parts,), start))
 
     def gates(self) -> torch.Tensor | None:
         """Each factor's gate (K,) in (0, 1), or None without gates."""
-        return None if self.gate_logits is None else torch.sigmoid(self.gate_logits)
+        return None if self.gate_scores is None else torch.sigmoid(GATE_GAIN * self.gate_scores)
 
     def positions(self, z: torch.Tensor) -> torch.Tensor:
         """Each factor's position (N, K, 2) from z (N, K d)."""
@@ -176,7 +180,7 @@ class GlimpseDecoder(FrameDecoder):
         N, K, A = appearance.shape
         G = self.glimpse_size
         drawn = self.generator(appearance.reshape(N * K, A)).view(N, K, self.channels + 1, G, G)
-        if self.gate_logits is None:
+        if self.gate_scores is None:
             return drawn
         opacity = drawn[:, :, -1:] * self.gates()[factors, None, None, None]  # shut: nothing
         return torch.cat([drawn[:, :, :-1], opacity], 2)

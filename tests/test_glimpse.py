@@ -13,7 +13,15 @@ from cli.main import cli
 from pyro_dvip.build import build_model
 from pyro_dvip.config import make_config
 from pyro_dvip.elbo_check import check_elbo
-from pyro_dvip.glimpse import GlimpseDecoder, GlimpsePosterior, Seen, composite, crop, place
+from pyro_dvip.glimpse import (
+    GATE_GAIN,
+    GlimpseDecoder,
+    GlimpsePosterior,
+    Seen,
+    composite,
+    crop,
+    place,
+)
 
 H, G = 16, 8
 
@@ -233,7 +241,7 @@ def test_a_closed_gate_draws_nothing_and_its_appearance_costs_no_kl():
     decoder = dvip.decoder
     torch.testing.assert_close(decoder.gates(), torch.full((2,), 0.95))
     with torch.no_grad():
-        decoder.gate_logits.copy_(torch.tensor([0.5, -40.0]))
+        decoder.gate_scores.copy_(torch.tensor([0.05, -4.0]))  # logits 0.5 and -40
     a = torch.randn(3, 2, 4)
     drawn = decoder.generator(a.reshape(6, 4)).view(3, 2, 2, G, G)  # colour, opacity
     glimpses = decoder.glimpses(a)
@@ -343,8 +351,8 @@ def test_an_evaluated_glimpse_run_has_tracks_and_the_appearance_swap(tmp_path, e
         expected = [None, None]  # each factor's gate: as the checkpoint holds it, or at start
         if gates and model == "trained":
             last = sorted((run / "checkpoints").glob("step_*.pt"))[-1]
-            logits = torch.load(last, weights_only=False)["model"]["decoder.gate_logits"]
-            expected = torch.sigmoid(logits).tolist()
+            scores = torch.load(last, weights_only=False)["model"]["decoder.gate_scores"]
+            expected = torch.sigmoid(GATE_GAIN * scores).tolist()
         elif gates:
             expected = [0.95, 0.95]
         assert [f["gate"] for f in scene["per_factor"]] == pytest.approx(expected)
