@@ -12,6 +12,10 @@ the transition (velocity):
 f is one glimpse generator for every factor (what tells the factors apart is their own a^k),
 and the glimpses are composited front to back, factor 1 in front, over black or a learned
 static background. The state moves a drawing and cannot change it; the appearance cannot move.
+With ``gates=True`` (``--factor-gates``, beyond the recipe), factor k's opacity is
+gamma_k alpha^k, gamma_k = sigmoid(GATE_GAIN g_k) a learnt parameter per factor, and the
+guide's q(a^k) is N(gamma_k loc, scale^gamma_k), the prior N(0, I) when the gate is shut: a
+factor the data do not need can draw nothing at no KL (docs/model.md).
 
 The guide (:class:`GlimpsePosterior`) is q(a, z_{1:T} | x_{1:T}) = q(a | x_{1:T}, z_{1:T})
 prod_t q(z_t | z_{t-1}, x_t, what the guide has seen of each factor before t), still a filter:
