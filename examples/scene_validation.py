@@ -32,13 +32,7 @@ from pyro_dvip.config import TrainConfig
 from pyro_dvip.evaluation.held_out import held_out_data
 from pyro_dvip.evaluation.options import EvalOptions
 from pyro_dvip.evaluation.posterior import filter_sequences
-from pyro_dvip.evaluation.scene import (
-    MIN_MEETINGS,
-    PASSED,
-    THROUGH,
-    factor_scene,
-    scene_verdict,
-)
+from pyro_dvip.evaluation.scene import factor_scene, meeting_verdict, scene_verdict
 from pyro_dvip.evaluation.verdict import alignment_verdict
 
 IDF1, SWITCHES = 0.95, 2.0  # tracking targets: objects by identity within a sequence
@@ -115,11 +109,7 @@ def recount(row: dict) -> dict:
     so only a verdict past them (``objects``, ``swaps``) can change."""
     verdict, met, passed = row["scene_verdict"], int(row["meetings"]), int(row["passed"])
     if verdict in ("objects", "swaps"):
-        verdict = "objects"
-        if met >= MIN_MEETINGS and passed < PASSED * met:
-            verdict = "slots"
-        elif met >= MIN_MEETINGS and passed < THROUGH * met:
-            verdict = "swaps"
+        verdict = meeting_verdict(met, passed) or "objects"
     reason = row["scene_reason"]
     if verdict != row["scene_verdict"]:
         reason = f"recounted: {passed} of {met} meetings passed"

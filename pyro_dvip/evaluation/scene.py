@@ -268,6 +268,16 @@ def factor_scene(
     return record, tracks
 
 
+def meeting_verdict(met: int, passed: int) -> str | None:
+    """``slots`` or ``swaps`` from the meetings of the used factors' tracks (the module
+    docstring), or None: they go through each other, or too few meetings to tell."""
+    if met < MIN_MEETINGS:
+        return None
+    if passed < PASSED * met:
+        return "slots"
+    return "swaps" if passed < THROUGH * met else None
+
+
 def scene_verdict(record: dict) -> dict:
     """``{"verdict": word, "reason": one line}`` from a record of ``factor_scene`` (the rules of
     the module docstring); ``n/a`` for the paper's decoder."""
@@ -308,11 +318,12 @@ def scene_verdict(record: dict) -> dict:
             }
     met = sum(pair["meetings"] for pair in record["pairs"])
     passed = sum(pair["passed"] for pair in record["pairs"])
-    if met >= MIN_MEETINGS and passed < PASSED * met:
+    by_meetings = meeting_verdict(met, passed)
+    if by_meetings == "slots":
         return {"verdict": "slots", "reason": f"tracks that meet turn back: {passed} of {met} "
                 f"meetings passed (< {PASSED:g}); objects that pass in front of each other go "
                 "through"}  # fmt: skip
-    if met >= MIN_MEETINGS and passed < THROUGH * met:
+    if by_meetings == "swaps":
         return {"verdict": "swaps", "reason": f"tracks turn back at {met - passed} of {met} "
                 f"meetings ({passed / met:.2f} passed, < {THROUGH:g}): the factors hand objects "
                 "over at some crossings"}  # fmt: skip
