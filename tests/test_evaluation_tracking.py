@@ -196,6 +196,12 @@ def test_an_evaluated_run_has_tracking_scores_beside_its_floor(tmp_path, decoder
     report = (run / "eval" / "report.md").read_text()
     t, u = (saved[m]["tracking"] for m in ("trained", "untrained"))
     assert f"| tracking: MOTA | {t['mota']:.2f} | {u['mota']:.2f} |" in report
+    # what motion alone keeps reads the data, not the model: the same beside the floor
+    assert t["motion_code"] == u["motion_code"]
+    near, velocity = t["motion_code"]["nearest"], t["motion_code"]["velocity"]
+    cell = (f"{near['idf1']:.2f} / {near['id_switches_per_100']:.2f}; "
+            f"{velocity['idf1']:.2f} / {velocity['id_switches_per_100']:.2f}")  # fmt: skip
+    assert f"| {cell} | {cell} |" in report
     summary = (run / "eval" / "summary.csv").read_text().splitlines()
     assert summary[0].endswith(",mota,idf1,id_switches_per_100")
     row = seed_grid().row_of("v", 0, run)  # examples/seed_grid.py's grid.csv row
@@ -245,3 +251,40 @@ def test_a_perfect_slot_code_switches_once_per_object_at_a_crossing():
     # sorted by y the slots never change object: a perfect tracker
     assert scores["y"]["idf1"] == pytest.approx(1.0)
     assert scores["y"]["id_switches_per_100"] == 0
+
+
+def test_motion_alone_keeps_identity_through_a_crossing_with_velocity_not_with_position():
+    from pyro_dvip.evaluation.tracking import motion_code_scores
+
+    # two objects on an X: object 0 climbs (4, 4) a frame, object 1 falls (4, -4); at frame 2
+    # they are 2 px apart, and at frame 3 each is nearer where the *other* went (4.5 px) than
+    # where it went itself (5.7 px): the nearest position hands them over, a constant
+    # velocity does not
+    t = np.arange(6)
+    centres = np.zeros((1, 6, 2, 2))
+    centres[0, :, 0] = np.stack([4 * t, 4 * t - 1], 1)
+    centres[0, :, 1] = np.stack([4 * t, 17 - 4 * t], 1)
+    near = np.linalg.norm(centres[0, 3, 1] - centres[0, 2, 0])
+    own = np.linalg.norm(centres[0, 3, 0] - centres[0, 2, 0])
+    assert near < own  # the construction: the handover is the nearest choice
+    scores = motion_code_scores(centres, threshold=1.0)
+    # one handover at frame 3: each object changes track once, 2 switches in 12 object-frames
+    assert scores["nearest"]["id_switches_per_100"] == pytest.approx(100 * 2 / 12)
+    # each track is on its object for 3 of 6 frames (IDF1 = 2 * 6 / (12 + 12))
+    assert scores["nearest"]["idf1"] == pytest.approx(0.5)
+    assert scores["velocity"]["id_switches_per_100"] == 0
+    assert scores["velocity"]["idf1"] == pytest.approx(1.0)
+
+
+def test_motion_alone_at_the_second_frame_takes_the_nearest_position():
+    from pyro_dvip.evaluation.tracking import motion_code_scores
+
+    # two objects pass each other 10 px a frame, 1 px apart: at the second frame each is
+    # 1 px from where the other was (10 px from its own start), and one frame shows no
+    # velocity, so both references hand them over there and keep the swap after
+    centres = np.zeros((1, 3, 2, 2))
+    centres[0, :, 0] = [[0, 0], [10, 0], [20, 0]]
+    centres[0, :, 1] = [[10, 1], [0, 1], [-10, 1]]
+    scores = motion_code_scores(centres, threshold=1.0)
+    for name in ("nearest", "velocity"):
+        assert scores[name]["id_switches_per_100"] == pytest.approx(100 * 2 / 6), name

@@ -179,6 +179,7 @@ def _tracking_rows(t: dict) -> dict[str, str]:
         "tracking: identity switches (per 100 object-frames)": f"{t['id_switches']} "
         f"({_f(t['id_switches_per_100'])})",
         **_slot_code_row(t),
+        **_motion_code_row(t),
         "tracking: misses / false positives (of object-frames / hypothesis-frames)": (
             f"{t['misses']} / {t['false_positives']} (of {t['object_frames']} / "
             f"{t['hypothesis_frames']})"
@@ -194,6 +195,19 @@ def _slot_code_row(t: dict) -> dict[str, str]:
         "tracking: a perfect slot code's IDF1 / switches per 100 (left-right; top-bottom), "
         "for reference": f"{_f(x['idf1'])} / {_f(x['id_switches_per_100'])}; "
         f"{_f(y['idf1'])} / {_f(y['id_switches_per_100'])}"
+    }
+
+
+def _motion_code_row(t: dict) -> dict[str, str]:
+    if "motion_code" not in t:  # runs evaluated before 2026-12-07
+        return {}
+    near, velocity = t["motion_code"]["nearest"], t["motion_code"]["velocity"]
+    return {
+        "tracking: what motion alone keeps, IDF1 / switches per 100 (the true centres "
+        "associated by position; by position and velocity), for reference": (
+            f"{_f(near['idf1'])} / {_f(near['id_switches_per_100'])}; "
+            f"{_f(velocity['idf1'])} / {_f(velocity['id_switches_per_100'])}"
+        )
     }
 
 

@@ -60,6 +60,7 @@ from .tracking import (
     PRESENT,
     decoder_tracks,
     hypotheses,
+    motion_code_scores,
     object_centres,
     object_order,
     slot_code_scores,
@@ -345,6 +346,7 @@ def _tracking(dvip, config, data, posterior, groups, options, metrics) -> None:
     }
     if config.num_digits > 1:  # the reference of a perfect left/right (top/bottom) slot code
         metrics["tracking"]["slot_code"] = slot_code_scores(centres, MATCH * box)
+        metrics["tracking"]["motion_code"] = motion_code_scores(centres, MATCH * box)
 
 
 def measure(dvip: DVIP, config: TrainConfig, data, options: EvalOptions) -> tuple[dict, dict]:
