@@ -117,6 +117,12 @@ class TrainConfig:
         "to the prior as the gate closes, so that a factor the data do not need can draw "
         "nothing at no KL (more factors than objects).", MODEL,
     )  # fmt: skip
+    guide_previous: bool = option(
+        False, "--encoder glimpse (beyond the recipe): the guide's other units (velocity) "
+        "read the factor's own state at the previous step beside the prior's prediction from "
+        "it, so that the step since the last frame is a difference of two of its inputs.",
+        MODEL,
+    )  # fmt: skip
     glimpse_visible_from: int | None = option(
         None, "With --glimpse-match visible: the drawing's visibility weighs nothing in the "
         "match until this step (residual's match alone), then weighs in, fully from twice this "
@@ -322,7 +328,8 @@ class TrainConfig:
         if glimpse != (self.encoder == "glimpse"):
             raise ValueError("encoder: --decoder glimpse and --encoder glimpse go together "
                              f"(got decoder {self.decoder}, encoder {self.encoder})")  # fmt: skip
-        for name in ("appearance_dim", "glimpse_size", "glimpse_match", "factor_gates"):
+        for name in ("appearance_dim", "glimpse_size", "glimpse_match", "factor_gates",
+                     "guide_previous"):  # fmt: skip
             if not glimpse and getattr(self, name) != FIELD_DEFAULTS[name]:
                 raise ValueError(f"{name}: applies to --decoder glimpse only")
         if not glimpse:

@@ -35,7 +35,10 @@ prod_t q(z_t | z_{t-1}, x_t, what the guide has seen of each factor before t), s
   is no appearance yet: a small convolutional network scores the residual instead. The
   position's variance is the spread of the soft-argmax plus a learned floor.
 * The other units: an MLP of the prior's prediction and the matched position, its loc and
-  log-variance softly bounded (to +-5 and +-8).
+  log-variance softly bounded (to +-5 and +-8); with ``previous=True`` (``--guide-previous``,
+  beyond the recipe) it also reads the factor's own state at t - 1, z_{t-1}^k, of which the
+  prior's prediction is a function: the step since the last frame is then a difference of
+  two of its inputs.
 * q(a^k | x_{1:T}, z_{1:T}): a Gaussian from the mean of the glimpses' codes, cropped from x_t at
   factor k's sampled position z_t^k[:2] (the inverse transform) at every t.
 
@@ -271,10 +274,12 @@ class GlimpseEncoder(nn.Module):
 @dataclass
 class Seen:
     """What the guide has seen of each factor up to t - 1: the sum of its glimpses' codes
-    (B, K, E) over ``steps`` steps (None before t = 1)."""
+    (B, K, E) over ``steps`` steps, and its state at t - 1 (B, K, d) (both None before t =
+    1)."""
 
     codes: torch.Tensor | None = None
     steps: int = 0
+    last: torch.Tensor | None = None
 
 
 def soft_argmax(scores: torch.Tensor, coords: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -303,11 +308,11 @@ class GlimpsePosterior(Posterior):
 
     def __init__(self, num_factors: int, factor_dim: int, channels: int, image_size: int,
                  appearance_dim: int, glimpse_size: int, width: int = 16,
-                 hidden: int = 128, match: str = "ncc"):  # fmt: skip
+                 hidden: int = 128, match: str = "ncc", previous: bool = False):  # fmt: skip
         super().__init__()
         if match not in MATCHES:
             raise ValueError(f"match: must be one of {', '.join(MATCHES)}, got {match!r}")
-        self.match = match
+        self.match, self.previous = match, previous
         self.K, self.d = num_factors, factor_dim
         self.image_size, self.glimpse_size = image_size, glimpse_size
         code = 4 * appearance_dim
@@ -325,8 +330,9 @@ class GlimpsePosterior(Posterior):
         self.register_buffer("visibility_weight", torch.tensor(1.0), persistent=False)
         self.pose_logvar_floor = nn.Parameter(torch.tensor(-6.0))
         rest = factor_dim - POSE_UNITS
+        reads = 2 * factor_dim + 3 * POSE_UNITS + (factor_dim if previous else 0)
         self.rest = nn.Sequential(  # the other units, and their log-variance
-            nn.Linear(2 * factor_dim + 3 * POSE_UNITS, hidden),
+            nn.Linear(reads, hidden),
             nn.LeakyReLU(LEAKY_SLOPE),
             nn.Linear(hidden, 2 * rest),
         )
@@ -359,7 +365,7 @@ class GlimpsePosterior(Posterior):
         z = z.reshape(len(z), self.K, self.d)
         codes = self._codes(x_t, z[..., :POSE_UNITS])
         total = codes if seen.codes is None else seen.codes + codes
-        return Seen(total, seen.steps + 1)
+        return Seen(total, seen.steps + 1, z)
 
     def _codes(self, x_t: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Codes (B, k, E) of the glimpses of x_t (B, C, H, W) at positions (B, k, 2)."""
@@ -429,6 +435,9 @@ class GlimpsePosterior(Posterior):
             pose_logvar = torch.logaddexp(spread.clamp_min(1e-12).log(), self.pose_logvar_floor)
             moved = pos - prior_loc[:, k, :POSE_UNITS]  # what the prior did not predict
             inputs = [prior_loc[:, k], prior_logvar[:, k], pos, pose_logvar, moved]
+            if self.previous:  # z_{t-1}^k, without gradient as the prior's prediction; 0 at t = 1
+                last = prior_loc.new_zeros(B, d) if seen.last is None else seen.last[:, k].detach()
+                inputs.append(last)
             rest_loc, rest_logvar = self.rest(torch.cat(inputs, 1)).chunk(2, 1)
             rest_loc = LOC_BOUND * torch.tanh(rest_loc / LOC_BOUND)
             rest_logvar = LOGVAR_BOUND * torch.tanh(rest_logvar / LOGVAR_BOUND)

@@ -74,6 +74,8 @@ class DVIP(nn.Module):
         residual_width: channel multiplier of the residual encoders (default ``width``).
         glimpse_match: with the glimpse encoder, "ncc", "residual" or "visible": how a
             factor's drawing so far pulls its position (:class:`GlimpsePosterior`).
+        guide_previous: with the glimpse encoder, the guide's other units also read the
+            factor's own state at t - 1 (beyond the recipe; :class:`GlimpsePosterior`).
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class DVIP(nn.Module):
         encoder: str = "paper",
         residual_width: int | None = None,
         glimpse_match: str = "ncc",
+        guide_previous: bool = False,
     ):
         super().__init__()
         for name, value in [("num_factors", num_factors), ("factor_dim", factor_dim)]:
@@ -132,13 +135,16 @@ class DVIP(nn.Module):
             d = self.decoder  # its parts, also when the prior is one entangled factor
             self.posterior = GlimpsePosterior(d.num_parts, d.part_dim, channels, image_size,
                                               d.appearance_dim, d.glimpse_size, width,
-                                              match=glimpse_match)  # fmt: skip
+                                              match=glimpse_match,
+                                              previous=guide_previous)  # fmt: skip
         elif encoder != "paper":
             raise ValueError(f"encoder: must be one of paper, residual, glimpse, got {encoder!r}")
         if residual_width is not None and encoder != "residual":
             raise ValueError("residual_width: applies to encoder 'residual' only")
         if glimpse_match != "ncc" and encoder != "glimpse":
             raise ValueError("glimpse_match: applies to encoder 'glimpse' only")
+        if guide_previous and encoder != "glimpse":
+            raise ValueError("guide_previous: applies to encoder 'glimpse' only")
         if self.decoder.appearance_dim and encoder != "glimpse":
             raise ValueError("decoder: one that reads an appearance needs encoder 'glimpse'")
         # a^k of each of the prior's factors: the appearances of the decoder's parts it holds

@@ -534,3 +534,35 @@ def test_the_background_starts_at_the_median_of_frames_from_a_stream_of_its_own(
 def test_a_background_start_without_a_static_background_is_an_error():
     with pytest.raises(ValueError, match="background_start: applies to --background static"):
         make_config(decoder="additive", background_start="median")
+
+
+@pytest.mark.parametrize("entangled", [False, True])
+def test_with_guide_previous_the_other_units_read_the_factors_own_last_state(entangled):
+    """--guide-previous: the other units' MLP reads, after what it read before, the factor's
+    own sampled state at t - 1 (zeros at t = 1); the guide's trace gives those states, so the
+    inputs are checked against the trace's z_{t-1}, factor by factor. check-elbo passes."""
+    pyro.set_rng_seed(0)
+    dvip = build_model(_config(guide_previous=True, entangled=entangled))
+    K, d = 2, dvip.decoder.part_dim
+    read = []
+    dvip.posterior.rest[0].register_forward_pre_hook(lambda _, args: read.append(args[0]))
+    x = torch.rand(3, 3, 1, H, H)
+    trace = pyro.poutine.trace(dvip.guide).get_trace(x)
+    assert len(read) == 3 * K  # one call per step and factor
+    for t in range(1, 4):
+        for k in range(K):
+            last = read[(t - 1) * K + k][:, -d:]
+            if t == 1:
+                expected = torch.zeros(3, d)
+            else:
+                expected = trace.nodes[f"z_{t - 1}"]["value"].reshape(3, K, d)[:, k]
+            torch.testing.assert_close(last, expected)
+    result = check_elbo(dvip, x, num_particles=10)
+    assert result.passed, result.format()
+
+
+def test_guide_previous_is_an_option_of_the_glimpse_guide_only():
+    plain = build_model(_config()).posterior.rest[0].in_features
+    assert build_model(_config(guide_previous=True)).posterior.rest[0].in_features == plain + 4
+    with pytest.raises(ValueError, match="guide_previous: applies to --decoder glimpse only"):
+        make_config("cpu-objects", guide_previous=True)
