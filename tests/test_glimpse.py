@@ -275,6 +275,7 @@ def test_gates_are_an_option_of_the_glimpse_decoder_only(tmp_path):
         (["--preset", "cpu-sprites", "--glimpse-size", "10"], "must be a multiple of 4"),
         (["--preset", "cpu-sprites", "--factor-dim", "1"], "--decoder glimpse needs >= 2"),
         (["--appearance-dim", "8"], "applies to --decoder glimpse only"),
+        (["--guide-previous"], "'--guide-previous': applies to --decoder glimpse only"),
     ],
 )
 def test_a_bad_combination_is_a_one_line_error(tmp_path, args, message):
