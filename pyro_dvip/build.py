@@ -83,7 +83,7 @@ def build_model(config: TrainConfig) -> DVIP:
         transition_layers=config.transition_layers, decoder=decoder,
         encoder_linear_act=config.encoder_linear_act, encoder=config.encoder,
         residual_width=config.residual_width, glimpse_match=config.glimpse_match,
-        guide_previous=config.guide_previous,
+        guide_previous=config.guide_previous, glimpse_window=config.glimpse_window,
     )  # fmt: skip
 
 

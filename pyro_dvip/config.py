@@ -123,6 +123,14 @@ class TrainConfig:
         "it, so that the step since the last frame is a difference of two of its inputs.",
         MODEL,
     )  # fmt: skip
+    glimpse_window: int | None = option(
+        None, "--encoder glimpse (beyond the recipe): a factor's position is the soft-argmax "
+        "of the candidates within this many pixels (along each axis) of its best-scoring one "
+        "rather than of the whole frame: where two objects match it alike, it takes the one "
+        "its score prefers (the prior's prediction decides between equal matches), not a "
+        "point between them.", MODEL, at_least=1, metavar="PIXELS",
+        default_text="off (the whole frame)",
+    )  # fmt: skip
     glimpse_visible_from: int | None = option(
         None, "With --glimpse-match visible: the drawing's visibility weighs nothing in the "
         "match until this step (residual's match alone), then weighs in, fully from twice this "
@@ -329,7 +337,7 @@ class TrainConfig:
             raise ValueError("encoder: --decoder glimpse and --encoder glimpse go together "
                              f"(got decoder {self.decoder}, encoder {self.encoder})")  # fmt: skip
         for name in ("appearance_dim", "glimpse_size", "glimpse_match", "factor_gates",
-                     "guide_previous"):  # fmt: skip
+                     "guide_previous", "glimpse_window"):  # fmt: skip
             if not glimpse and getattr(self, name) != FIELD_DEFAULTS[name]:
                 raise ValueError(f"{name}: applies to --decoder glimpse only")
         if not glimpse:

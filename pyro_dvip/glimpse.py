@@ -28,7 +28,10 @@ prod_t q(z_t | z_{t-1}, x_t, what the guide has seen of each factor before t), s
   match times the template's visibility, its peak premultiplied colour relative to the most
   visible of the sequence's K templates, raised to ``visibility_weight`` (a buffer, 1 unless
   the training loop's schedule has it lower): a factor that draws next to nothing beside one
-  that draws an object is placed by the prior's prediction), where ``template_k`` is the
+  that draws an object is placed by the prior's prediction; with ``window``,
+  ``--glimpse-window``, beyond the recipe, the soft-argmax reads only the candidates within
+  ``window`` pixels of the best-scoring one, so of two objects matched alike it takes one,
+  not a point between them), where ``template_k`` is the
   glimpse the decoder draws from the factor's *running appearance* (the q(a) mean of the
   glimpses cropped at its posterior track at steps 1..t-1), and r_t^k is the frame less what
   factors 1..k-1 draw at their positions at t (explaining away). At t = 1 there
@@ -293,6 +296,17 @@ def soft_argmax(scores: torch.Tensor, coords: torch.Tensor) -> tuple[torch.Tenso
     return mean, (second - mean**2).clamp_min(0.0)
 
 
+def near_best(scores: torch.Tensor, radius: int) -> torch.Tensor:
+    """scores (N, S, S) with every candidate more than ``radius`` grid steps (along either
+    axis) from the best-scoring one set to -inf: a soft-argmax of them chooses one peak."""
+    N, S, _ = scores.shape
+    best = scores.reshape(N, S * S).argmax(1)
+    steps = torch.arange(S, device=scores.device)
+    rows = (steps - (best // S)[:, None]).abs() <= radius  # (N, S)
+    cols = (steps - (best % S)[:, None]).abs() <= radius
+    return scores.masked_fill(~(rows[:, :, None] & cols[:, None, :]), -math.inf)
+
+
 def _window_sums(images: torch.Tensor, size: int) -> torch.Tensor:
     """Sums of every size x size window of images (N, H, W): (N, H - size + 1, W - size + 1),
     from the summed-area table (a box filter's convolution is far slower on the CPU)."""
@@ -308,11 +322,14 @@ class GlimpsePosterior(Posterior):
 
     def __init__(self, num_factors: int, factor_dim: int, channels: int, image_size: int,
                  appearance_dim: int, glimpse_size: int, width: int = 16,
-                 hidden: int = 128, match: str = "ncc", previous: bool = False):  # fmt: skip
+                 hidden: int = 128, match: str = "ncc", previous: bool = False,
+                 window: int | None = None):  # fmt: skip
         super().__init__()
         if match not in MATCHES:
             raise ValueError(f"match: must be one of {', '.join(MATCHES)}, got {match!r}")
-        self.match, self.previous = match, previous
+        if window is not None and window < 1:
+            raise ValueError(f"window: must be >= 1 pixel, got {window}")
+        self.match, self.previous, self.window = match, previous, window
         self.K, self.d = num_factors, factor_dim
         self.image_size, self.glimpse_size = image_size, glimpse_size
         code = 4 * appearance_dim
@@ -374,6 +391,11 @@ class GlimpsePosterior(Posterior):
         glimpses = crop(frames, positions.reshape(B * k, POSE_UNITS), self.glimpse_size)
         return self.encoder(glimpses).view(B, k, -1)
 
+    def _chosen(self, scores: torch.Tensor) -> torch.Tensor:
+        """The candidates a position is read from: all, or with ``window`` those near the
+        best-scoring one (:func:`near_best`)."""
+        return scores if self.window is None else near_best(scores, self.window)
+
     def _window_energy(self, residual: torch.Tensor) -> torch.Tensor:
         """Σ r² (B, H + 1, H + 1) over the glimpse-sized window at each glimpse centre."""
         pad = self.glimpse_size // 2
@@ -419,7 +441,7 @@ class GlimpsePosterior(Posterior):
                     floor = LEFT_FLOOR * self._window_energy(residual).flatten(1).amax(1)
             if seen.codes is None:  # t = 1: no appearance yet
                 scores = self.finder(torch.cat([residual, scope], 1))[:, 0]
-                pos, spread = soft_argmax(scores, self.pixel_coords)
+                pos, spread = soft_argmax(self._chosen(scores), self.pixel_coords)
             else:
                 colour, alpha = glimpses[:, k, :-1], glimpses[:, k, -1:]
                 with torch.no_grad():  # a function of the data and of no-gradient templates
@@ -431,7 +453,7 @@ class GlimpsePosterior(Posterior):
                 log_prior = -0.5 * ((coords[None, None, :] - mu[..., None]) ** 2 / var[..., None])
                 scores = (self.log_sharpness.exp() * ncc + log_prior[:, 1, :, None]
                           + log_prior[:, 0, None, :])  # fmt: skip
-                pos, spread = soft_argmax(scores, coords)
+                pos, spread = soft_argmax(self._chosen(scores), coords)
             pose_logvar = torch.logaddexp(spread.clamp_min(1e-12).log(), self.pose_logvar_floor)
             moved = pos - prior_loc[:, k, :POSE_UNITS]  # what the prior did not predict
             inputs = [prior_loc[:, k], prior_logvar[:, k], pos, pose_logvar, moved]

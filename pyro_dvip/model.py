@@ -76,6 +76,8 @@ class DVIP(nn.Module):
             factor's drawing so far pulls its position (:class:`GlimpsePosterior`).
         guide_previous: with the glimpse encoder, the guide's other units also read the
             factor's own state at t - 1 (beyond the recipe; :class:`GlimpsePosterior`).
+        glimpse_window: with the glimpse encoder, a position is read from the candidates
+            within this many pixels of the best-scoring one (beyond the recipe; None: all).
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class DVIP(nn.Module):
         residual_width: int | None = None,
         glimpse_match: str = "ncc",
         guide_previous: bool = False,
+        glimpse_window: int | None = None,
     ):
         super().__init__()
         for name, value in [("num_factors", num_factors), ("factor_dim", factor_dim)]:
@@ -136,7 +139,8 @@ class DVIP(nn.Module):
             self.posterior = GlimpsePosterior(d.num_parts, d.part_dim, channels, image_size,
                                               d.appearance_dim, d.glimpse_size, width,
                                               match=glimpse_match,
-                                              previous=guide_previous)  # fmt: skip
+                                              previous=guide_previous,
+                                              window=glimpse_window)  # fmt: skip
         elif encoder != "paper":
             raise ValueError(f"encoder: must be one of paper, residual, glimpse, got {encoder!r}")
         if residual_width is not None and encoder != "residual":
@@ -145,6 +149,8 @@ class DVIP(nn.Module):
             raise ValueError("glimpse_match: applies to encoder 'glimpse' only")
         if guide_previous and encoder != "glimpse":
             raise ValueError("guide_previous: applies to encoder 'glimpse' only")
+        if glimpse_window is not None and encoder != "glimpse":
+            raise ValueError("glimpse_window: applies to encoder 'glimpse' only")
         if self.decoder.appearance_dim and encoder != "glimpse":
             raise ValueError("decoder: one that reads an appearance needs encoder 'glimpse'")
         # a^k of each of the prior's factors: the appearances of the decoder's parts it holds

@@ -567,3 +567,53 @@ def test_guide_previous_is_an_option_of_the_glimpse_guide_only():
     assert build_model(_config(guide_previous=True)).posterior.rest[0].in_features == plain + 4
     with pytest.raises(ValueError, match="guide_previous: applies to --decoder glimpse only"):
         make_config("cpu-objects", guide_previous=True)
+
+
+def test_near_best_keeps_the_candidates_around_the_best_one():
+    """Two peaks 8 steps apart, scores 10 and 9.5 over -50 elsewhere: the soft-argmax of all
+    candidates lies between them (weights e^0.5 : 1), of those within 2 steps of the best at the
+    best peak itself; a window wide enough for both is the plain soft-argmax."""
+    from pyro_dvip.glimpse import near_best, soft_argmax
+
+    coords = torch.arange(12.0)
+    scores = torch.full((1, 12, 12), -50.0)
+    scores[0, 2, 3], scores[0, 2, 11] = 10.0, 9.5  # row 2; columns 3 and 11
+    share = 1 / (1 + math.exp(-0.5))  # the best peak's weight
+    mean, _ = soft_argmax(scores, coords)
+    torch.testing.assert_close(mean[0], torch.tensor([3 * share + 11 * (1 - share), 2.0]))
+    mean, spread = soft_argmax(near_best(scores, 2), coords)
+    torch.testing.assert_close(mean[0], torch.tensor([3.0, 2.0]))
+    assert spread.max() < 1e-12
+    torch.testing.assert_close(soft_argmax(near_best(scores, 8), coords)[0],
+                               soft_argmax(scores, coords)[0])  # fmt: skip
+
+
+def test_with_a_window_a_factor_between_two_equal_matches_takes_the_predicted_one():
+    """The frame shows one bar twice, 4 px apart, and the factor draws that bar; its prior,
+    broad (sd 3 px), predicts 1 px past the second bar. The whole-frame soft-argmax lands
+    between the bars (the first's weight is not negligible); with --glimpse-window 1 the
+    factor is on the second bar, within a quarter pixel."""
+    templates = torch.zeros(1, 1, 2, G, G)
+    templates[0, 0, :, 1:7, 3:5] = 1.0  # a vertical bar, opaque
+    decoder = _drawing(templates)
+    bar = templates[:, 0, :1]
+    first, second = _position(6, 8), _position(10, 8)
+    x = place(bar, first, H) + place(bar, second, H)
+    prior_loc, prior_logvar = torch.zeros(1, 3), torch.full((1, 3), math.log((3 * 2 / H) ** 2))
+    prior_loc[0, :2] = _position(11, 8)[0]
+    found = {}
+    for window in (None, 1):
+        posterior = GlimpsePosterior(1, 3, 1, H, 4, G, width=8, window=window)
+        with torch.no_grad():
+            posterior.log_sharpness.fill_(math.log(5.0))
+        seen = Seen(torch.zeros(1, 1, 16), 1)
+        found[window] = posterior.step(None, x, (prior_loc, prior_logvar), decoder, seen)[0][0]
+    torch.testing.assert_close(found[1][:2], second[0], atol=0.25 * 2 / H, rtol=0)
+    assert second[0, 0] - found[None][0] > 0.25 * 2 / H  # pulled towards the first bar
+    with pytest.raises(ValueError, match="glimpse_window: applies to --decoder glimpse only"):
+        make_config("cpu-objects", glimpse_window=2)
+    pyro.set_rng_seed(0)
+    dvip = build_model(_config(glimpse_window=2))
+    assert dvip.posterior.window == 2
+    result = check_elbo(dvip, torch.rand(3, 3, 1, H, H), num_particles=10)
+    assert result.passed, result.format()
