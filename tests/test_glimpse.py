@@ -276,6 +276,8 @@ def test_gates_are_an_option_of_the_glimpse_decoder_only(tmp_path):
         (["--preset", "cpu-sprites", "--factor-dim", "1"], "--decoder glimpse needs >= 2"),
         (["--appearance-dim", "8"], "applies to --decoder glimpse only"),
         (["--guide-previous"], "'--guide-previous': applies to --decoder glimpse only"),
+        (["--glimpse-window", "2"], "'--glimpse-window': applies to --decoder glimpse only"),
+        (["--preset", "cpu-sprites", "--glimpse-window", "0"], "must be >= 1, got 0"),
     ],
 )
 def test_a_bad_combination_is_a_one_line_error(tmp_path, args, message):
