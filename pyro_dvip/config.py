@@ -131,6 +131,12 @@ class TrainConfig:
         "point between them.", MODEL, at_least=1, metavar="PIXELS",
         default_text="off (the whole frame)",
     )  # fmt: skip
+    glimpse_window_from: int | None = option(
+        None, "With --glimpse-window: the window is the whole frame until this step, then "
+        "narrows, linearly, to --glimpse-window pixels at twice this step: a start in which "
+        "each factor learns what it draws before its position is held to one candidate.",
+        MODEL, at_least=1, metavar="STEP", default_text="off (the window from the start)",
+    )  # fmt: skip
     glimpse_visible_from: int | None = option(
         None, "With --glimpse-match visible: the drawing's visibility weighs nothing in the "
         "match until this step (residual's match alone), then weighs in, fully from twice this "
@@ -325,6 +331,9 @@ class TrainConfig:
             raise ValueError("transition_sd: applies to the default transition only")
         if self.glimpse_visible_from is not None and self.glimpse_match != "visible":
             raise ValueError("glimpse_visible_from: applies to --glimpse-match visible only")
+        if self.glimpse_window_from is not None and self.glimpse_window is None:
+            raise ValueError("glimpse_window_from: needs --glimpse-window, the window it "
+                             "narrows to")  # fmt: skip
         if self.transition_sd_from is not None and self.transition_sd is None:
             raise ValueError("transition_sd_from: needs --transition-sd, the sd it narrows to")
         if self.residual_width is not None and self.encoder != "residual":

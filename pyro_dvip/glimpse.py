@@ -30,8 +30,9 @@ prod_t q(z_t | z_{t-1}, x_t, what the guide has seen of each factor before t), s
   the training loop's schedule has it lower): a factor that draws next to nothing beside one
   that draws an object is placed by the prior's prediction; with ``window``,
   ``--glimpse-window``, beyond the recipe, the soft-argmax reads only the candidates within
-  ``window`` pixels of the best-scoring one, so of two objects matched alike it takes one,
-  not a point between them), where ``template_k`` is the
+  ``window`` pixels of the best-scoring one (``window_radius``, a buffer: ``window`` unless the
+  training loop's schedule has it wider), so of two objects matched alike it takes one, not a
+  point between them), where ``template_k`` is the
   glimpse the decoder draws from the factor's *running appearance* (the q(a) mean of the
   glimpses cropped at its posterior track at steps 1..t-1), and r_t^k is the frame less what
   factors 1..k-1 draw at their positions at t (explaining away). At t = 1 there
@@ -296,7 +297,7 @@ def soft_argmax(scores: torch.Tensor, coords: torch.Tensor) -> tuple[torch.Tenso
     return mean, (second - mean**2).clamp_min(0.0)
 
 
-def near_best(scores: torch.Tensor, radius: int) -> torch.Tensor:
+def near_best(scores: torch.Tensor, radius: int | float | torch.Tensor) -> torch.Tensor:
     """scores (N, S, S) with every candidate more than ``radius`` grid steps (along either
     axis) from the best-scoring one set to -inf: a soft-argmax of them chooses one peak."""
     N, S, _ = scores.shape
@@ -345,6 +346,8 @@ class GlimpsePosterior(Posterior):
         self.log_sharpness = nn.Parameter(torch.tensor(math.log(10.0)))  # beta of the ncc
         # match="visible": the exponent of the visibility (not saved: 1 once trained)
         self.register_buffer("visibility_weight", torch.tensor(1.0), persistent=False)
+        # window: the radius read at this step (not saved: ``window`` once trained)
+        self.register_buffer("window_radius", torch.tensor(float(window or 0)), persistent=False)
         self.pose_logvar_floor = nn.Parameter(torch.tensor(-6.0))
         rest = factor_dim - POSE_UNITS
         reads = 2 * factor_dim + 3 * POSE_UNITS + (factor_dim if previous else 0)
@@ -393,8 +396,9 @@ class GlimpsePosterior(Posterior):
 
     def _chosen(self, scores: torch.Tensor) -> torch.Tensor:
         """The candidates a position is read from: all, or with ``window`` those near the
-        best-scoring one (:func:`near_best`)."""
-        return scores if self.window is None else near_best(scores, self.window)
+        best-scoring one (:func:`near_best`), ``window_radius`` grid steps: ``window`` unless a
+        schedule (``--glimpse-window-from``) has set it wider for this step."""
+        return scores if self.window is None else near_best(scores, self.window_radius)
 
     def _window_energy(self, residual: torch.Tensor) -> torch.Tensor:
         """Σ r² (B, H + 1, H + 1) over the glimpse-sized window at each glimpse centre."""

@@ -111,6 +111,17 @@ def visibility_weight_at(step: int, config: TrainConfig) -> float:
     return 1.0 if start is None else min(1.0, max(0.0, (step - start) / start))
 
 
+def window_radius_at(step: int, config: TrainConfig) -> float:
+    """The glimpse window's radius (pixels) at ``step`` under ``--glimpse-window-from S``:
+    the whole frame (``image_size``) up to step S, narrowing linearly to ``--glimpse-window``
+    at step 2 S, and that from there on."""
+    window, start = config.glimpse_window, config.glimpse_window_from
+    if start is None:
+        return float(window)
+    share = min(1.0, max(0.0, (step - start) / start))
+    return config.image_size - share * (config.image_size - window)
+
+
 def lr_decay_interval(batch_size: int) -> float:
     """Steps between two decays of the "step" schedule: 320,000 sequences at ``batch_size``
     sequences a step (3,200 at the paper's 100). When it is fractional (batch 48: 6,666.7) each
@@ -575,6 +586,8 @@ def _train(config, run_dir, found, context, device_name, progress, last_step) ->
                     dvip.transition.sd_cap.fill_(transition_cap_at(step, config))
                 if config.glimpse_visible_from is not None:
                     dvip.posterior.visibility_weight.fill_(visibility_weight_at(step, config))
+                if config.glimpse_window_from is not None:
+                    dvip.posterior.window_radius.fill_(window_radius_at(step, config))
                 log_now = step % config.log_every == 0 or step == last_step
                 args = (step_loss, optimizer, dvip, x, kl_scale, lr_at(step, config), log_now,
                         context, device, autocast, scaler)  # fmt: skip

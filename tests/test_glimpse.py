@@ -513,7 +513,7 @@ def test_the_background_starts_at_the_median_of_frames_from_a_stream_of_its_own(
     from pyro_dvip.build import start_background as start
 
     options = dict(scene="discs", channels=3, image_size=16, width=4, seq_len=3, factors=2,
-                   background="static", background_start="median", test_sequences=4)
+                   background="static", background_start="median", test_sequences=4)  # fmt: skip
     if decoder == "glimpse":
         config = _config(**{**options, "image_size": 16, "glimpse_size": 8})
     else:
@@ -619,3 +619,30 @@ def test_with_a_window_a_factor_between_two_equal_matches_takes_the_predicted_on
     assert dvip.posterior.window == 2
     result = check_elbo(dvip, torch.rand(3, 3, 1, H, H), num_particles=10)
     assert result.passed, result.format()
+
+
+def test_a_scheduled_window_reads_the_whole_frame_then_narrows(monkeypatch, tmp_path):
+    """--glimpse-window 2 --glimpse-window-from 4 (frames of H pixels): the radius is H up to
+    step 4, H - (H - 2) / 4 at step 5, and 2 from step 8 on. A guide whose radius is H finds
+    what the whole-frame guide finds; the training loop reads the radius of each step."""
+    from pyro_dvip import glimpse
+    from pyro_dvip.train import train, window_radius_at
+
+    config = _config(glimpse_window=2, glimpse_window_from=4, steps=5, checkpoint_every=5,
+                     log_every=5, curriculum=0, kl_anneal=0)  # fmt: skip
+    radii = [window_radius_at(s, config) for s in (1, 4, 5, 6, 8, 20)]
+    np.testing.assert_allclose(radii, [H, H, H - (H - 2) / 4, H - (H - 2) / 2, 2, 2])
+    assert window_radius_at(1, _config(glimpse_window=2)) == 2  # no schedule
+    scores = torch.randn(3, H, H)
+    wide = glimpse.near_best(scores, torch.tensor(float(H)))
+    assert torch.equal(wide, scores)  # every candidate kept
+    assert torch.isinf(glimpse.near_best(scores, torch.tensor(2.0))).sum() > 0
+    read, near_best = [], glimpse.near_best
+    monkeypatch.setattr(glimpse, "near_best", lambda s, r: read.append(float(r)) or near_best(s, r))
+    train(config, tmp_path / "run", progress=False)
+    calls = 2 * 3  # a call per factor and frame (K = 2, T = 3); then the test set's bound
+    steps = np.array(read[: 5 * calls]).reshape(5, calls)
+    assert (steps == steps[:, :1]).all()  # every call of a step reads the same radius
+    np.testing.assert_allclose(steps[:, 0], [H, H, H, H, H - (H - 2) / 4])
+    with pytest.raises(ValueError, match="glimpse_window_from: needs --glimpse-window"):
+        _config(glimpse_window_from=4)
