@@ -11,12 +11,13 @@ Each (variant, seed) trains ``dvip train --preset PRESET --seed SEED VARIANT_ARG
 newer than its evaluation is evaluated (``dvip evaluate`` defaults plus ``--eval-args``), and
 with ``--second-probe mlp`` evaluated again with ``--probe mlp`` into ``RUN/eval-mlp`` (the
 documented second opinion, docs/evaluation.md). Rerunning the same command continues where it
-stopped. Writes ``OUT/grid.csv`` (one row per run: step, training minutes, matched R² and
-leakage per digit, swap shares, per-coordinate probes, identity swaps per crossing and the
-tracking scores (MOTA, IDF1, identity switches per 100 object-frames) beside the untrained
-model's, a what/where model's least appearance-swap change over pairs of factors, the
-unused factors and every factor's KL per frame, the label-free object
-score where the evaluation has one and the factors that void it, test ELBO, the verdict of
+stopped. Writes ``OUT/grid.csv`` (one row per run; this call's rows are merged into those an
+earlier call into the same OUT wrote for other variants or seeds: step, training minutes,
+matched R² and leakage per digit, swap shares, per-coordinate probes, identity swaps per
+crossing and the tracking scores (MOTA, IDF1, identity switches per 100 object-frames) beside
+the untrained model's, a what/where model's least appearance-swap change over pairs of factors,
+the unused factors and every factor's KL per frame, the label-free object score where the
+evaluation has one and the factors that void it, test ELBO, the verdict of
 ``pyro_dvip.evaluation.verdict``, the label-free verdict of ``pyro_dvip.evaluation.scene`` (a
 stored record judged again by today's rules) with its used factors and the share of what moves
 that no factor draws, the second probe's figures and verdict, and for each probe the probes and
@@ -260,6 +261,19 @@ def summary(rows: list[dict], variants: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merged(path: Path, rows: list[dict]) -> list[dict]:
+    """The rows of the grid.csv at ``path`` (if any) with this call's ``rows`` in place of
+    those of the same variant and seed, then this call's other rows: a call with other seeds
+    or variants adds to the table instead of replacing it."""
+    if not path.exists():
+        return rows
+    with open(path, newline="") as f:
+        earlier = list(csv.DictReader(f))
+    new = {(r["variant"], str(r["seed"])): r for r in rows}
+    out = [new.pop((r["variant"], r["seed"]), r) for r in earlier]
+    return out + list(new.values())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="Folder of the grid's runs.")
@@ -303,12 +317,13 @@ def main(argv: list[str] | None = None) -> None:
             codes = pool.map(lambda j: evaluate(run_of[j[0], j[2]], opts), ready)
             failed += [f"evaluate {run_of[j[0], j[2]]}" for j, c in zip(ready, codes) if c]
 
-    rows = [row_of(name, seed, run_of[name, seed]) for name, _, seed in jobs]
+    rows = merged(opts.out / "grid.csv",
+                  [row_of(name, seed, run_of[name, seed]) for name, _, seed in jobs])  # fmt: skip
     with open(opts.out / "grid.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    table = summary(rows, names)
+    table = summary(rows, list(dict.fromkeys(r["variant"] for r in rows)))
     (opts.out / "grid.md").write_text(table)
     print(table, end="")
     if failed:

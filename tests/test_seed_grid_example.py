@@ -79,6 +79,19 @@ def test_grid_stops_resumes_evaluates_and_counts_verdicts(tmp_path):
         second = sum(r["second_verdict"] == "objects" for r in rows if r["variant"] == name)
         assert line.split(" | ")[-1] == f"{second} of 1 |"
 
+    # another seed of one variant, into the same folder: its row joins the table
+    more = grid(tmp_path, "--seeds", "4", "--variant", f"a={base}", "--until", "2",
+                "--no-evaluate")  # fmt: skip
+    assert more.returncode == 0, more.stderr
+    with open(tmp_path / "grid.csv", newline="") as f:
+        after = list(csv.DictReader(f))
+    assert after[:2] == rows  # the earlier call's rows, unchanged
+    assert [(r["variant"], r["seed"], r["step"], r["verdict"]) for r in after[2:]] == [
+        ("a", "4", "2", "not evaluated")
+    ]
+    table = (tmp_path / "grid.md").read_text()
+    assert "s3 " in table and "s4 not evaluated" in table and "| b |" in table
+
 
 def test_bad_variant_is_a_one_line_error(tmp_path):
     result = grid(tmp_path, "--seeds", "0", "--variant", "no-equals-sign")
