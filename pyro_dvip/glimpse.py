@@ -99,16 +99,24 @@ def place(glimpses: torch.Tensor, position: torch.Tensor, image_size: int) -> to
     """Glimpses (N, C, G, G) centred at ``position`` (N, 2) as (x, y) in frame coordinates:
     (N, C, H, H), zero outside the glimpse. A glimpse centred at 2 i / H - 1 covers pixels
     i - G/2 .. i + G/2 - 1 exactly (no interpolation at whole-pixel positions)."""
-    s = glimpse_scale(glimpses.shape[-1], image_size)
-    grid = _translation_grid(-position / s, 1.0 / s, image_size)
-    return F.grid_sample(glimpses, grid, padding_mode="zeros", align_corners=False)
+    return _sample(glimpses, _placement_grid(position, glimpses.shape[-1], image_size))
+
+
+def _placement_grid(position: torch.Tensor, glimpse_size: int, image_size: int) -> torch.Tensor:
+    """The sampling grid (N, H, H, 2) of :func:`place`."""
+    s = glimpse_scale(glimpse_size, image_size)
+    return _translation_grid(-position / s, 1.0 / s, image_size)
+
+
+def _sample(images: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    return F.grid_sample(images, grid, padding_mode="zeros", align_corners=False)
 
 
 def crop(frames: torch.Tensor, position: torch.Tensor, glimpse_size: int) -> torch.Tensor:
     """The inverse of :func:`place`: the G x G window of ``frames`` (N, C, H, H) centred at
     ``position`` (N, 2), (N, C, G, G), zero outside the frame."""
     grid = _translation_grid(position, glimpse_scale(glimpse_size, frames.shape[-1]), glimpse_size)
-    return F.grid_sample(frames, grid, padding_mode="zeros", align_corners=False)
+    return _sample(frames, grid)
 
 
 def composite(layers: torch.Tensor, alphas: torch.Tensor, background: torch.Tensor | None):
@@ -123,6 +131,17 @@ def composite(layers: torch.Tensor, alphas: torch.Tensor, background: torch.Tens
     if background is not None:
         mean = mean + background * clear[:, -1]
     return mean, shown, share
+
+
+def composite_mean(layers: torch.Tensor, alphas: torch.Tensor, background: torch.Tensor | None):
+    """:func:`composite`'s mean alone, summed front to back one factor at a time, without the
+    (N, K, C, H, W) products that ``composite`` returns: what training needs, in less time
+    (docs/performance.md)."""
+    mean = scope = None
+    for layer, alpha in zip(layers.unbind(1), alphas.unbind(1)):
+        mean = layer if mean is None else mean + layer * scope
+        scope = 1 - alpha if scope is None else scope * (1 - alpha)
+    return mean if background is None else mean + background * scope
 
 
 class GlimpseGenerator(nn.Module):
@@ -206,18 +225,20 @@ class GlimpseDecoder(FrameDecoder):
             raise ValueError(f"appearance: {len(appearance)} rows do not divide z's {N}")
         glimpses = self.glimpses(appearance)  # (n, K, C + 1, G, G)
         glimpses = glimpses.repeat_interleave(N // len(appearance), 0)  # (N, K, C + 1, G, G)
-        colour, alpha = glimpses[:, :, : self.channels], glimpses[:, :, self.channels :]
-        placed = place(torch.cat([colour * alpha, alpha], 2).flatten(0, 1),
-                       self.positions(z).reshape(N * K, POSE_UNITS), self.image_size)  # fmt: skip
-        placed = placed.view(N, K, self.channels + 1, self.image_size, self.image_size)
-        return placed[:, :, : self.channels], placed[:, :, self.channels :]
+        colour, alpha = glimpses.split([self.channels, 1], 2)
+        grid = _placement_grid(self.positions(z).reshape(N * K, POSE_UNITS), self.glimpse_size,
+                               self.image_size)  # fmt: skip
+        shape = (N, K, -1, self.image_size, self.image_size)  # colour and opacity placed apart:
+        # slices of one placed tensor would each cost the backward a zero fill of all of it
+        placed = (_sample(part.flatten(0, 1), grid).view(shape) for part in (colour * alpha, alpha))
+        return tuple(placed)
 
     def _background(self) -> torch.Tensor | None:
         return None if self.background is None else torch.sigmoid(self.background)
 
     def forward(self, z: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
         """The mean (N, C, H, W); ``appearance`` as :meth:`layers` reads it."""
-        return composite(*self.layers(z, appearance), self._background())[0]
+        return composite_mean(*self.layers(z, appearance), self._background())
 
     def parts(self, z: torch.Tensor, appearance: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"layers": what each factor shows (N, K, C, H, W), "masks": its share of each pixel

@@ -1,6 +1,7 @@
 """What and where (--decoder glimpse --encoder glimpse): placement, compositing, the site of
 the appearance, the guide's match, the bound, and the options."""
 
+import itertools
 import math
 
 import numpy as np
@@ -19,6 +20,7 @@ from pyro_dvip.glimpse import (
     GlimpsePosterior,
     Seen,
     composite,
+    composite_mean,
     crop,
     place,
 )
@@ -76,6 +78,41 @@ def test_composite_puts_factor_one_in_front():
     expected = torch.tensor([[0.2, 0.2], [0.9, 0.9]])  # factor 1 hides factor 2 on row 0
     torch.testing.assert_close(mean[0, 0], expected)
     torch.testing.assert_close(share.sum(1)[0, 0], torch.ones(2, 2))  # nothing left behind
+
+
+@pytest.mark.parametrize("K", [1, 3])
+@pytest.mark.parametrize("with_background", [True, False])
+def test_composite_mean_is_the_front_to_back_sum_pixel_by_pixel(K, with_background):
+    """The decoder's mean, summed one factor at a time, against the definition written out per
+    pixel: sum_k c_k prod_{j<k} (1 - a_j) + b prod_j (1 - a_j); and composite's mean alike."""
+    torch.manual_seed(K)
+    N, C, S = 2, 2, 3
+    alphas = torch.rand(N, K, 1, S, S, dtype=torch.float64)
+    layers = torch.rand(N, K, C, S, S, dtype=torch.float64) * alphas
+    background = torch.rand(C, S, S, dtype=torch.float64) if with_background else None
+    expected = torch.zeros(N, C, S, S, dtype=torch.float64)
+    for n, c, i, j in itertools.product(range(N), range(C), range(S), range(S)):
+        seen = 1.0
+        for k in range(K):
+            expected[n, c, i, j] += layers[n, k, c, i, j] * seen
+            seen *= 1 - alphas[n, k, 0, i, j]
+        if with_background:
+            expected[n, c, i, j] += background[c, i, j] * seen
+    torch.testing.assert_close(composite_mean(layers, alphas, background), expected)
+    torch.testing.assert_close(composite(layers, alphas, background)[0], expected)
+
+
+def test_glimpse_decoder_mean_and_its_gradients_match_the_composite_of_its_layers():
+    torch.manual_seed(0)
+    dec = GlimpseDecoder(2, H, 3, 4, 5, G, width=8, background="static")
+    z, appearance = torch.randn(6, 12) * 0.5, torch.randn(6, 3, 5)
+    mean = dec(z, appearance)
+    grads = torch.autograd.grad(mean.pow(2).sum(), list(dec.parameters()))
+    reference = composite(*dec.layers(z, appearance), torch.sigmoid(dec.background))[0]
+    reference_grads = torch.autograd.grad(reference.pow(2).sum(), list(dec.parameters()))
+    torch.testing.assert_close(mean, reference)
+    for got, want in zip(grads, reference_grads):
+        torch.testing.assert_close(got, want)
 
 
 def _config(**overrides):
