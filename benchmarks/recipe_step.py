@@ -19,13 +19,7 @@ other processes hits every method alike:
 - ``paper-decoder``: ``cpu-objects-paper``, the paper's networks at the same frame size, batch,
   sequence length and width (the target: ``today`` at most 1.5x this);
 - ``sprites``: ``cpu-sprites`` (what and where, one channel), at its full sequence length (its
-  first 500 steps train on 2 frames, so its minutes here overstate a run's);
-- ``sprites-k8``, ``video-k8``: ``cpu-sprites`` and ``cpu-video`` (in colour, over a static
-  background) with 8 factors, the users' ``--factors 8``.
-
-``--baseline-method M`` builds the baseline as method M's preset and overrides (default
-``today``: ``cpu-objects``), so a change to another recipe is timed against the commit before
-it: ``--methods baseline video-k8 --baseline-method video-k8 --baseline COMMIT``.
+  first 500 steps train on 2 frames, so its minutes here overstate a run's).
 
 Reported: the median step, frames/s and steps/s of each, the median over rounds of each
 method's time divided by the baseline's and by the paper decoder's in the same round, and the
@@ -61,15 +55,11 @@ METHODS = {
     "compile": ("cpu-objects", {}),
     "paper-decoder": ("cpu-objects-paper", {}),
     "sprites": ("cpu-sprites", {}),
-    "sprites-k8": ("cpu-sprites", dict(factors=8)),
-    "video-k8": ("cpu-video", dict(factors=8)),
 }
 
 
-def run(methods: list[str], device, base, warmup: int, repeats: int,
-        baseline_method: str = "today") -> dict:  # fmt: skip
-    recipes = {m: METHODS[baseline_method if m == "baseline" else m] for m in methods}
-    configs = {m: make_config(preset, **overrides) for m, (preset, overrides) in recipes.items()}
+def run(methods: list[str], device, base, warmup: int, repeats: int) -> dict:
+    configs = {m: make_config(METHODS[m][0], **METHODS[m][1]) for m in methods}
     steppers = {}
     for m in methods:
         steppers[m] = Stepper("baseline" if m == "baseline" else "fp32", configs[m], device, base)
@@ -89,7 +79,7 @@ def run(methods: list[str], device, base, warmup: int, repeats: int,
     for m in methods:
         ms = 1e3 * statistics.median(times[m])
         result[m] = {
-            "preset": recipes[m][0], "overrides": recipes[m][1], "step_ms": ms,
+            "preset": METHODS[m][0], "overrides": METHODS[m][1], "step_ms": ms,
             "frames_per_s": frames / (ms / 1e3), "steps_per_s": 1e3 / ms,
             "first_step_s": first[m], "run_minutes": configs[m].steps * ms / 6e4,
             "run_steps": configs[m].steps,
@@ -130,9 +120,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--baseline", default=BASELINE, help="commit of the old recipe")
-    parser.add_argument("--baseline-method", default="today",
-                        choices=[m for m in METHODS if m != "baseline"],
-                        help="whose preset and overrides the baseline commit builds")  # fmt: skip
     add_timing_arguments(parser, repeats=30)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -143,8 +130,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as root:
         base = import_baseline(args.baseline, Path(root)) if "baseline" in args.methods else None
-        results["methods"] = run(args.methods, device, base, args.warmup, args.repeats,
-                                 args.baseline_method)  # fmt: skip
+        results["methods"] = run(args.methods, device, base, args.warmup, args.repeats)
     write_results(args.out, f"recipe-step-{device.type}", results, markdown(results))
 
 

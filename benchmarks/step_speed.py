@@ -53,6 +53,7 @@ SIZES = {
     "paper-mnist": dict(preset="paper-mnist"),
     "cpu-sprites": dict(preset="cpu-sprites"),  # what/where, at its full sequence length
     "cpu-sprites-k8": dict(preset="cpu-sprites", factors=8),
+    "cpu-video-k8": dict(preset="cpu-video", factors=8),  # in colour, over a static background
 }  # fmt: skip
 DEFAULT_SIZES = ["tiny", "cpu-demo", "cpu-objects-paper", "paper-mnist"]
 # Today's step: precision and torch.compile of the encoder and decoder

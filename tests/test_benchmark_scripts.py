@@ -128,40 +128,6 @@ def test_recipe_step_reports_the_medians_and_paired_ratios_of_the_step_times(tmp
     assert "| today | cpu-objects | 312.5 | 3.20 | nan | 1.500 |" in table
 
 
-def test_recipe_step_builds_the_baseline_as_the_named_method(tmp_path, monkeypatch):
-    """``--baseline-method video-k8``: the baseline commit builds cpu-video with 8 factors, the
-    same configuration as the method it is paired with, and the table names it so."""
-    from benchmarks import recipe_step, step_speed
-
-    built = {}
-    clock, calls = FakeClock(), []
-    durations = {"baseline": [1.0, 1 / 2, 1 / 2], "video-k8": [1.0, 1 / 4, 1 / 4]}
-    Fake = fake_steppers(clock, durations, calls)
-
-    class Recording(Fake):
-        def __init__(self, method, config, device, base=None):
-            super().__init__(method, config, device, base)
-            built[self.name] = (method, config)
-
-    monkeypatch.setattr(step_speed, "time", clock)
-    monkeypatch.setattr(recipe_step, "Stepper", Recording)
-    monkeypatch.setattr(recipe_step, "import_baseline", lambda commit, root: ("train", "package"))
-    monkeypatch.setattr(sys, "argv", [
-        "recipe_step", "--methods", "baseline", "video-k8", "--baseline-method", "video-k8",
-        "--warmup", "1", "--repeats", "2", "--device", "cpu", "--out", str(tmp_path),
-        "--threads", str(torch.get_num_threads()),
-    ])  # fmt: skip
-    recipe_step.main()
-
-    expected = make_config("cpu-video", factors=8)
-    assert built["baseline"][0] == "baseline" and built["video-k8"][0] == "fp32"
-    assert built["baseline"][1] == expected and built["video-k8"][1] == expected
-    methods = json.loads((tmp_path / "recipe-step-cpu.json").read_text())["methods"]
-    assert methods["video-k8"]["ratio_to_baseline"] == 0.5
-    table = (tmp_path / "recipe-step-cpu.md").read_text()
-    assert "| baseline | cpu-video (factors=8) | 500.0 |" in table
-
-
 def test_recipe_run_launches_the_package_of_its_own_tree(tmp_path):
     """Each version's ``dvip`` runs from its own copy: the launcher checks that the package it
     imported is the tree's, and refuses one imported from anywhere else."""
