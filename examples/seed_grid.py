@@ -11,7 +11,9 @@ Each (variant, seed) trains ``dvip train --preset PRESET --seed SEED VARIANT_ARG
 newer than its evaluation is evaluated (``dvip evaluate`` defaults plus ``--eval-args``), and
 with ``--second-probe mlp`` evaluated again with ``--probe mlp`` into ``RUN/eval-mlp`` (the
 documented second opinion, docs/evaluation.md). Rerunning the same command continues where it
-stopped. Writes ``OUT/grid.csv`` (one row per run; this call's rows are merged into those an
+stopped. Ctrl-C reaches the trainings too, and each saves a checkpoint and stops; ``kill`` of
+the grid's own process alone leaves them training to their end, and a later call evaluates
+them. Writes ``OUT/grid.csv`` (one row per run; this call's rows are merged into those an
 earlier call into the same OUT wrote for other variants or seeds: step, training minutes,
 matched R² and leakage per digit, swap shares, per-coordinate probes, identity swaps per
 crossing and the tracking scores (MOTA, IDF1, identity switches per 100 object-frames) beside
